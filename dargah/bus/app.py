@@ -1,0 +1,91 @@
+"""The bus as one ASGI application: its own paths are served here, anything else by ``fallback``.
+
+No web framework sits on the bus's paths: they are dispatched by prefix to
+plain handlers. The management API, console and portal (Starlette apps) get
+the rest.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from dargah.bus import endpoints
+from dargah.bus.proxy import ProxyHandler, Receive, Scope, Send, _send_problem
+from dargah.bus.runtime import BusRuntime
+
+log = logging.getLogger("dargah.bus")
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class BusApp:
+    def __init__(self, rt: BusRuntime, fallback: ASGIApp | None = None,
+                 on_startup: list[Callable[[], Awaitable[None]]] | None = None,
+                 on_shutdown: list[Callable[[], Awaitable[None]]] | None = None) -> None:
+        self.rt = rt
+        self.proxy = ProxyHandler(rt)
+        self.fallback = fallback
+        self._on_startup = on_startup or []
+        self._on_shutdown = on_shutdown or []
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            path: str = scope["path"]
+            if path.startswith("/r1/"):
+                if path.startswith("/r1/meta/"):
+                    await endpoints.meta_endpoint(self.rt, scope, send)
+                else:
+                    try:
+                        await self.proxy(scope, receive, send)
+                    except Exception:
+                        log.exception("unexpected error on the bus path")
+                        await _send_problem(send, "internal", "an unexpected error occurred", None, [])
+                return
+            if path == "/oauth/token":
+                await endpoints.token_endpoint(self.rt, scope, receive, send)
+                return
+            if path == "/.well-known/jwks.json":
+                await endpoints.jwks_endpoint(self.rt, send)
+                return
+            if path in ("/healthz", "/readyz"):
+                await endpoints.health_endpoint(self.rt, path, send)
+                return
+            if path == "/metrics":
+                await endpoints.metrics_endpoint(self.rt, send)
+                return
+            if path.startswith("/e1/"):
+                await _send_problem(send, "unknown-service", "events are not enabled on this instance",
+                                    None, [])
+                return
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if self.fallback is not None:
+            await self.fallback(scope, receive, send)
+        else:
+            await _send_problem(send, "not-found", "no such endpoint", None, [])
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message: dict[str, Any] = dict(await receive())
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.rt.start()
+                    for hook in self._on_startup:
+                        await hook()
+                except Exception as exc:
+                    log.exception("bus failed to start")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                for hook in self._on_shutdown:
+                    try:
+                        await hook()
+                    except Exception:
+                        log.exception("shutdown hook failed")
+                await self.rt.stop()
+                await send({"type": "lifespan.shutdown.complete"})
+                return

@@ -1,0 +1,166 @@
+"""Where the message log is written: SQLite (embedded) or PostgreSQL (scale-out).
+
+Both take the same steps for a batch of records, so that any number of bus
+processes share one chain: lock the log, read its tail, chain and insert the
+batch, commit. Nothing is acknowledged before the commit returns.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any, Protocol
+
+from dargah.bus.log.chain import FIELDS, GENESIS, record_hash
+
+_COLS = ", ".join(f'"{f}"' for f in FIELDS)
+_TAIL_SQL = "SELECT seq, hash FROM message_log ORDER BY seq DESC LIMIT 1"
+_ARCHIVE_TAIL_SQL = "SELECT last_seq, last_hash FROM message_log_archive ORDER BY last_seq DESC LIMIT 1"
+_PG_LOCK_KEY = 0x64617267  # "darg"
+
+Body = tuple[str, bytes, bytes | None, bytes | None]  # kid, nonce, request, response
+
+
+class LogBackend(Protocol):
+    def append(self, records: list[dict[str, Any]], bodies: list[Body | None]) -> None:
+        """Give each record its seq, prev_hash and hash, insert them all and commit."""
+
+    def add_seal(self, seq: int, hash_: str, ts: str, kid: str, signature: str) -> None: ...
+
+    def tail(self) -> tuple[int, str]:
+        """(seq, hash) of the newest record, or (0, GENESIS) for an empty log."""
+
+    def last_sealed_seq(self) -> int: ...
+
+    def ping(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def _chain(records: list[dict[str, Any]], seq: int, prev: str) -> list[tuple[Any, ...]]:
+    rows = []
+    for rec in records:
+        seq += 1
+        rec["seq"] = seq
+        rec["prev_hash"] = prev
+        prev = rec["hash"] = record_hash(prev, rec)
+        rows.append(tuple(rec.get(f) for f in FIELDS))
+    return rows
+
+
+class SqliteLog:
+    def __init__(self, path: str, durability: str) -> None:
+        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute(f"PRAGMA synchronous={'FULL' if durability == 'power' else 'NORMAL'}")
+        self._conn.execute("PRAGMA busy_timeout=30000")
+        self._insert = f"INSERT INTO message_log ({_COLS}) VALUES ({', '.join('?' * len(FIELDS))})"
+
+    def _tail(self) -> tuple[int, str]:
+        row = self._conn.execute(_TAIL_SQL).fetchone() or self._conn.execute(_ARCHIVE_TAIL_SQL).fetchone()
+        return (int(row[0]), str(row[1])) if row else (0, GENESIS)
+
+    def tail(self) -> tuple[int, str]:
+        return self._tail()
+
+    def append(self, records: list[dict[str, Any]], bodies: list[Body | None]) -> None:
+        c = self._conn
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            seq, prev = self._tail()
+            c.executemany(self._insert, _chain(records, seq, prev))
+            body_rows = [(r["seq"], *b) for r, b in zip(records, bodies, strict=True) if b]
+            if body_rows:
+                c.executemany(
+                    "INSERT INTO message_log_body (seq, kid, nonce, request_body, response_body)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    body_rows,
+                )
+            c.execute("COMMIT")
+        except BaseException:
+            if c.in_transaction:
+                c.execute("ROLLBACK")
+            raise
+
+    def add_seal(self, seq: int, hash_: str, ts: str, kid: str, signature: str) -> None:
+        self._conn.execute(
+            "INSERT INTO message_log_seal (seq, hash, ts, kid, signature) VALUES (?, ?, ?, ?, ?)",
+            (seq, hash_, ts, kid, signature),
+        )
+
+    def last_sealed_seq(self) -> int:
+        row = self._conn.execute("SELECT MAX(seq) FROM message_log_seal").fetchone()
+        return int(row[0] or 0)
+
+    def ping(self) -> None:
+        self._conn.execute("SELECT 1").fetchone()
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+class PostgresLog:
+    def __init__(self, url: str) -> None:
+        import psycopg
+
+        self._conn = psycopg.connect(url, autocommit=False, connect_timeout=5)
+        self._insert = f"INSERT INTO message_log ({_COLS}) VALUES ({', '.join(['%s'] * len(FIELDS))})"
+
+    def _tail(self) -> tuple[int, str]:
+        with self._conn.cursor() as cur:
+            row = cur.execute(_TAIL_SQL).fetchone() or cur.execute(_ARCHIVE_TAIL_SQL).fetchone()
+        return (int(row[0]), str(row[1])) if row else (0, GENESIS)
+
+    def tail(self) -> tuple[int, str]:
+        try:
+            return self._tail()
+        finally:
+            self._conn.rollback()
+
+    def append(self, records: list[dict[str, Any]], bodies: list[Body | None]) -> None:
+        c = self._conn
+        try:
+            with c.cursor() as cur:
+                cur.execute("SELECT pg_advisory_xact_lock(%s)", (_PG_LOCK_KEY,))
+                seq, prev = self._tail()
+                cur.executemany(self._insert, _chain(records, seq, prev))
+                body_rows = [(r["seq"], *b) for r, b in zip(records, bodies, strict=True) if b]
+                if body_rows:
+                    cur.executemany(
+                        "INSERT INTO message_log_body (seq, kid, nonce, request_body, response_body)"
+                        " VALUES (%s, %s, %s, %s, %s)",
+                        body_rows,
+                    )
+            c.commit()
+        except BaseException:
+            c.rollback()
+            raise
+
+    def add_seal(self, seq: int, hash_: str, ts: str, kid: str, signature: str) -> None:
+        with self._conn.cursor() as cur:
+            cur.execute(
+                "INSERT INTO message_log_seal (seq, hash, ts, kid, signature) VALUES (%s, %s, %s, %s, %s)",
+                (seq, hash_, ts, kid, signature),
+            )
+        self._conn.commit()
+
+    def last_sealed_seq(self) -> int:
+        with self._conn.cursor() as cur:
+            row = cur.execute("SELECT MAX(seq) FROM message_log_seal").fetchone()
+        self._conn.rollback()
+        return int(row[0] or 0) if row else 0
+
+    def ping(self) -> None:
+        with self._conn.cursor() as cur:
+            cur.execute("SELECT 1")
+        self._conn.rollback()
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def open_backend(db_url: str, durability: str) -> LogBackend:
+    """A log backend on its own connection, for the writer thread."""
+    if db_url.startswith("sqlite:///"):
+        return SqliteLog(db_url.removeprefix("sqlite:///"), durability)
+    url = db_url.replace("postgresql+psycopg://", "postgresql://", 1)
+    return PostgresLog(url)

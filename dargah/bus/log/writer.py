@@ -1,0 +1,196 @@
+"""The group-commit writer: one thread per bus process appends batches to the log.
+
+Request handlers hand a record over and wait; the thread takes everything that
+is waiting, commits it as one transaction, then wakes all its handlers at
+once. No response leaves before its record is committed. When the database
+fails, waiting handlers get :class:`LogUnavailable` and the bus refuses new
+calls until the writer reconnects (fail closed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from dargah.bus.log.backends import Body, LogBackend
+from dargah.bus.log.chain import seal_payload
+from dargah.core.clock import now_rfc3339
+from dargah.core.keys import EdDSASigner
+
+log = logging.getLogger("dargah.log")
+MAX_BATCH = 2000
+_STOP = object()
+
+
+class LogUnavailable(Exception):
+    """The message log cannot be written; the call must be refused."""
+
+
+class LogWriter:
+    def __init__(
+        self,
+        open_backend: Callable[[], LogBackend],
+        signer: EdDSASigner,
+        *,
+        seal_every_records: int = 1000,
+        seal_every_seconds: float = 1.0,
+    ) -> None:
+        self._open = open_backend
+        self._signer = signer
+        self._seal_records = seal_every_records
+        self._seal_seconds = seal_every_seconds
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._backend: LogBackend | None = None
+        self.healthy = False
+        self.committed = 0
+        self.batches = 0
+        self._last_sealed = 0
+        self._last_seal_time = 0.0
+        self._tail_seq = 0
+        self._tail_hash = ""
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Connect, seal the tail left by any earlier run, and start the thread."""
+        self._loop = loop
+        self._connect()
+        self._seal(force=True)
+        self._thread = threading.Thread(target=self._run, name="dargah-log-writer", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Drain what is waiting, seal, and close."""
+        if self._thread is None:
+            return
+        self._queue.put(_STOP)
+        self._thread.join(timeout=30)
+        self._thread = None
+        if self._backend is not None:
+            try:
+                self._seal(force=True)
+            except Exception:
+                log.exception("could not seal the log at stop")
+            self._backend.close()
+            self._backend = None
+
+    # -- the request side ---------------------------------------------------
+
+    async def append(self, record: dict[str, Any], body: Body | None = None) -> int:
+        """Append a record and wait until it is committed; returns its seq."""
+        if not self.healthy:
+            raise LogUnavailable("the message log is not writable")
+        assert self._loop is not None
+        fut: asyncio.Future[int] = self._loop.create_future()
+        self._queue.put((record, body, fut))
+        return await fut
+
+    # -- the writer thread --------------------------------------------------
+
+    def _connect(self) -> None:
+        if self._backend is not None:
+            try:
+                self._backend.close()
+            except Exception:
+                log.debug("closing a broken log connection failed", exc_info=True)
+        self._backend = None
+        self._backend = self._open()
+        self._tail_seq, self._tail_hash = self._backend.tail()
+        self._last_sealed = self._backend.last_sealed_seq()
+        self.healthy = True
+
+    def _run(self) -> None:
+        while True:
+            try:
+                first = self._queue.get(timeout=self._seal_seconds / 2 if self.healthy else 0.5)
+            except queue.Empty:
+                if not self.healthy:
+                    self._try_reconnect()
+                else:
+                    self._maybe_seal()
+                continue
+            stop = first is _STOP
+            batch = [] if stop else [first]
+            while len(batch) < MAX_BATCH:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    stop = True
+                    break
+                batch.append(item)
+            if batch:
+                self._commit(batch)
+            if stop:
+                return
+            self._maybe_seal()
+
+    def _commit(self, batch: list[tuple[dict[str, Any], Body | None, asyncio.Future[int]]]) -> None:
+        records = [b[0] for b in batch]
+        futures = [b[2] for b in batch]
+        error: BaseException | None = None
+        try:
+            if self._backend is None or not self.healthy:
+                self._try_reconnect()
+            if self._backend is None:
+                raise LogUnavailable("no connection to the message log")
+            self._backend.append(records, [b[1] for b in batch])
+            self.committed += len(records)
+            self.batches += 1
+            self._tail_seq, self._tail_hash = records[-1]["seq"], records[-1]["hash"]
+        except Exception as exc:
+            log.error("message log commit failed: %s", exc)
+            self.healthy = False
+            error = exc
+        assert self._loop is not None
+        seqs = [r.get("seq", 0) for r in records]
+        self._loop.call_soon_threadsafe(_settle, futures, seqs, error)
+
+    def _try_reconnect(self) -> None:
+        try:
+            self._connect()
+            log.info("message log writable again")
+        except Exception as exc:
+            self.healthy = False
+            log.warning("message log still unavailable: %s", exc)
+            time.sleep(0.2)
+
+    def _maybe_seal(self) -> None:
+        if not self.healthy or self._tail_seq <= self._last_sealed:
+            return
+        due = time.monotonic() - self._last_seal_time >= self._seal_seconds
+        if due or self._tail_seq - self._last_sealed >= self._seal_records:
+            try:
+                self._seal(force=False)
+            except Exception as exc:
+                log.error("sealing the log failed: %s", exc)
+                self.healthy = False
+
+    def _seal(self, *, force: bool) -> None:
+        assert self._backend is not None
+        seq, hash_ = self._backend.tail() if force else (self._tail_seq, self._tail_hash)
+        self._last_seal_time = time.monotonic()
+        if seq == 0 or (seq <= self._last_sealed and not force):
+            return
+        ts = now_rfc3339()
+        signature = self._signer.sign_bytes(seal_payload(seq, hash_, ts))
+        self._backend.add_seal(seq, hash_, ts, self._signer.kid, signature)
+        self._last_sealed = seq
+
+
+def _settle(futures: list[asyncio.Future[int]], seqs: list[int], error: BaseException | None) -> None:
+    for fut, seq in zip(futures, seqs, strict=True):
+        if fut.done():
+            continue
+        if error is None:
+            fut.set_result(seq)
+        else:
+            fut.set_exception(LogUnavailable(str(error)))

@@ -1,0 +1,143 @@
+"""Parsing a ``/r1/`` call: identifiers, path and headers (the ``bad-request`` step)."""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from dataclasses import dataclass, field
+from urllib.parse import unquote
+
+from dargah.core.identifiers import InvalidIdentifier, parse_service_id
+
+HOP_BY_HOP = frozenset(
+    {
+        b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te",
+        b"trailer", b"trailers", b"transfer-encoding", b"upgrade", b"proxy-connection",
+    }
+)
+# Never forwarded to a provider: credentials, framing, and headers only the bus may set.
+_DROP = frozenset({b"authorization", b"cookie", b"host", b"content-length", b"expect"})
+_TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+_SERVICE_CACHE: dict[str, bool] = {}
+MAX_PATH = 8192
+
+
+class ParseError(Exception):
+    """A malformed request: always ``bad-request``."""
+
+
+@dataclass(slots=True)
+class ParsedCall:
+    service: str | None = None
+    path: str = ""
+    authorization: bytes | None = None
+    purpose: str | None = None
+    subject: str | None = None
+    user: str | None = None
+    request_id: str = ""
+    traceparent: str = ""
+    tracestate: bytes | None = None
+    content_length: int | None = None
+    forward: list[tuple[bytes, bytes]] = field(default_factory=list)
+
+
+def _valid_service(raw: str) -> bool:
+    ok = _SERVICE_CACHE.get(raw)
+    if ok is None:
+        try:
+            parse_service_id(raw)
+            ok = True
+        except InvalidIdentifier:
+            ok = False
+        if len(_SERVICE_CACHE) < 100_000:
+            _SERVICE_CACHE[raw] = ok
+    return ok
+
+
+def split_target(raw_path: str) -> tuple[str, str]:
+    """``/r1/{service id}{path}`` → (service id, path). Raises ParseError."""
+    if len(raw_path) > MAX_PATH:
+        raise ParseError("the path is too long")
+    parts = raw_path[4:].split("/", 5)
+    if len(parts) < 5:
+        raise ParseError("the path must start with /r1/ and a full bus service id")
+    service = "/".join(parts[:5])
+    path = "/" + parts[5] if len(parts) == 6 else ""
+    if not _valid_service(service):
+        try:
+            parse_service_id(service)
+        except InvalidIdentifier as exc:
+            raise ParseError(str(exc)) from None
+    if path:
+        for seg in path.split("/"):
+            if seg and unquote(seg) in (".", ".."):
+                raise ParseError("the path must not contain '.' or '..' segments")
+        if any(c < " " or c == "\x7f" for c in path):
+            raise ParseError("the path contains control characters")
+    return service, path
+
+
+def new_traceparent(incoming: str | None) -> str:
+    """The traceparent to send on: the caller's trace with the bus's own span id, or a new trace."""
+    span = os.urandom(8).hex()
+    if incoming:
+        m = _TRACEPARENT.fullmatch(incoming.strip())
+        if m and m.group(1) != "ff" and m.group(2) != "0" * 32 and m.group(3) != "0" * 16:
+            return f"00-{m.group(2)}-{span}-{m.group(4)}"
+    return f"00-{os.urandom(16).hex()}-{span}-01"
+
+
+def parse_headers(headers: list[tuple[bytes, bytes]], call: ParsedCall) -> None:
+    """Fill ``call`` from the request headers. Raises ParseError for malformed ones."""
+    seen_gsb: set[bytes] = set()
+    connection_tokens: set[bytes] = set()
+    incoming_trace: str | None = None
+    forward = call.forward
+    for name, value in headers:
+        if name.startswith(b"gsb-"):
+            if name in seen_gsb:
+                raise ParseError(f"header {name.decode()} must appear only once")
+            seen_gsb.add(name)
+            text = value.decode("latin-1").strip()
+            if name == b"gsb-purpose":
+                call.purpose = text or None
+            elif name == b"gsb-subject":
+                call.subject = text or None
+            elif name == b"gsb-user":
+                if len(text) > 256:
+                    raise ParseError("GSB-User must be at most 256 characters")
+                call.user = text or None
+            elif name == b"gsb-request-id":
+                try:
+                    call.request_id = str(uuid.UUID(text))
+                except ValueError:
+                    raise ParseError("GSB-Request-Id must be a UUID") from None
+            # any other GSB-* header is the bus's own to set: dropped
+        elif name == b"authorization":
+            if call.authorization is not None:
+                raise ParseError("Authorization must appear only once")
+            call.authorization = value
+        elif name == b"traceparent":
+            incoming_trace = value.decode("latin-1")
+        elif name == b"tracestate":
+            call.tracestate = value
+        elif name == b"content-length":
+            try:
+                n = int(value)
+            except ValueError:
+                raise ParseError("Content-Length is not a number") from None
+            if n < 0 or (call.content_length is not None and call.content_length != n):
+                raise ParseError("Content-Length is invalid")
+            call.content_length = n
+        elif name == b"connection":
+            connection_tokens.update(t.strip().lower() for t in value.split(b","))
+        elif name in HOP_BY_HOP or name in _DROP:
+            continue
+        else:
+            forward.append((name, value))
+    if connection_tokens:
+        call.forward = [(n, v) for n, v in forward if n not in connection_tokens]
+    if not call.request_id:
+        call.request_id = str(uuid.uuid4())
+    call.traceparent = new_traceparent(incoming_trace)

@@ -1,0 +1,141 @@
+"""Everything one bus process holds: settings, keys, the registry snapshot, pools, the log writer."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import logging
+import time
+from typing import Any
+
+from sqlalchemy import Engine, delete, insert, select
+from sqlalchemy.exc import IntegrityError
+
+from dargah.bus.limits import LocalCircuitBreaker, LocalRateLimiter
+from dargah.bus.log.backends import open_backend
+from dargah.bus.log.writer import LogWriter
+from dargah.bus.metrics import BusMetrics
+from dargah.bus.tokens import TokenIssuer, TokenVerifier
+from dargah.bus.upstream import Pools
+from dargah.core.keys import HS256, EdDSASigner, load_private_pem
+from dargah.core.settings import Settings
+from dargah.registry import audit
+from dargah.registry.audit import current_version
+from dargah.registry.instance import active_keys, all_public_jwks, instance_info
+from dargah.registry.snapshot import Snapshot, load_snapshot
+from dargah.store.tables import used_jti
+
+log = logging.getLogger("dargah.bus")
+
+
+def default_public_url(settings: Settings) -> str:
+    if settings.public_url:
+        return settings.public_url.rstrip("/")
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    return f"http://{host}:{settings.port}"
+
+
+class BusRuntime:
+    def __init__(self, settings: Settings, engine: Engine) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.public_url = default_public_url(settings)
+        with engine.connect() as conn:
+            self.instance = instance_info(conn)
+            keys = active_keys(conn)
+            self.jwks = {"keys": all_public_jwks(conn)}
+            self.snapshot: Snapshot = load_snapshot(conn)
+        ed = load_private_pem(keys["assertion"].private.encode())
+        seal = load_private_pem(keys["seal"].private.encode())
+        from cryptography.hazmat.primitives.asymmetric import ed25519
+
+        if not isinstance(ed, ed25519.Ed25519PrivateKey) or not isinstance(seal, ed25519.Ed25519PrivateKey):
+            raise RuntimeError("the bus's signing keys must be Ed25519")
+        self.assertion_signer = EdDSASigner(ed, keys["assertion"].kid)
+        self.seal_signer = EdDSASigner(seal, keys["seal"].kid)
+        token_mac = HS256(bytes.fromhex(keys["token"].private), keys["token"].kid)
+        self._subject_key = bytes.fromhex(keys["subject"].private)
+        self.body_key = (keys["body"].kid, bytes.fromhex(keys["body"].private))
+        self.issuer = TokenIssuer(
+            token_mac, f"{self.public_url}/oauth/token", settings.token_ttl,
+            self.instance.sandbox, self._remember_jti,
+        )
+        self.verifier = TokenVerifier(token_mac)
+        self.pools = Pools(settings.provider_connections)
+        self.limiter = LocalRateLimiter()
+        self.breaker = LocalCircuitBreaker(settings.breaker_failures, settings.breaker_open_seconds)
+        self.metrics = BusMetrics()
+        self.writer = LogWriter(
+            lambda: open_backend(settings.db_url, settings.log_durability),
+            self.seal_signer,
+            seal_every_records=settings.seal_every_records,
+            seal_every_seconds=settings.seal_every_seconds,
+        )
+        self.registry_ok = True
+        self._refresher: asyncio.Task[None] | None = None
+
+    def subject_ref(self, national_code: str) -> str:
+        return hmac.new(self._subject_key, national_code.encode(), hashlib.sha256).hexdigest()
+
+    # -- lifecycle --------------------------------------------------------
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        await asyncio.to_thread(self.writer.start, loop)
+        self._refresher = asyncio.create_task(self._refresh_loop())
+
+    async def stop(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresher
+        await asyncio.to_thread(self.writer.stop)
+
+    async def _refresh_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.refresh_seconds)
+            try:
+                snap = await asyncio.to_thread(self._reload_if_changed)
+                self.registry_ok = True
+                if snap is not None:
+                    self.snapshot = snap
+            except Exception as exc:
+                self.registry_ok = False
+                log.warning("registry refresh failed: %s", exc)
+
+    def _reload_if_changed(self) -> Snapshot | None:
+        with self.engine.connect() as conn:
+            if current_version(conn) == self.snapshot.version:
+                return None
+            snap = load_snapshot(conn)
+            self.jwks = {"keys": all_public_jwks(conn)}
+            return snap
+
+    # -- token endpoint's database work (not on the /r1/ path) -------------
+
+    def _remember_jti(self, jti: str, client: str, exp: int) -> bool:
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(used_jti).values(jti=jti, client_id=client, exp=exp))
+                if hash(jti) % 100 == 0:  # now and then, forget assertions long expired
+                    conn.execute(delete(used_jti).where(used_jti.c.exp < int(time.time()) - 3600))
+        except IntegrityError:
+            return False
+        return True
+
+    def audit_token(self, client: str | None, ok: bool, detail: str) -> None:
+        action = audit.Action.TOKEN_ISSUE if ok else audit.Action.TOKEN_REFUSE
+        with self.engine.begin() as conn:
+            audit.record(conn, client or "(unknown)", action, client or "(unknown)", None,
+                         {"detail": detail}, bump=False)
+
+    def readiness(self) -> dict[str, Any]:
+        db_ok = True
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(select(1))
+        except Exception:
+            db_ok = False
+        return {"database": db_ok, "registry": self.registry_ok, "log": self.writer.healthy}

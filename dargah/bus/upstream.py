@@ -1,0 +1,236 @@
+"""Pooled HTTP/1.1 connections to providers, with a size limit and a deadline per call.
+
+A small client on asyncio's protocol interface and the httptools parser: on
+the per-request path a general-purpose client costs several times more. It
+reads the whole response up to the service's limit before the caller sees a
+status, so an oversized response is refused and a cut one is reported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import ssl
+from dataclasses import dataclass, field
+
+import httptools
+
+IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+
+
+class UpstreamError(Exception):
+    """``code`` is the protocol's problem code for the failure."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+
+
+@dataclass(slots=True)
+class UpstreamResponse:
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+
+
+@dataclass(slots=True)
+class _Pending:
+    future: asyncio.Future[UpstreamResponse]
+    limit: int
+    head: bool
+    status: int = 0
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    chunks: list[bytes] = field(default_factory=list)
+    size: int = 0
+    got_bytes: bool = False
+
+
+class _Connection(asyncio.Protocol):
+    def __init__(self, pool: Pool) -> None:
+        self._pool = pool
+        self.transport: asyncio.Transport | None = None
+        self._parser = httptools.HttpResponseParser(self)
+        self._pending: _Pending | None = None
+        self.closed = False
+        self.reused = False
+
+    # asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        p = self._pending
+        if p is None:  # bytes nobody asked for: the connection is unusable
+            self.close()
+            return
+        p.got_bytes = True
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fail("provider-unavailable", "provider switched protocols")
+        except httptools.HttpParserError as exc:
+            self._fail("provider-unavailable", f"provider sent a malformed response: {exc}")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._pool.forget(self)
+        if self._pending is not None:
+            self._fail("provider-unavailable", "provider closed the connection before the response was complete")
+
+    # httptools callbacks
+    def on_header(self, name: bytes, value: bytes) -> None:
+        assert self._pending is not None
+        self._pending.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        p = self._pending
+        assert p is not None
+        p.status = self._parser.get_status_code()
+        if p.head or p.status in (204, 304) or 100 <= p.status < 200:
+            if 100 <= p.status < 200:
+                self._fail("provider-unavailable", "provider sent an informational response")
+                return
+            self._finish(keep=not p.head and self._parser.should_keep_alive())
+
+    def on_body(self, body: bytes) -> None:
+        p = self._pending
+        if p is None:
+            return
+        p.size += len(body)
+        if p.size > p.limit:
+            self._fail("response-too-large", f"provider's response is over the service's limit of {p.limit} bytes")
+            return
+        p.chunks.append(body)
+
+    def on_message_complete(self) -> None:
+        if self._pending is not None:
+            self._finish(keep=self._parser.should_keep_alive())
+
+    # internals
+    def _finish(self, keep: bool) -> None:
+        p = self._pending
+        assert p is not None
+        self._pending = None
+        if not p.future.done():
+            p.future.set_result(UpstreamResponse(p.status, p.headers, b"".join(p.chunks)))
+        if keep and not self.closed:
+            self._parser = httptools.HttpResponseParser(self)
+            self._pool.release(self)
+        else:
+            self.close()
+
+    def _fail(self, code: str, detail: str) -> None:
+        p = self._pending
+        self._pending = None
+        if p is not None and not p.future.done():
+            p.future.set_exception(UpstreamError(code, detail))
+        self.close()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._pool.forget(self)
+            if self.transport is not None:
+                self.transport.abort()
+
+    def send(self, data: bytes, pending: _Pending) -> None:
+        assert self.transport is not None
+        self._pending = pending
+        self.transport.write(data)
+
+
+class Pool:
+    """Connections to one provider endpoint (host, port), at most ``limit`` at once."""
+
+    def __init__(self, host: str, port: int, limit: int, tls: bool = False) -> None:
+        self.host = host
+        self.port = port
+        self._ssl: ssl.SSLContext | None = ssl.create_default_context() if tls else None
+        self._host_header = host.encode() if port in (80, 443) else f"{host}:{port}".encode()
+        self._idle: collections.deque[_Connection] = collections.deque()
+        self._slots = asyncio.Semaphore(limit)
+        self.limit = limit
+        self.open = 0
+
+    def release(self, conn: _Connection) -> None:
+        conn.reused = True
+        self._idle.append(conn)
+
+    def forget(self, conn: _Connection) -> None:
+        try:
+            self._idle.remove(conn)
+        except ValueError:
+            pass
+
+    async def _connection(self) -> _Connection:
+        while self._idle:
+            conn = self._idle.pop()
+            if not conn.closed and conn.transport is not None and not conn.transport.is_closing():
+                return conn
+        loop = asyncio.get_running_loop()
+        try:
+            _, proto = await loop.create_connection(
+                lambda: _Connection(self), self.host, self.port, ssl=self._ssl
+            )
+        except OSError as exc:
+            raise UpstreamError("provider-unavailable", f"cannot connect to the provider: {exc.strerror or exc}") from exc
+        return proto
+
+    async def request(
+        self,
+        method: str,
+        target: bytes,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        limit: int,
+        timeout: float,
+    ) -> UpstreamResponse:
+        """Send one request; raises UpstreamError with the protocol code on any failure."""
+        try:
+            async with asyncio.timeout(timeout):
+                async with self._slots:
+                    return await self._send(method, target, headers, body, limit)
+        except TimeoutError:
+            raise UpstreamError("provider-timeout", f"provider did not answer within {timeout:g} s") from None
+
+    async def _send(
+        self, method: str, target: bytes, headers: list[tuple[bytes, bytes]], body: bytes, limit: int
+    ) -> UpstreamResponse:
+        head = [method.encode(), b" ", target, b" HTTP/1.1\r\nHost: ", self._host_header, b"\r\n"]
+        for name, value in headers:
+            head += (name, b": ", value, b"\r\n")
+        if body or method not in ("GET", "HEAD", "DELETE", "OPTIONS"):
+            head += (b"Content-Length: ", str(len(body)).encode(), b"\r\n")
+        head.append(b"\r\n")
+        data = b"".join(head) + body
+        for attempt in (1, 2):
+            conn = await self._connection()
+            loop = asyncio.get_running_loop()
+            pending = _Pending(loop.create_future(), limit, method == "HEAD")
+            conn.send(data, pending)
+            try:
+                return await pending.future
+            except UpstreamError:
+                # A kept-alive connection the provider had closed: retry once on a new one.
+                if attempt == 1 and conn.reused and not pending.got_bytes and method in IDEMPOTENT:
+                    continue
+                raise
+            except asyncio.CancelledError:
+                conn.close()
+                raise
+        raise UpstreamError("provider-unavailable", "provider closed the connection")
+
+
+class Pools:
+    """One pool per provider endpoint."""
+
+    def __init__(self, limit: int) -> None:
+        self._pools: dict[tuple[str, int, bool], Pool] = {}
+        self._limit = limit
+
+    def get(self, host: str, port: int, tls: bool) -> Pool:
+        pool = self._pools.get((host, port, tls))
+        if pool is None:
+            pool = self._pools[(host, port, tls)] = Pool(host, port, self._limit, tls)
+        return pool

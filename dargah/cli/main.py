@@ -1,0 +1,19 @@
+"""The ``dargah`` command: one module per verb group, each thin."""
+
+from __future__ import annotations
+
+import click
+
+from dargah import __version__
+from dargah.cli import log, manage, run
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="dargah")
+def main() -> None:
+    """Dargah: the Government Service Bus and smart services portal."""
+
+
+for group in (log.commands, manage.commands, run.commands):
+    for command in group:
+        main.add_command(command)

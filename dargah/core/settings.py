@@ -1,0 +1,148 @@
+"""The one place that reads the environment.
+
+Everything else receives a :class:`Settings` object. Each setting is declared
+once, with its environment variable and help text; ``docs/operators.md``
+lists them all and a test fails when one is undocumented.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+
+def _meta(env: str, help: str) -> dict[str, str]:
+    return {"env": env, "help": help}
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path = field(
+        default=Path(".dargah"),
+        metadata=_meta("DARGAH_HOME", "Directory of the instance's embedded store and files."),
+    )
+    database_url: str = field(
+        default="",
+        metadata=_meta(
+            "DARGAH_DATABASE_URL",
+            "SQLAlchemy URL of the database (postgresql://...); empty for SQLite in the home.",
+        ),
+    )
+    instance: str = field(
+        default="DEV",
+        metadata=_meta("DARGAH_INSTANCE", "Instance code for a new home: IR, DEV, TEST, ..."),
+    )
+    public_url: str = field(
+        default="",
+        metadata=_meta(
+            "DARGAH_PUBLIC_URL",
+            "Public base URL of the bus; the token audience is {public_url}/oauth/token. "
+            "Defaults to the address the bus serves on.",
+        ),
+    )
+    host: str = field(default="127.0.0.1", metadata=_meta("DARGAH_HOST", "Address to listen on."))
+    port: int = field(default=8000, metadata=_meta("DARGAH_PORT", "Port to listen on."))
+    workers: int = field(
+        default=1, metadata=_meta("DARGAH_WORKERS", "Processes that share the port.")
+    )
+    log_durability: str = field(
+        default="process",
+        metadata=_meta(
+            "DARGAH_LOG_DURABILITY",
+            "'process': a record survives a crash of the process (SQLite synchronous=NORMAL); "
+            "'power': it also survives a power loss (fsync on every group commit).",
+        ),
+    )
+    seal_every_records: int = field(
+        default=1000, metadata=_meta("DARGAH_SEAL_EVERY_RECORDS", "Seal the log every N records.")
+    )
+    seal_every_seconds: float = field(
+        default=1.0, metadata=_meta("DARGAH_SEAL_EVERY_SECONDS", "Seal the log every N seconds.")
+    )
+    refresh_seconds: float = field(
+        default=1.0,
+        metadata=_meta(
+            "DARGAH_REFRESH_SECONDS",
+            "How often a bus process checks the registry for changes (revocations, grants).",
+        ),
+    )
+    token_ttl: int = field(
+        default=300, metadata=_meta("DARGAH_TOKEN_TTL", "Access token lifetime, 60-600 s.")
+    )
+    assertion_ttl: int = field(
+        default=60, metadata=_meta("DARGAH_ASSERTION_TTL", "GSB-Assertion lifetime in seconds.")
+    )
+    breaker_failures: int = field(
+        default=5,
+        metadata=_meta(
+            "DARGAH_BREAKER_FAILURES", "Failures in a row that open a provider's circuit."
+        ),
+    )
+    breaker_open_seconds: float = field(
+        default=5.0,
+        metadata=_meta("DARGAH_BREAKER_OPEN_SECONDS", "How long an open circuit stays open."),
+    )
+    provider_connections: int = field(
+        default=64,
+        metadata=_meta(
+            "DARGAH_PROVIDER_CONNECTIONS", "Most connections a bus process opens to one provider."
+        ),
+    )
+    redis_url: str = field(
+        default="", metadata=_meta("DARGAH_REDIS_URL", "Redis for shared limits (scale-out).")
+    )
+    nats_url: str = field(
+        default="", metadata=_meta("DARGAH_NATS_URL", "NATS JetStream for events (scale-out).")
+    )
+    log_level: str = field(
+        default="info", metadata=_meta("DARGAH_LOG_LEVEL", "debug, info, warning or error.")
+    )
+
+    @property
+    def db_url(self) -> str:
+        """The SQLAlchemy URL of the instance's database."""
+        if self.database_url:
+            url = self.database_url
+            if url.startswith("postgresql://"):
+                url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+            elif url.startswith("postgres://"):
+                url = "postgresql+psycopg://" + url.removeprefix("postgres://")
+            return url
+        return f"sqlite:///{self.home.resolve() / 'dargah.db'}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.db_url.startswith("sqlite")
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def settings_from_env(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Build settings from the environment (``os.environ`` by default) and explicit overrides."""
+    source = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    for f in fields(Settings):
+        raw = source.get(f.metadata["env"])
+        if raw is None or raw == "":
+            continue
+        if f.type in ("int", int):
+            values[f.name] = int(raw)
+        elif f.type in ("float", float):
+            values[f.name] = float(raw)
+        elif f.type in ("Path", Path):
+            values[f.name] = Path(raw)
+        else:
+            values[f.name] = raw
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    if "home" in values:
+        values["home"] = Path(values["home"])
+    return Settings(**values)
+
+
+def documented_settings() -> list[tuple[str, str, str]]:
+    """(name, environment variable, help) for every setting."""
+    return [(f.name, f.metadata["env"], f.metadata["help"]) for f in fields(Settings)]

@@ -1,0 +1,223 @@
+"""The relational schema, shared by SQLite and PostgreSQL (SQLAlchemy Core).
+
+Migrations under ``store/migrations`` create exactly this; a test compares them.
+Lists and documents are stored as JSON text so that both backends read them alike.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+# Key/value facts about the instance: its code, the admin token's hash, the log key id.
+instance_meta = Table(
+    "instance_meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+# Bumped by every registry change; running processes poll it (the change feed).
+registry_version = Table(
+    "registry_version",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("version", BigInteger, nullable=False),
+)
+
+members = Table(
+    "members",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("member_class", String(8), nullable=False),
+    Column("legal_id", String(11), nullable=False),
+    Column("name", Text, nullable=False),
+    Column("name_en", Text),
+    Column("status", String(16), nullable=False),
+    Column("created_at", String(40), nullable=False),
+)
+
+subsystems = Table(
+    "subsystems",
+    metadata,
+    Column("id", String(120), primary_key=True),
+    Column("member_id", String(64), ForeignKey("members.id"), nullable=False, index=True),
+    Column("name", Text),
+    Column("status", String(16), nullable=False),
+    Column("secret_hash", Text),
+    Column("created_at", String(40), nullable=False),
+)
+
+subsystem_keys = Table(
+    "subsystem_keys",
+    metadata,
+    Column("kid", String(80), primary_key=True),
+    Column("subsystem_id", String(120), ForeignKey("subsystems.id"), nullable=False, index=True),
+    Column("alg", String(16), nullable=False),
+    Column("jwk", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("created_at", String(40), nullable=False),
+    Column("revoked_at", String(40)),
+)
+
+services = Table(
+    "services",
+    metadata,
+    Column("id", String(200), primary_key=True),
+    Column("subsystem_id", String(120), ForeignKey("subsystems.id"), nullable=False, index=True),
+    Column("title", Text, nullable=False),
+    Column("base_url", Text, nullable=False),
+    Column("openapi", Text),
+    Column("personal_data", Boolean, nullable=False),
+    Column("timeout_s", Float, nullable=False),
+    Column("max_body", BigInteger, nullable=False),
+    Column("maintenance", Boolean, nullable=False),
+    Column("store_bodies", Boolean, nullable=False),
+    Column("supplies", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("created_at", String(40), nullable=False),
+)
+
+grants = Table(
+    "grants",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("client_id", String(120), ForeignKey("subsystems.id"), nullable=False),
+    Column("service_id", String(200), nullable=False),
+    Column("purposes", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("requested_by", Text, nullable=False),
+    Column("decided_by", Text),
+    Column("reason", Text),
+    Column("created_at", String(40), nullable=False),
+    Column("decided_at", String(40)),
+    Index("ix_grants_client_service", "client_id", "service_id"),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("ts", String(40), nullable=False),
+    Column("actor", Text, nullable=False),
+    Column("action", String(80), nullable=False),
+    Column("target", Text, nullable=False),
+    Column("before", Text),
+    Column("after", Text),
+    Index("ix_audit_target", "target"),
+)
+
+# Client-assertion ids already used at the token endpoint (replay protection).
+used_jti = Table(
+    "used_jti",
+    metadata,
+    Column("jti", String(255), primary_key=True),
+    Column("client_id", String(120), nullable=False),
+    Column("exp", BigInteger, nullable=False, index=True),
+)
+
+# The bus's own signing keys: GSB-Assertion, log seals; and the token MAC key.
+bus_keys = Table(
+    "bus_keys",
+    metadata,
+    Column("kid", String(80), primary_key=True),
+    Column("use", String(16), nullable=False),
+    Column("alg", String(16), nullable=False),
+    Column("private_pem", Text, nullable=False),
+    Column("public_jwk", Text),
+    Column("status", String(16), nullable=False),
+    Column("created_at", String(40), nullable=False),
+)
+
+message_log = Table(
+    "message_log",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("ts", String(32), nullable=False),
+    Column("request_id", String(64), nullable=False),
+    Column("client", String(120)),
+    Column("service", String(200)),
+    Column("method", String(16)),
+    Column("path", Text),
+    Column("query_hash", String(64)),
+    Column("purpose", Text),
+    Column("subject_ref", String(64)),
+    Column("user", Text),
+    Column("status", Integer, nullable=False),
+    Column("outcome", String(40), nullable=False),
+    Column("request_hash", String(64)),
+    Column("response_hash", String(64)),
+    Column("request_bytes", BigInteger, nullable=False),
+    Column("response_bytes", BigInteger, nullable=False),
+    Column("duration_us", BigInteger, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+    Index("ix_message_log_subject_ref", "subject_ref"),
+    Index("ix_message_log_request_id", "request_id"),
+    Index("ix_message_log_client_ts", "client", "ts"),
+    Index("ix_message_log_service_ts", "service", "ts"),
+)
+
+message_log_seal = Table(
+    "message_log_seal",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("seq", BigInteger, nullable=False, index=True),
+    Column("hash", String(64), nullable=False),
+    Column("ts", String(32), nullable=False),
+    Column("kid", String(80), nullable=False),
+    Column("signature", Text, nullable=False),
+)
+
+# Encrypted bodies for services that opt in (AES-256-GCM).
+message_log_body = Table(
+    "message_log_body",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("kid", String(80), nullable=False),
+    Column("nonce", LargeBinary, nullable=False),
+    Column("request_body", LargeBinary),
+    Column("response_body", LargeBinary),
+)
+
+# Where each archive file ends; the live log continues after it.
+message_log_archive = Table(
+    "message_log_archive",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("first_seq", BigInteger, nullable=False),
+    Column("last_seq", BigInteger, nullable=False),
+    Column("last_hash", String(64), nullable=False),
+    Column("file", Text, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("created_at", String(40), nullable=False),
+    UniqueConstraint("first_seq"),
+)
+
+# Per-client rate limits: a client-wide one (service_id '') and per-service ones.
+quotas = Table(
+    "quotas",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("client_id", String(120), nullable=False),
+    Column("service_id", String(200), nullable=False),
+    Column("per_second", Float, nullable=False),
+    Column("burst", Float, nullable=False),
+    Column("updated_at", String(40), nullable=False),
+    UniqueConstraint("client_id", "service_id"),
+)
