@@ -1,0 +1,77 @@
+"""Fixtures: storage backends (SQLite always, PostgreSQL when reachable, required in CI) and a running bus."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.harness import World, make_world
+from tests.providers import Provider
+
+PG_URL = os.environ.get("DARGAH_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def _pg_reachable() -> str | None:
+    try:
+        import psycopg
+
+        with psycopg.connect(PG_URL, connect_timeout=3) as conn:
+            conn.execute("SELECT 1")
+        return None
+    except Exception as exc:
+        return str(exc)
+
+
+_PG_ERROR = _pg_reachable()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """'' for SQLite in the instance home, or a URL to a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield ""
+        return
+    if _PG_ERROR is not None:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL must be reachable in CI at {PG_URL}: {_PG_ERROR}")
+        pytest.skip(f"PostgreSQL not reachable at {PG_URL}: {_PG_ERROR}")
+    import psycopg
+
+    schema = f"t_{secrets.token_hex(6)}"
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    sep = "&" if "?" in PG_URL else "?"
+    yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture(scope="session")
+def provider() -> Iterator[Provider]:
+    with Provider() as p:
+        yield p
+
+
+@pytest.fixture
+def world(tmp_path: Path, provider: Provider) -> Iterator[World]:
+    """A fresh instance on SQLite with a running bus."""
+    w = make_world(tmp_path / "home", provider.url)
+    try:
+        yield w
+    finally:
+        w.stop()
+
+
+@pytest.fixture
+def world_db(tmp_path: Path, provider: Provider, database_url: str) -> Iterator[World]:
+    """A fresh instance on each storage backend."""
+    w = make_world(tmp_path / "home", provider.url, database_url)
+    try:
+        yield w
+    finally:
+        w.stop()
+        w.engine.dispose()
