@@ -284,4 +284,23 @@ def quota_set(client_id: str, service_id: str | None, per_second: float, burst: 
         _print(quotas.set_quota(conn, client_id, per_second, inst.actor, service_id=service_id, burst=burst))
 
 
-commands: list[click.Command] = [member, subsystem, key, service, grant, quota]
+@click.group()
+def admin() -> None:
+    """The instance's administration."""
+
+
+@admin.command("token")
+@home_option
+@reports_errors
+def admin_token(home: Path | None) -> None:
+    """Make a new admin API token and print it; the previous one stops working."""
+    from dargah.registry.instance import new_secret, set_admin_token
+
+    inst = load_instance(home)
+    token = new_secret()
+    with inst.engine.begin() as conn:
+        set_admin_token(conn, token)
+    click.echo(token)
+
+
+commands: list[click.Command] = [member, subsystem, key, service, grant, quota, admin]

@@ -91,12 +91,6 @@ class Settings:
             "DARGAH_PROVIDER_CONNECTIONS", "Most connections a bus process opens to one provider."
         ),
     )
-    redis_url: str = field(
-        default="", metadata=_meta("DARGAH_REDIS_URL", "Redis for shared limits (scale-out).")
-    )
-    nats_url: str = field(
-        default="", metadata=_meta("DARGAH_NATS_URL", "NATS JetStream for events (scale-out).")
-    )
     log_level: str = field(
         default="info", metadata=_meta("DARGAH_LOG_LEVEL", "debug, info, warning or error.")
     )

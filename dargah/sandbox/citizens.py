@@ -27,7 +27,7 @@ REFERENCE_DATE = date(2025, 3, 1)
 
 def jalali(day: date) -> str:
     """A Gregorian date as a Jalali ``YYYY/MM/DD`` string (Latin digits)."""
-    return jdatetime.date.fromgregorian(date=day).strftime("%Y/%m/%d")
+    return str(jdatetime.date.fromgregorian(date=day).strftime("%Y/%m/%d"))
 
 
 @dataclass(frozen=True, slots=True)
