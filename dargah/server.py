@@ -42,11 +42,13 @@ def app_factory() -> Any:
 def uvicorn_config(app: Any, settings: Settings, **extra: Any) -> Any:
     import uvicorn
 
-    return uvicorn.Config(
-        app, host=settings.host, port=settings.port, loop="uvloop", http="httptools",
-        lifespan="on", access_log=False, log_level=settings.log_level, server_header=False,
-        timeout_graceful_shutdown=10, **extra,
-    )
+    options: dict[str, Any] = {
+        "host": settings.host, "port": settings.port, "loop": "uvloop", "http": "httptools",
+        "lifespan": "on", "access_log": False, "log_level": settings.log_level,
+        "server_header": False, "timeout_graceful_shutdown": 10,
+    }
+    options.update(extra)
+    return uvicorn.Config(app, **options)
 
 
 def configure_logging(level: str) -> None:
@@ -54,3 +56,4 @@ def configure_logging(level: str) -> None:
         level=getattr(logging, level.upper(), logging.INFO),
         format='{"ts":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":"%(message)s"}',
     )
+    logging.getLogger("httpx").setLevel(logging.WARNING)

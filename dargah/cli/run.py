@@ -44,4 +44,16 @@ def serve(parts: tuple[str, ...], home: Path | None, host: str | None, port: int
     uvicorn.Server(uvicorn_config(app, settings)).run()
 
 
-commands: list[click.Command] = [serve]
+@click.command()
+@home_option
+@click.option("--host", default=None, help="Address to listen on (default 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port of the bus and web pages (default 8000).")
+@reports_errors
+def demo(home: Path | None, host: str | None, port: int | None) -> None:
+    """Start every part with sandbox agencies and data; write HOME/demo.json."""
+    from dargah.demo.run import run_demo
+
+    run_demo(settings_from_env(home=home, host=host, port=port))
+
+
+commands: list[click.Command] = [serve, demo]

@@ -1,0 +1,1 @@
+"""The sandbox demo: sandbox agencies registered on an instance, and ``demo.json``."""

@@ -1,0 +1,153 @@
+"""Registering the sandbox agencies and a tester client on an instance, idempotently.
+
+Run at every ``dargah demo`` start: what exists is kept (the data survives a
+restart), what is missing is added, and provider URLs follow the sandbox's
+current address. Sandbox credentials that the registry keeps only as hashes
+(the admin token, client secrets) are kept in ``{home}/sandbox-secrets.json``
+(mode 0600) so that ``demo.json`` can be written again after a restart.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+
+from dargah.core.errors import NotFound
+from dargah.core.keys import generate_ed25519, private_pem, public_jwk
+from dargah.registry import grants, members, services
+from dargah.registry.instance import new_secret, set_admin_token
+from dargah.sandbox.agencies import AGENCIES
+from dargah.sandbox.openapi import openapi_document
+
+ACTOR = "sandbox:provision"
+TESTER_LEGAL_ID = "14003000014"
+TESTER_NAME = "مرکز آزمون اتصال به گذرگاه"
+DENIED_AGENCY = "tax"  # the tester has no grant on the tax agency's services: "denied" in demo.json
+
+
+@dataclass
+class SandboxClient:
+    id: str
+    client_secret: str
+    private_key_file: Path
+
+
+def _secrets_file(home: Path) -> Path:
+    return home / "sandbox-secrets.json"
+
+
+def _load_secrets(home: Path) -> dict[str, str]:
+    path = _secrets_file(home)
+    if path.exists():
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(data, dict):
+            return {str(k): str(v) for k, v in data.items()}
+    return {}
+
+
+def _save_secrets(home: Path, secrets: dict[str, str]) -> None:
+    path = _secrets_file(home)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(secrets, f, indent=1)
+    tmp.replace(path)
+
+
+def _ensure_member(conn: Any, member_id: str, name: str, name_en: str | None) -> None:
+    try:
+        members.get_member(conn, member_id)
+    except NotFound:
+        members.add_member(conn, member_id, name, ACTOR, name_en)
+
+
+def _ensure_subsystem(conn: Any, client_id: str, name: str | None = None) -> bool:
+    try:
+        members.get_subsystem(conn, client_id)
+        return False
+    except NotFound:
+        members.add_subsystem(conn, client_id, ACTOR, name)
+        return True
+
+
+def admin_token(engine: Engine, home: Path, fresh_token: str | None) -> str:
+    """The sandbox's admin API token: the new instance's, or the one kept from before."""
+    secrets = _load_secrets(home)
+    if fresh_token is not None:
+        secrets["admin_token"] = fresh_token
+    elif "admin_token" not in secrets:
+        secrets["admin_token"] = new_secret()
+        with engine.begin() as conn:
+            set_admin_token(conn, secrets["admin_token"])
+    _save_secrets(home, secrets)
+    return secrets["admin_token"]
+
+
+def provision_agencies(engine: Engine, instance: str, sandbox_url: str) -> None:
+    """Members, subsystems and bus services of every sandbox agency; URLs follow ``sandbox_url``."""
+    base = sandbox_url.rstrip("/")
+    with engine.begin() as conn:
+        for agency in AGENCIES:
+            _ensure_member(conn, agency.member_id(instance), agency.name_fa, agency.name_en)
+            _ensure_subsystem(conn, agency.subsystem_id(instance), agency.name_fa)
+            url = f"{base}/{agency.subsystem_code}"
+            for spec in agency.services:
+                sid = agency.service_id(instance, spec.code)
+                try:
+                    current = services.get_service(conn, sid)
+                except NotFound:
+                    services.add_service(
+                        conn, sid, url, ACTOR, title=spec.title_fa, personal_data=spec.personal_data,
+                        openapi=json.dumps(openapi_document(agency, spec), ensure_ascii=False),
+                        supplies=list(spec.supplies), timeout_s=10,
+                    )
+                    continue
+                if current["base_url"] != url:
+                    services.update_service(conn, sid, {"base_url": url}, ACTOR)
+
+
+def provision_client(
+    engine: Engine, home: Path, instance: str, code: str, *, legal_id: str, member_name: str,
+    grants_for: list[tuple[str, list[str]]],
+) -> SandboxClient:
+    """A client subsystem with a key file and a secret, granted ``grants_for`` (service, purposes)."""
+    member_id = f"{instance}/GOV/{legal_id}"
+    client_id = f"{member_id}/{code}"
+    keys_dir = home / "keys"
+    keys_dir.mkdir(parents=True, exist_ok=True)
+    key_file = keys_dir / f"{code}.pem"
+    secrets = _load_secrets(home)
+    with engine.begin() as conn:
+        _ensure_member(conn, member_id, member_name, None)
+        created = _ensure_subsystem(conn, client_id)
+        if created or not key_file.exists():
+            key = generate_ed25519()
+            members.add_key(conn, client_id, public_jwk(key), ACTOR)
+            key_file.write_bytes(private_pem(key))
+            key_file.chmod(0o600)
+        if created or f"secret:{client_id}" not in secrets:
+            secrets[f"secret:{client_id}"] = members.new_client_secret(conn, client_id, ACTOR)
+        live = {(g["service_id"]) for g in grants.list_grants(conn, client_id=client_id, status="approved")}
+        for service_id, purposes in grants_for:
+            if service_id not in live:
+                grants.request_grant(conn, client_id, service_id, purposes, ACTOR, approve=True)
+    _save_secrets(home, secrets)
+    return SandboxClient(client_id, secrets[f"secret:{client_id}"], key_file.resolve())
+
+
+def tester_grants(instance: str) -> tuple[list[tuple[str, list[str]]], list[str]]:
+    """(granted services with purposes, denied services) for the tester client."""
+    allowed, denied = [], []
+    for agency in AGENCIES:
+        for spec in agency.services:
+            sid = agency.service_id(instance, spec.code)
+            if agency.subsystem_code == DENIED_AGENCY:
+                denied.append(sid)
+            else:
+                allowed.append((sid, list(spec.purposes)))
+    return allowed, denied

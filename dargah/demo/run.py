@@ -1,0 +1,132 @@
+"""``dargah demo``: the whole platform with sandbox agencies on the embedded default.
+
+The bus (with the management API) listens on ``--port``; the sandbox
+agencies, real HTTP providers reached only through the bus, listen on the
+next free port. Both run in one process and stop together, cleanly, on
+Ctrl-C or SIGTERM (the message log is sealed on the way out).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import socket
+import sys
+from collections.abc import Generator
+from typing import Any
+
+import click
+import uvicorn
+
+from dargah.core.settings import Settings
+from dargah.demo.contract import client_entry, write_demo_json
+from dargah.demo.provision import (
+    TESTER_LEGAL_ID,
+    TESTER_NAME,
+    _load_secrets,
+    _save_secrets,
+    admin_token,
+    provision_agencies,
+    provision_client,
+    tester_grants,
+)
+from dargah.registry.instance import new_secret, open_instance
+from dargah.sandbox.apps import build_sandbox_app
+from dargah.sandbox.citizens import generate_citizens
+from dargah.server import build_app, configure_logging, uvicorn_config
+
+
+class _GroupServer(uvicorn.Server):
+    """A uvicorn server whose signal handling stops every server of its group, and exits cleanly."""
+
+    group: list[uvicorn.Server]
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+def _free_port_after(host: str, port: int) -> int:
+    for candidate in range(port + 1, port + 50):
+        with socket.socket() as s:
+            try:
+                s.bind((host, candidate))
+                return candidate
+            except OSError:
+                continue
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def run_demo(settings: Settings) -> None:
+    configure_logging(settings.log_level)
+    home = settings.home
+    engine, info, fresh_token = open_instance(settings)
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
+    bus_url = settings.public_url.rstrip("/") if settings.public_url else f"http://{host}:{settings.port}"
+    sandbox_port = _free_port_after(settings.host, settings.port)
+    sandbox_url = f"http://{host}:{sandbox_port}"
+
+    click.echo("Preparing the sandbox ...", err=True)
+    token = admin_token(engine, home, fresh_token)
+    secrets = _load_secrets(home)
+    if "admin_password" not in secrets:
+        secrets["admin_password"] = new_secret()[:16]
+        _save_secrets(home, secrets)
+    provision_agencies(engine, info.code, sandbox_url)
+    allowed, denied = tester_grants(info.code)
+    tester = provision_client(engine, home, info.code, "tester", legal_id=TESTER_LEGAL_ID,
+                              member_name=TESTER_NAME, grants_for=allowed)
+    citizens = generate_citizens()
+    path = write_demo_json(
+        home, instance=info.code, bus_url=bus_url,
+        admin={"username": "admin", "password": secrets["admin_password"], "api_token": token},
+        clients=[client_entry(tester, info.code, allowed, denied)],
+        citizens=citizens,
+        extra={"sandbox_url": sandbox_url},
+    )
+    engine.dispose()
+
+    main_app = build_app(settings, ["bus", "registry", "console", "portal"])
+    sandbox_app = build_sandbox_app(info.code, bus_url, citizens)
+    sandbox_settings = settings.with_overrides(port=sandbox_port)
+    servers = [
+        _GroupServer(uvicorn_config(main_app, settings)),
+        _GroupServer(uvicorn_config(sandbox_app, sandbox_settings, lifespan="off")),
+    ]
+
+    click.echo(
+        f"\nDargah sandbox ({info.code}) is running.\n"
+        f"  bus and management API  {bus_url}   (OpenAPI: {bus_url}/api/openapi.json)\n"
+        f"  sandbox agencies        {sandbox_url}\n"
+        f"  demo.json               {path.resolve()}\n"
+        f"  admin API token         in demo.json (admin.api_token)\n"
+        "Press Ctrl-C to stop.\n",
+        err=True,
+    )
+    asyncio.run(_serve_all(servers))
+
+
+async def _serve_all(servers: list[_GroupServer]) -> None:
+    loop = asyncio.get_running_loop()
+
+    def stop(*_: Any) -> None:
+        for s in servers:
+            s.should_exit = True
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop)
+    # The bus starts first (it serves the keys the sandbox verifies against) and stops last.
+    main, *others = servers
+    main_task = asyncio.create_task(main.serve())
+    while not main.started and not main_task.done():
+        await asyncio.sleep(0.05)
+    if main_task.done():
+        await main_task
+        sys.exit(1)
+    other_tasks = [asyncio.create_task(s.serve()) for s in others]
+    await asyncio.gather(*other_tasks)
+    main.should_exit = True
+    await main_task
