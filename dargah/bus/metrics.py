@@ -7,7 +7,12 @@ process) and rendered in the Prometheus text format on demand.
 from __future__ import annotations
 
 import bisect
+import contextlib
+import json
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -45,6 +50,27 @@ class BusMetrics:
         s.request_bytes += request_bytes
         s.response_bytes += response_bytes
         s.buckets[bisect.bisect_left(BUCKETS, seconds)] += 1
+
+    def state(self) -> dict[str, Any]:
+        """Everything counted, as JSON-ready data (for sharing between worker processes)."""
+        return {
+            "series": [[c, s, o, v.count, v.seconds, v.request_bytes, v.response_bytes, v.buckets]
+                       for (c, s, o), v in self._series.items()],
+            "tokens_issued": self.tokens_issued,
+            "tokens_refused": self.tokens_refused,
+        }
+
+    def add_state(self, state: dict[str, Any]) -> None:
+        """Add another process's counts to these."""
+        for c, s, o, count, seconds, req, resp, buckets in state.get("series", []):
+            series = self._series.setdefault((c, s, o), _Series())
+            series.count += count
+            series.seconds += seconds
+            series.request_bytes += req
+            series.response_bytes += resp
+            series.buckets = [a + b for a, b in zip(series.buckets, buckets, strict=True)]
+        self.tokens_issued += state.get("tokens_issued", 0)
+        self.tokens_refused += state.get("tokens_refused", 0)
 
     def render(self, extra: dict[str, float] | None = None) -> str:
         out = [
@@ -91,3 +117,57 @@ class BusMetrics:
         for name, value in (extra or {}).items():
             out += [f"# TYPE {name} gauge", f"{name} {value}"]
         return "\n".join(out) + "\n"
+
+
+class SharedMetrics:
+    """Worker processes on one machine share their counts through files in ``directory``.
+
+    Each process writes its own state every few seconds; ``/metrics``, whichever
+    process answers it, adds up its live counts and those of the other live processes.
+    """
+
+    def __init__(self, directory: Path, own: BusMetrics) -> None:
+        self.directory = directory
+        self.own = own
+        self.pid = os.getpid()
+        directory.mkdir(parents=True, exist_ok=True)
+
+    def publish(self) -> None:
+        path = self.directory / f"{self.pid}.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.own.state()), encoding="utf-8")
+        tmp.replace(path)
+
+    def combined(self) -> BusMetrics:
+        total = BusMetrics()
+        total.add_state(self.own.state())
+        for path in self.directory.glob("*.json"):
+            try:
+                pid = int(path.stem)
+            except ValueError:
+                continue
+            if pid == self.pid:
+                continue
+            if not _alive(pid):
+                with contextlib.suppress(OSError):
+                    path.unlink()
+                continue
+            try:
+                total.add_state(json.loads(path.read_text(encoding="utf-8")))
+            except (OSError, ValueError):
+                continue
+        return total
+
+    def remove(self) -> None:
+        with contextlib.suppress(OSError):
+            (self.directory / f"{self.pid}.json").unlink()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from dargah.bus.limits import LocalCircuitBreaker, LocalRateLimiter
 from dargah.bus.log.backends import open_backend
 from dargah.bus.log.writer import LogWriter
-from dargah.bus.metrics import BusMetrics
+from dargah.bus.metrics import BusMetrics, SharedMetrics
 from dargah.bus.tokens import TokenIssuer, TokenVerifier
 from dargah.bus.upstream import Pools
 from dargah.core.keys import HS256, EdDSASigner, load_private_pem
@@ -67,6 +67,7 @@ class BusRuntime:
         self.limiter = LocalRateLimiter()
         self.breaker = LocalCircuitBreaker(settings.breaker_failures, settings.breaker_open_seconds)
         self.metrics = BusMetrics()
+        self.shared_metrics = SharedMetrics(settings.home / "run" / "metrics", self.metrics)
         self.writer = LogWriter(
             lambda: open_backend(settings.db_url, settings.log_durability),
             self.seal_signer,
@@ -75,6 +76,7 @@ class BusRuntime:
         )
         self.registry_ok = True
         self._refresher: asyncio.Task[None] | None = None
+        self._publisher: asyncio.Task[None] | None = None
 
     def subject_ref(self, national_code: str) -> str:
         return hmac.new(self._subject_key, national_code.encode(), hashlib.sha256).hexdigest()
@@ -85,13 +87,24 @@ class BusRuntime:
         loop = asyncio.get_running_loop()
         await asyncio.to_thread(self.writer.start, loop)
         self._refresher = asyncio.create_task(self._refresh_loop())
+        self._publisher = asyncio.create_task(self._publish_loop())
 
     async def stop(self) -> None:
-        if self._refresher is not None:
-            self._refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._refresher
+        for task in (self._refresher, self._publisher):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self.shared_metrics.remove()
         await asyncio.to_thread(self.writer.stop)
+
+    async def _publish_loop(self) -> None:
+        while True:
+            await asyncio.sleep(2.0)
+            try:
+                self.shared_metrics.publish()
+            except OSError as exc:
+                log.warning("could not share this process's metrics: %s", exc)
 
     async def _refresh_loop(self) -> None:
         while True:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from typing import Any
 
 from dargah.client.assertions import (
@@ -28,6 +28,7 @@ from dargah.client.assertions import (
 from dargah.core.errors import PROBLEM_CONTENT_TYPE, problem_body, problem_bytes
 
 __all__ = [
+    "ASGIApp",
     "AssertionClaims",
     "AssertionVerifier",
     "GsbAssertionMiddleware",
@@ -38,7 +39,11 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-ASGIApp = Callable[[dict[str, Any], Any, Any], Any]
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 RefusedHook = Callable[[str, Mapping[str, str]], None]
 
 DETAIL_FA = "درخواست از راه گذرگاه خدمات دولت نرسیده یا تأییدیه گذرگاه آن معتبر نیست"
@@ -67,7 +72,7 @@ class GsbAssertionMiddleware:
         self.refused = 0
         self._lock = threading.Lock()
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket") or _route_path(scope) in self.exempt_paths:
             await self.app(scope, receive, send)
             return
@@ -100,7 +105,7 @@ class GsbAssertionMiddleware:
                 log.exception("the on_refused hook failed")
 
 
-def _route_path(scope: dict[str, Any]) -> str:
+def _route_path(scope: Scope) -> str:
     path: str = scope.get("path", "")
     root: str = scope.get("root_path", "")
     if root and path.startswith(root):
@@ -108,7 +113,7 @@ def _route_path(scope: dict[str, Any]) -> str:
     return path
 
 
-async def _send_unauthenticated(send: Any, reason: str, request_id: str | None) -> None:
+async def _send_unauthenticated(send: Send, reason: str, request_id: str | None) -> None:
     body = problem_bytes(
         problem_body("unauthenticated", f"GSB-Assertion refused: {reason}", request_id, DETAIL_FA)
     )

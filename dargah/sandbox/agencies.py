@@ -11,6 +11,8 @@ citizen's national code and which answers 2xx for every generated citizen).
 
 from __future__ import annotations
 
+from typing import Any
+
 from dargah.sandbox.model import Agency, Operation, ServiceSpec, TopicSpec
 
 __all__ = [
@@ -22,6 +24,7 @@ __all__ = [
     "ServiceSpec",
     "TopicSpec",
     "agency",
+    "catalogue",
     "service_ids",
 ]
 
@@ -248,3 +251,29 @@ def agency(subsystem_code: str) -> Agency:
 def service_ids(instance: str) -> dict[str, tuple[Agency, ServiceSpec]]:
     """Every sandbox bus service id on ``instance``, with its agency and spec."""
     return {a.service_id(instance, s.code): (a, s) for a in AGENCIES for s in a.services}
+
+
+def catalogue(instance: str, sandbox_url: str) -> list[dict[str, Any]]:
+    """What registering the sandbox needs, one entry per service, in ``demo.json``'s words.
+
+    Each entry: ``service`` (id), ``subsystem``, ``member``, ``agency_fa``,
+    ``title`` (Persian), ``url`` (the provider base URL), ``personal_data``,
+    ``purposes``, ``supplies`` and ``example`` (``{"method", "path"}``).
+    """
+    base = sandbox_url.rstrip("/")
+    return [
+        {
+            "service": a.service_id(instance, s.code),
+            "subsystem": a.subsystem_id(instance),
+            "member": a.member_id(instance),
+            "agency_fa": a.name_fa,
+            "title": s.title_fa,
+            "url": f"{base}/{a.subsystem_code}",
+            "personal_data": s.personal_data,
+            "purposes": list(s.purposes),
+            "supplies": list(s.supplies),
+            "example": {"method": s.example_method, "path": s.example_path},
+        }
+        for a in AGENCIES
+        for s in a.services
+    ]

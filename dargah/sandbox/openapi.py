@@ -145,9 +145,7 @@ SCHEMAS: dict[str, Schema] = {
             "expires_jalali": _NSTR,
         }
     ),
-    "Fines": _obj(
-        {"national_code": _CODE, "fines": _array(_FINE), "unpaid_total_rials": _INT}
-    ),
+    "Fines": _obj({"national_code": _CODE, "fines": _array(_FINE), "unpaid_total_rials": _INT}),
     "Vehicles": _obj({"national_code": _CODE, "vehicles": _array(_obj({"plate": _STR}))}),
     "Eligibility": _obj(
         {

@@ -1,0 +1,1 @@
+"""The HTTP providers of the sandbox agencies, one module per agency."""
