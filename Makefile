@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-.PHONY: help install run test lint typecheck bench clean
+.PHONY: help install run test lint typecheck bench docs clean
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -34,6 +34,9 @@ typecheck: $(STAMP) ## mypy --strict on the package
 bench: $(STAMP) ## Benchmarks: the bus against nginx on loopback
 	@command -v nginx >/dev/null && command -v wrk >/dev/null || { echo "installing nginx-light and wrk (Debian)"; apt-get install -y -qq nginx-light wrk; }
 	$(BIN)/python bench/bus_throughput.py
+
+docs: $(STAMP) ## Regenerate docs/cli.md from the commands' help
+	$(BIN)/python -m dargah.cli.reference > docs/cli.md
 
 clean: ## Remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

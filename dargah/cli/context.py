@@ -45,6 +45,9 @@ def home_option(f: F) -> F:
 def load_instance(home: Path | None, **overrides: Any) -> Instance:
     settings = settings_from_env(home=home, **overrides)
     engine, info, token = open_instance(settings)
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None:
+        ctx.call_on_close(engine.dispose)
     return Instance(settings, engine, info, token)
 
 

@@ -14,8 +14,11 @@ from dargah.bus.log.chain import FIELDS, GENESIS, record_hash
 
 _COLS = ", ".join(f'"{f}"' for f in FIELDS)
 _TAIL_SQL = "SELECT seq, hash FROM message_log ORDER BY seq DESC LIMIT 1"
-_ARCHIVE_TAIL_SQL = "SELECT last_seq, last_hash FROM message_log_archive ORDER BY last_seq DESC LIMIT 1"
-_PG_LOCK_KEY = 0x64617267  # "darg"
+_ARCHIVE_TAIL_SQL = (
+    "SELECT last_seq, last_hash FROM message_log_archive ORDER BY last_seq DESC LIMIT 1"
+)
+# One lock per schema, so that separate instances in one database never wait on each other.
+PG_LOCK_SQL = "SELECT pg_advisory_xact_lock(hashtext('dargah:message_log:' || current_schema()))"
 
 Body = tuple[str, bytes, bytes | None, bytes | None]  # kid, nonce, request, response
 
@@ -49,14 +52,19 @@ def _chain(records: list[dict[str, Any]], seq: int, prev: str) -> list[tuple[Any
 
 class SqliteLog:
     def __init__(self, path: str, durability: str) -> None:
-        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+        # mode=rw: never create an empty database where the instance's should be.
+        self._conn = sqlite3.connect(
+            f"file:{path}?mode=rw", uri=True, isolation_level=None, check_same_thread=False,
+            timeout=30,
+        )
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute(f"PRAGMA synchronous={'FULL' if durability == 'power' else 'NORMAL'}")
         self._conn.execute("PRAGMA busy_timeout=30000")
         self._insert = f"INSERT INTO message_log ({_COLS}) VALUES ({', '.join('?' * len(FIELDS))})"
 
     def _tail(self) -> tuple[int, str]:
-        row = self._conn.execute(_TAIL_SQL).fetchone() or self._conn.execute(_ARCHIVE_TAIL_SQL).fetchone()
+        conn = self._conn
+        row = conn.execute(_TAIL_SQL).fetchone() or conn.execute(_ARCHIVE_TAIL_SQL).fetchone()
         return (int(row[0]), str(row[1])) if row else (0, GENESIS)
 
     def tail(self) -> tuple[int, str]:
@@ -83,7 +91,8 @@ class SqliteLog:
 
     def add_seal(self, seq: int, hash_: str, ts: str, kid: str, signature: str) -> None:
         self._conn.execute(
-            "INSERT INTO message_log_seal (seq, hash, ts, kid, signature) VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO message_log_seal (seq, hash, ts, kid, signature)"
+            " VALUES (?, ?, ?, ?, ?)",
             (seq, hash_, ts, kid, signature),
         )
 
@@ -103,7 +112,8 @@ class PostgresLog:
         import psycopg
 
         self._conn = psycopg.connect(url, autocommit=False, connect_timeout=5)
-        self._insert = f"INSERT INTO message_log ({_COLS}) VALUES ({', '.join(['%s'] * len(FIELDS))})"
+        marks = ", ".join(["%s"] * len(FIELDS))
+        self._insert = f"INSERT INTO message_log ({_COLS}) VALUES ({marks})"
 
     def _tail(self) -> tuple[int, str]:
         with self._conn.cursor() as cur:
@@ -120,13 +130,14 @@ class PostgresLog:
         c = self._conn
         try:
             with c.cursor() as cur:
-                cur.execute("SELECT pg_advisory_xact_lock(%s)", (_PG_LOCK_KEY,))
+                cur.execute(PG_LOCK_SQL)
                 seq, prev = self._tail()
                 cur.executemany(self._insert, _chain(records, seq, prev))
                 body_rows = [(r["seq"], *b) for r, b in zip(records, bodies, strict=True) if b]
                 if body_rows:
                     cur.executemany(
-                        "INSERT INTO message_log_body (seq, kid, nonce, request_body, response_body)"
+                        "INSERT INTO message_log_body"
+                        " (seq, kid, nonce, request_body, response_body)"
                         " VALUES (%s, %s, %s, %s, %s)",
                         body_rows,
                     )
@@ -138,7 +149,8 @@ class PostgresLog:
     def add_seal(self, seq: int, hash_: str, ts: str, kid: str, signature: str) -> None:
         with self._conn.cursor() as cur:
             cur.execute(
-                "INSERT INTO message_log_seal (seq, hash, ts, kid, signature) VALUES (%s, %s, %s, %s, %s)",
+                "INSERT INTO message_log_seal (seq, hash, ts, kid, signature)"
+                " VALUES (%s, %s, %s, %s, %s)",
                 (seq, hash_, ts, kid, signature),
             )
         self._conn.commit()

@@ -72,6 +72,9 @@ class LogWriter:
             return
         self._queue.put(_STOP)
         self._thread.join(timeout=30)
+        if self._thread.is_alive():  # stuck on the database: leave its connection to it
+            log.error("the log writer did not stop within 30 s; the tail stays unsealed")
+            return
         self._thread = None
         if self._backend is not None:
             try:
@@ -118,7 +121,8 @@ class LogWriter:
                 continue
             stop = first is _STOP
             batch = [] if stop else [first]
-            while len(batch) < MAX_BATCH:
+            # A batch never spans more than one seal interval.
+            while len(batch) < min(MAX_BATCH, self._seal_records):
                 try:
                     item = self._queue.get_nowait()
                 except queue.Empty:
@@ -133,7 +137,9 @@ class LogWriter:
                 return
             self._maybe_seal()
 
-    def _commit(self, batch: list[tuple[dict[str, Any], Body | None, asyncio.Future[int]]]) -> None:
+    def _commit(
+        self, batch: list[tuple[dict[str, Any], Body | None, asyncio.Future[int]]]
+    ) -> None:
         records = [b[0] for b in batch]
         futures = [b[2] for b in batch]
         error: BaseException | None = None
@@ -186,7 +192,9 @@ class LogWriter:
         self._last_sealed = seq
 
 
-def _settle(futures: list[asyncio.Future[int]], seqs: list[int], error: BaseException | None) -> None:
+def _settle(
+    futures: list[asyncio.Future[int]], seqs: list[int], error: BaseException | None
+) -> None:
     for fut, seq in zip(futures, seqs, strict=True):
         if fut.done():
             continue
