@@ -25,6 +25,7 @@ from dargah.registry import audit
 from dargah.registry.audit import current_version
 from dargah.registry.instance import active_keys, all_public_jwks, instance_info
 from dargah.registry.snapshot import Snapshot, load_snapshot
+from dargah.store.db import READ_ONLY
 from dargah.store.tables import used_jti
 
 log = logging.getLogger("dargah.bus")
@@ -119,7 +120,7 @@ class BusRuntime:
                 log.warning("registry refresh failed: %s", exc)
 
     def _reload_if_changed(self) -> Snapshot | None:
-        with self.engine.connect() as conn:
+        with self.engine.connect().execution_options(**READ_ONLY) as conn:
             if current_version(conn) == self.snapshot.version:
                 return None
             snap = load_snapshot(conn)
@@ -147,7 +148,7 @@ class BusRuntime:
     def readiness(self) -> dict[str, Any]:
         db_ok = True
         try:
-            with self.engine.connect() as conn:
+            with self.engine.connect().execution_options(**READ_ONLY) as conn:
                 conn.execute(select(1))
         except Exception:
             db_ok = False

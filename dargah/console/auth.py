@@ -16,15 +16,16 @@ Two steps, both failing closed:
 Today the only credential is the instance's admin API token (role ``operator``,
 actor ``api:operator``). Agency administrators and auditors will add roles and
 credentials here (sessions, per-user tokens) without touching the routes.
+
+(No ``from __future__ import annotations`` here: FastAPI reads the annotations of
+:meth:`RequireRole.__call__` at runtime, and an instance has no module globals to
+resolve strings against.)
 """
 
-from __future__ import annotations
-
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.routing import APIRoute
@@ -33,16 +34,11 @@ from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.routing import BaseRoute
 
+from dargah.console.api_errors import ASGIApp, Receive, Scope, Send, send_problem
 from dargah.core.errors import AccessDenied, Unauthenticated
 from dargah.registry.instance import check_admin_token
 
 log = logging.getLogger("dargah.console.auth")
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 PROTECTED_PREFIX = "/api/"
 PUBLIC_PATHS: dict[str, str] = {
@@ -96,11 +92,9 @@ def authenticate(engine: Engine, authorization: str | None) -> Principal | None:
 class AuthMiddleware:
     """Authenticates every request under ``/api/`` but the public paths, before routing."""
 
-    def __init__(self, app: ASGIApp, engine: Engine,
-                 deny: Callable[[Scope, Send, Unauthenticated], Awaitable[None]]) -> None:
+    def __init__(self, app: ASGIApp, engine: Engine) -> None:
         self.app = app
         self.engine = engine
-        self.deny = deny
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope.get("path", "")
@@ -112,10 +106,10 @@ class AuthMiddleware:
         if principal is None:
             reason = "no bearer token" if bearer_token(header) is None else "unknown token"
             log.info("management API: refused %s %s (%s)", scope.get("method"), path, reason)
-            await self.deny(scope, send, Unauthenticated(
+            await send_problem(scope, send, Unauthenticated(
                 "send 'Authorization: Bearer <admin API token>'",
                 "برای این درخواست توکن معتبر مدیریت لازم است",
-            ))
+            ), {"WWW-Authenticate": 'Bearer realm="dargah"'})
             return
         scope.setdefault("state", {})["principal"] = principal
         await self.app(scope, receive, send)

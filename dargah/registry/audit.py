@@ -34,6 +34,7 @@ class Action(StrEnum):
     GRANT_REVOKE = "registry:grant:revoke"
     QUOTA_SET = "registry:quota:set"
     QUOTA_REMOVE = "registry:quota:remove"
+    CATALOGUE_IMPORT = "registry:catalogue:import"
     TOKEN_ISSUE = "security:token:issue"
     TOKEN_REFUSE = "security:token:refuse"
 

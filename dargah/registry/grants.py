@@ -15,7 +15,7 @@ from dargah.registry import audit
 from dargah.registry.audit import Action
 from dargah.registry.members import get_subsystem
 from dargah.registry.services import get_service
-from dargah.store.tables import grants
+from dargah.store.tables import grants, subsystems
 
 PURPOSE_RE = re.compile(r"[a-z][a-z0-9_.-]{0,63}")
 LIVE = ("requested", "approved")
@@ -64,6 +64,9 @@ def request_grant(
     get_subsystem(conn, client_id)
     get_service(conn, service_id)
     clean = _purposes(purposes)
+    # Serialise requests for one client (PostgreSQL row lock; SQLite writers are serial anyway),
+    # so that concurrent identical requests cannot both create a live grant.
+    conn.execute(select(subsystems.c.id).where(subsystems.c.id == client_id).with_for_update())
     existing = _live_grant(conn, client_id, service_id)
     now = now_rfc3339()
     if existing is not None:
@@ -86,17 +89,21 @@ def request_grant(
         "created_at": now,
         "decided_at": now if approve else None,
     }
-    row["id"] = conn.execute(insert(grants).values(**row)).inserted_primary_key[0]  # type: ignore[index]
+    row["id"] = conn.execute(insert(grants).values(**row)).inserted_primary_key[0]
     audit.record(conn, actor, Action.GRANT_APPROVE if approve else Action.GRANT_REQUEST,
                  _target(client_id, service_id), None, _out(row))
     return _out(row)
 
 
-def get_grant(conn: Connection, grant_id: int) -> dict[str, Any]:
+def _get_row(conn: Connection, grant_id: int) -> dict[str, Any]:
     row = conn.execute(select(grants).where(grants.c.id == grant_id)).mappings().first()
     if row is None:
         raise NotFound(f"no grant {grant_id}", "مجوز یافت نشد")
     return dict(row)
+
+
+def get_grant(conn: Connection, grant_id: int) -> dict[str, Any]:
+    return _out(_get_row(conn, grant_id))
 
 
 def list_grants(conn: Connection, client_id: str | None = None, service_id: str | None = None,
@@ -119,8 +126,10 @@ _TRANSITIONS = {
 
 
 def decide(conn: Connection, grant_id: int, decision: str, actor: str, reason: str | None = None) -> dict[str, Any]:
+    if decision not in _TRANSITIONS:
+        raise BadRequest(f"decision must be one of {', '.join(_TRANSITIONS)}", "تصمیم نامعتبر است")
     allowed_from, to, action = _TRANSITIONS[decision]
-    before = get_grant(conn, grant_id)
+    before = _get_row(conn, grant_id)
     if before["status"] not in allowed_from:
         raise Conflict(f"grant {grant_id} is {before['status']}; it cannot be {to}",
                        "وضعیت مجوز اجازه این تغییر را نمی‌دهد")

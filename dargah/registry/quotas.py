@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select, update
@@ -20,7 +21,9 @@ def set_quota(conn: Connection, client_id: str, per_second: float, actor: str, *
     get_subsystem(conn, client_id)
     if service_id:
         parse_service_id(service_id)
-    if not per_second > 0 or (burst is not None and burst < 1):
+    if not (math.isfinite(per_second) and per_second > 0) or (
+        burst is not None and not (math.isfinite(burst) and burst >= 1)
+    ):
         raise BadRequest("the rate must be above 0 and the burst at least 1",
                          "نرخ باید بیش از صفر و ظرفیت دست‌کم ۱ باشد")
     key = service_id or ""

@@ -26,10 +26,15 @@ _MUTABLE = {"title", "base_url", "openapi", "personal_data", "timeout_s", "max_b
 
 def _validate(values: dict[str, Any]) -> None:
     if "base_url" in values:
-        url = urlsplit(str(values["base_url"]))
-        if url.scheme not in ("http", "https") or not url.hostname:
-            raise BadRequest("the provider base URL must be an http(s) URL with a host",
-                             "نشانی ارائه‌دهنده باید یک نشانی http یا https باشد")
+        problem = "the provider base URL must be an http(s) URL with a host and a valid port"
+        try:
+            url = urlsplit(str(values["base_url"]))
+            port = url.port
+            ok = url.scheme in ("http", "https") and bool(url.hostname) and port != 0
+        except ValueError:
+            ok = False
+        if not ok or url.query or url.fragment:
+            raise BadRequest(problem, "نشانی ارائه‌دهنده باید یک نشانی http یا https معتبر باشد")
     if "timeout_s" in values and not (0 < float(values["timeout_s"]) <= 300):
         raise BadRequest("timeout must be between 0 and 300 seconds", "مهلت پاسخ باید بین ۰ و ۳۰۰ ثانیه باشد")
     if "max_body" in values and not (0 < int(values["max_body"]) <= 1 << 30):

@@ -19,6 +19,7 @@ def _sqlite_pragmas(durability: str) -> Any:
     sync = "FULL" if durability == "power" else "NORMAL"
 
     def on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # transactions are begun by _begin_immediate
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute(f"PRAGMA synchronous={sync}")
@@ -27,6 +28,19 @@ def _sqlite_pragmas(durability: str) -> Any:
         cur.close()
 
     return on_connect
+
+
+def _begin_immediate(conn: Any) -> None:
+    # A deferred SQLite transaction that reads and then writes fails at once with
+    # "database is locked" when another connection (the log writer) committed in
+    # between; taking the write lock at BEGIN makes it wait its turn instead.
+    # Long read-only work asks for READ_ONLY (a plain deferred BEGIN).
+    mode = conn.get_execution_options().get("sqlite_begin", "IMMEDIATE")
+    conn.exec_driver_sql("BEGIN" if mode == READ_ONLY["sqlite_begin"] else "BEGIN IMMEDIATE")
+
+
+# Execution options for a read-only SQLite transaction that must not hold the write lock.
+READ_ONLY = {"sqlite_begin": "DEFERRED"}
 
 
 def make_engine(settings: Settings) -> Engine:
@@ -39,6 +53,7 @@ def make_engine(settings: Settings) -> Engine:
             connect_args={"check_same_thread": False, "timeout": 30},
         )
         event.listen(engine, "connect", _sqlite_pragmas(settings.log_durability))
+        event.listen(engine, "begin", _begin_immediate)
         return engine
     return create_engine(settings.db_url, pool_pre_ping=True, pool_size=5, max_overflow=10)
 

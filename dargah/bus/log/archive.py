@@ -256,8 +256,7 @@ def _move(conn: Connection, plan: tuple[int, int, str, str], path: Path, digest:
     first, last, _prev, last_hash = plan
     if conn.dialect.name == "postgresql":
         conn.execute(text(PG_LOCK_SQL))
-    else:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # (on SQLite the engine's transactions begin with BEGIN IMMEDIATE: the writer's lock)
     end = conn.execute(text("SELECT MAX(last_seq) FROM message_log_archive")).scalar()
     if int(end or 0) != first - 1:
         raise RuntimeError("another archive was made meanwhile; run the archive again")

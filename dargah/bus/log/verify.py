@@ -27,6 +27,7 @@ from sqlalchemy import Connection, Engine, text
 
 from dargah.bus.log.chain import FIELDS, GENESIS, record_hash, seal_payload
 from dargah.core.keys import b64url, b64url_decode, jwk_to_public_key
+from dargah.store.db import READ_ONLY
 
 CHUNK = 10_000
 ProgressFn = Callable[[int, int], None]
@@ -284,7 +285,7 @@ def read_snapshot(engine: Engine) -> Iterator[Connection]:
             with conn.begin():
                 yield conn
             return
-        conn.exec_driver_sql("BEGIN")  # pysqlite starts no transaction for reads by itself
+        conn = conn.execution_options(**READ_ONLY)  # one deferred read transaction, no write lock
         try:
             yield conn
         finally:
