@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from dargah import __version__
-from dargah.cli import log, manage, run
+from dargah.cli import catalogue, log, manage, run
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -14,6 +14,6 @@ def main() -> None:
     """Dargah: the Government Service Bus and smart services portal."""
 
 
-for group in (log.commands, manage.commands, run.commands):
+for group in (catalogue.commands, log.commands, manage.commands, run.commands):
     for command in group:
         main.add_command(command)

@@ -50,6 +50,9 @@ members = Table(
     Column("name_en", Text),
     Column("status", String(16), nullable=False),
     Column("created_at", String(40), nullable=False),
+    # From the catalogue (catalogue.md, AGENCY): the ministry or parent body, and the website.
+    Column("parent_legal_id", String(11)),
+    Column("website", Text),
 )
 
 subsystems = Table(
@@ -220,4 +223,78 @@ quotas = Table(
     Column("burst", Float, nullable=False),
     Column("updated_at", String(40), nullable=False),
     UniqueConstraint("client_id", "service_id"),
+)
+
+
+# -- The catalogue of public services (catalogue.md) ------------------------------------------
+
+# One row per public service: every CARD field. Lists and objects are JSON text;
+# steps.* are nullable booleans (null = not applicable or not stated).
+public_services = Table(
+    "public_services",
+    metadata,
+    Column("service_id", String(11), primary_key=True),
+    Column("member_id", String(64), ForeignKey("members.id"), nullable=False, index=True),
+    Column("agency_legal_id", String(11), nullable=False),
+    Column("title_fa", Text),
+    Column("title_en", Text),
+    Column("description_fa", Text),
+    Column("description_en", Text),
+    Column("recipients", Text),
+    Column("cluster", Text),
+    Column("life_events", Text),
+    Column("channels", Text),
+    Column("steps_sign_in_online", Boolean),
+    Column("steps_apply_online", Boolean),
+    Column("steps_pay_online", Boolean),
+    Column("steps_decision_online", Boolean),
+    Column("steps_issue_online", Boolean),
+    Column("steps_track_online", Boolean),
+    Column("in_person_visits", Integer),
+    Column("paper_required", Boolean),
+    Column("documents", Text),
+    Column("data_sources", Text),
+    Column("proactive_topics", Text),
+    Column("form", Text),
+    Column("submit_to", String(200)),
+    Column("fee_rials", BigInteger),
+    Column("time_limit_days", Integer),
+    Column("declared_level", Integer),
+    Column("status", String(16), nullable=False),
+    Column("url", Text),
+    Column("extra", Text, nullable=False),
+    Column("created_at", String(40), nullable=False),
+    Column("updated_at", String(40), nullable=False),
+)
+
+# The agency's own figures for one service and period (catalogue.md, REPORT).
+public_service_reports = Table(
+    "public_service_reports",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("service_id", String(11), ForeignKey("public_services.service_id"), nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("period", String(64), nullable=False),
+    Column("jalali_year", Integer),
+    Column("jalali_quarter", Integer),
+    Column("applications_online", BigInteger),
+    Column("applications_in_person", BigInteger),
+    Column("applications_other", BigInteger),
+    Column("completed", BigInteger),
+    Column("completed_online", BigInteger),
+    Column("started", BigInteger),
+    Column("cost_total_rials", BigInteger),
+    Column("cost_per_transaction_rials", BigInteger),
+    Column("satisfaction_pct", Float),
+    Column("extra", Text, nullable=False),
+    UniqueConstraint("service_id", "period"),
+)
+
+# What an imported AGENCY carried beyond the member's own columns (unknown fields, kept).
+catalogue_agencies = Table(
+    "catalogue_agencies",
+    metadata,
+    Column("member_id", String(64), ForeignKey("members.id"), primary_key=True),
+    Column("extra", Text, nullable=False),
+    Column("updated_at", String(40), nullable=False),
 )

@@ -27,6 +27,7 @@ from dargah.registry.catalogue.models import (
     OBJECT_LISTS,
 )
 from dargah.registry.catalogue.service import load_agencies, load_cards
+from dargah.store.db import READ_ONLY
 from dargah.store.tables import services
 
 NOT_MEASURED = reason("not-measured", "verified level not measured yet: oversight has no evidence "
@@ -164,7 +165,7 @@ def export_catalogue(engine: Engine, fmt: str = "json", out: Path | TextIO | Non
         raise ValueError(f"unknown export format {fmt!r}: json or csv")
     if out is None:
         raise ValueError("export_catalogue needs somewhere to write (out)")
-    with engine.connect() as conn:
+    with engine.connect().execution_options(**READ_ONLY) as conn:
         supplied = supplied_items(conn)
         agencies = load_agencies(conn)
         cards = [{**card, **computed(card, supplied)} for card in load_cards(conn)]

@@ -25,6 +25,7 @@ from dargah.registry.catalogue.models import (
 )
 from dargah.registry.catalogue.reading import RawFile, read_file
 from dargah.registry.catalogue.validate import validate_agency, validate_card
+from dargah.store.db import READ_ONLY
 
 Progress = Callable[[str, int, int], None]
 _CARD_ONLY = (set(CARD_FIELDS) - {"url"}) | {"documents.name_fa", "documents.name_en",
@@ -157,6 +158,18 @@ def _validate(records: list[Record], report: ImportReport, tick: Progress) -> No
             f"«{name}» فیلد شناخته‌شده‌ای نیست و در extra نگه داشته شد", field=name))
 
 
+def _order(files: list[str]) -> Callable[[Problem], tuple[int, int, str, int]]:
+    """Problems in the order of the files, then of their lines or JSON items."""
+    index = {name: i for i, name in enumerate(files)}
+
+    def key(p: Problem) -> tuple[int, int, str, int]:
+        kind, _, item = (p.path or "").partition("[")
+        number = int(item.rstrip("]")) if item.rstrip("]").isdigit() else -1
+        return index.get(p.file, len(index)), p.line or 0, kind, number
+
+    return key
+
+
 def import_catalogue(
     engine: Engine,
     paths: Sequence[Path | str],
@@ -184,7 +197,8 @@ def import_catalogue(
                 rec.kind = kind or "services"
         report.problems += raw.problems
         for rec in raw.records:
-            rec.values = mapping.apply(rec.kind, rec.values)
+            if rec.values:  # a JSON item that is not an object has none: nothing to map
+                rec.values = mapping.apply(rec.kind, rec.values)
         records += raw.records
         tick("reading", i, len(paths))
     report.problems += derive.resolve(mapping.namespace, records)
@@ -192,7 +206,10 @@ def import_catalogue(
     agencies = [r for r in records if r.kind == "agencies"]
     cards = [r for r in records if r.kind == "services"]
     report.problems += _duplicates(agencies, "legal_id") + _duplicates(cards, "service_id")
-    with engine.connect() as conn, conn.begin() as tx:
+    # One transaction: the registry read for the checks is the one the writes go to. A dry
+    # run only reads, so on SQLite it does not take the write lock.
+    with engine.connect().execution_options(**(READ_ONLY if dry_run else {})) as conn, \
+            conn.begin() as tx:
         registry = service.registry_agencies(conn)
         report.problems += _agency_checks(agencies, cards, registry)
         report.agencies_refused = sum(1 for r in agencies if r.errors)
@@ -217,5 +234,6 @@ def import_catalogue(
             service.apply_plan(conn, plan, actor, summary, tick)
             tx.commit()
             report.written = True
+    report.problems.sort(key=_order([f.file for f in report.files]))
     report.seconds = time.perf_counter() - started
     return report

@@ -215,6 +215,9 @@ def _rule(where: str, kind: str, name: str, spec: Any) -> Rule:
     split = spec.get("split")
     if split is not None and (not isinstance(split, str) or not split):
         raise MappingError(f"{where}: {name}: split is the separator of the list's items")
+    if split is not None and name not in (*LIST_FIELDS, "documents"):
+        raise MappingError(f"{where}: {name}: split applies to list fields only "
+                           f"({', '.join(LIST_FIELDS)}, documents)")
     rule.split = split
     for pair in spec.get("fix", []):
         if not (isinstance(pair, list) and len(pair) == 2
