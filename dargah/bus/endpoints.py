@@ -6,19 +6,23 @@ import asyncio
 import base64
 import binascii
 import json
+import logging
 import time
 from typing import Any
 from urllib.parse import parse_qsl
 
-from dargah.bus.proxy import Receive, Scope, Send, _read_body, Refusal, _send_problem
+from dargah.bus.proxy import Receive, Refusal, Scope, Send, _read_body, _send_problem
 from dargah.bus.runtime import BusRuntime
 from dargah.bus.tokens import OAuthError
 from dargah.registry.services import get_openapi
 
+log = logging.getLogger("dargah.bus")
+
 MAX_TOKEN_REQUEST = 64 * 1024
 
 
-async def send_json(send: Send, status: int, payload: Any, *, content_type: bytes = b"application/json",
+async def send_json(send: Send, status: int, payload: Any, *,
+                    content_type: bytes = b"application/json",
                     headers: list[tuple[bytes, bytes]] | None = None) -> None:
     body = json.dumps(payload, ensure_ascii=False).encode()
     await send_bytes(send, status, body, content_type, headers)
@@ -27,7 +31,9 @@ async def send_json(send: Send, status: int, payload: Any, *, content_type: byte
 async def send_bytes(send: Send, status: int, body: bytes, content_type: bytes,
                      headers: list[tuple[bytes, bytes]] | None = None) -> None:
     hdrs = [(b"content-type", content_type), (b"content-length", str(len(body)).encode()),
-            (b"cache-control", b"no-store"), *(headers or [])]
+            *(headers or [])]
+    if not any(name == b"cache-control" for name, _ in hdrs):  # no-store unless the caller says
+        hdrs.append((b"cache-control", b"no-store"))
     await send({"type": "http.response.start", "status": status, "headers": hdrs})
     await send({"type": "http.response.body", "body": body})
 
@@ -36,7 +42,8 @@ def _basic(scope: Scope) -> tuple[str, str] | None:
     for name, value in scope["headers"]:
         if name == b"authorization" and value[:6].lower() == b"basic ":
             try:
-                user, _, pw = base64.b64decode(value[6:].strip(), validate=True).decode().partition(":")
+                raw = base64.b64decode(value[6:].strip(), validate=True)
+                user, _, pw = raw.decode().partition(":")
             except (binascii.Error, UnicodeDecodeError):
                 raise OAuthError("invalid_client", "malformed Basic credentials", 401) from None
             from urllib.parse import unquote
@@ -73,11 +80,13 @@ async def token_endpoint(rt: BusRuntime, scope: Scope, receive: Receive, send: S
     except OAuthError as exc:
         rt.metrics.tokens_refused += 1
         try:
-            await asyncio.to_thread(rt.audit_token, client, False, f"{exc.error}: {exc.description}")
+            await asyncio.to_thread(rt.audit_token, client, False,
+                                    f"{exc.error}: {exc.description}")
         except Exception:  # the audit trail is best effort for refusals; issuing fails closed
-            pass
+            log.debug("could not audit a refused token request", exc_info=True)
         headers = [(b"www-authenticate", b'Basic realm="gsb"')] if exc.status == 401 else []
-        await send_json(send, exc.status, {"error": exc.error, "error_description": exc.description},
+        await send_json(send, exc.status,
+                        {"error": exc.error, "error_description": exc.description},
                         headers=headers)
 
 
@@ -101,7 +110,8 @@ async def meta_endpoint(rt: BusRuntime, scope: Scope, send: Send) -> None:
         if name == b"authorization" and value[:7].lower() == b"bearer ":
             claims = rt.verifier.verify(value[7:].strip().decode("latin-1"), snap, time.time())
     if claims is None:
-        await _send_problem(send, "unauthenticated", "an Authorization: Bearer token is required", None,
+        await _send_problem(send, "unauthenticated", "an Authorization: Bearer token is required",
+                            None,
                             [(b"www-authenticate", b'Bearer realm="gsb"')])
         return
     raw = scope.get("raw_path")
@@ -123,7 +133,8 @@ async def meta_endpoint(rt: BusRuntime, scope: Scope, send: Send) -> None:
         sid = path[len("/r1/meta/services/"):-len("/openapi")]
         svc = snap.services.get(sid)
         if svc is None or not svc.active or (claims.client, sid) not in snap.grants:
-            await _send_problem(send, "unknown-service", f"no bus service {sid} that you may call", None, [])
+            await _send_problem(send, "unknown-service", f"no bus service {sid} that you may call",
+                                None, [])
             return
 
         def load() -> str | None:
@@ -145,7 +156,8 @@ async def health_endpoint(rt: BusRuntime, path: str, send: Send) -> None:
         return
     checks = await asyncio.to_thread(rt.readiness)
     ok = all(checks.values())
-    await send_json(send, 200 if ok else 503, {"status": "ready" if ok else "not-ready", "checks": checks})
+    await send_json(send, 200 if ok else 503,
+                    {"status": "ready" if ok else "not-ready", "checks": checks})
 
 
 async def metrics_endpoint(rt: BusRuntime, send: Send) -> None:

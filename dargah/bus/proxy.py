@@ -11,6 +11,7 @@ import base64
 import hashlib
 import os
 import time
+import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -18,7 +19,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from dargah.bus.limits import monotonic, retry_after
 from dargah.bus.log.writer import LogUnavailable
-from dargah.bus.request import HOP_BY_HOP, ParseError, ParsedCall, parse_headers, split_target
+from dargah.bus.request import HOP_BY_HOP, ParsedCall, ParseError, parse_headers, split_target
 from dargah.bus.runtime import BusRuntime
 from dargah.bus.upstream import UpstreamError
 from dargah.core.clock import now_rfc3339
@@ -29,9 +30,12 @@ Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
-_STRIP_FROM_PROVIDER = HOP_BY_HOP | {b"content-length", b"gsb-error", b"gsb-log-id",
+# The provider's Date too: the server adds the bus's own, and a response has one Date.
+_STRIP_FROM_PROVIDER = HOP_BY_HOP | {b"content-length", b"date", b"gsb-error", b"gsb-log-id",
                                      b"gsb-request-id", b"gsb-request-hash"}
 _CIRCUIT_FAILURES = frozenset({"provider-unavailable", "provider-timeout"})
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"})
+_ALLOW = [(b"allow", b"GET, HEAD, POST, PUT, PATCH, DELETE")]
 
 
 class Refusal(Exception):
@@ -45,7 +49,8 @@ class Refusal(Exception):
 
 
 def request_digest(method: str, path: str, query: bytes, body: bytes) -> bytes:
-    return hashlib.sha256(b"%s\n%s\n%s\n%s" % (method.encode(), path.encode("latin-1"), query, body)).digest()
+    data = b"%s\n%s\n%s\n%s" % (method.encode(), path.encode("latin-1"), query, body)
+    return hashlib.sha256(data).digest()
 
 
 async def _read_body(receive: Receive, limit: int) -> bytes:
@@ -59,7 +64,8 @@ async def _read_body(receive: Receive, limit: int) -> bytes:
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            raise Refusal("payload-too-large", f"the request body is over the service's limit of {limit} bytes")
+            raise Refusal("payload-too-large",
+                          f"the request body is over the service's limit of {limit} bytes")
         chunks.append(chunk)
         more = message.get("more_body", False)
     return b"".join(chunks)
@@ -80,7 +86,8 @@ class ProxyHandler:
         call = ParsedCall()
         rec: dict[str, Any] = {
             "ts": ts, "request_id": "", "client": None, "service": None, "method": method,
-            "path": raw_path[:2048], "query_hash": hashlib.sha256(query).hexdigest() if query else None,
+            "path": raw_path[:2048],
+            "query_hash": hashlib.sha256(query).hexdigest() if query else None,
             "purpose": None, "subject_ref": None, "user": None, "request_hash": None,
             "response_hash": None, "request_bytes": 0, "response_bytes": 0,
         }
@@ -94,9 +101,14 @@ class ProxyHandler:
                 rec["request_id"] = call.request_id
                 service_id, path = split_target(raw_path)
             except ParseError as exc:
-                rec["request_id"] = rec["request_id"] or call.request_id
+                # A malformed header may have stopped parsing before the id was set or generated.
+                call.request_id = call.request_id or str(uuid.uuid4())
+                rec["request_id"] = call.request_id
                 raise Refusal("bad-request", str(exc)) from None
             rec["service"], rec["path"] = service_id, path
+            if method not in METHODS:
+                raise Refusal("method-not-allowed", f"method {method} is not one of the protocol's",
+                              headers=_ALLOW)
             rec["purpose"], rec["user"] = call.purpose, call.user
             if call.subject is not None and is_national_code(call.subject):
                 rec["subject_ref"] = rt.subject_ref(call.subject)
@@ -120,13 +132,16 @@ class ProxyHandler:
                 raise Refusal("access-denied", f"{client} has no grant for {service_id}")
             if call.purpose is None:
                 if svc.personal_data:
-                    raise Refusal("purpose-required", "this service handles personal data: send GSB-Purpose")
+                    raise Refusal("purpose-required",
+                                  "this service handles personal data: send GSB-Purpose")
             elif call.purpose not in purposes:
                 raise Refusal("purpose-not-allowed",
-                              f"purpose {call.purpose!r} is not in the grant ({', '.join(sorted(purposes))})")
+                              f"purpose {call.purpose!r} is not in the grant "
+                              f"({', '.join(sorted(purposes))})")
             if call.subject is None:
                 if svc.personal_data:
-                    raise Refusal("subject-required", "this service handles personal data: send GSB-Subject")
+                    raise Refusal("subject-required",
+                                  "this service handles personal data: send GSB-Subject")
             elif rec["subject_ref"] is None:
                 raise Refusal("subject-invalid", "GSB-Subject is not a valid national code")
             if svc.maintenance:
@@ -146,15 +161,18 @@ class ProxyHandler:
                                   headers=[(b"retry-after", retry_after(wait).encode())])
             if call.content_length is not None and call.content_length > svc.max_body:
                 raise Refusal("payload-too-large",
-                              f"the request body is over the service's limit of {svc.max_body} bytes")
+                              f"the request body is over the service's limit of "
+                              f"{svc.max_body} bytes")
             body = await _read_body(receive, svc.max_body)
             rec["request_bytes"] = len(body)
             digest = request_digest(method, path, query, body)
             rec["request_hash"] = digest.hex()
-            extra_headers.append((b"gsb-request-hash", base64.urlsafe_b64encode(digest).rstrip(b"=")))
+            extra_headers.append(
+                (b"gsb-request-hash", base64.urlsafe_b64encode(digest).rstrip(b"=")))
             wait = rt.breaker.allow(svc.provider, now)
             if wait:
-                raise Refusal("circuit-open", f"provider {svc.provider} is failing; calls are paused",
+                raise Refusal("circuit-open",
+                              f"provider {svc.provider} is failing; calls are paused",
                               headers=[(b"retry-after", retry_after(wait).encode())])
             # forward
             headers = call.forward
@@ -181,7 +199,7 @@ class ProxyHandler:
             target = (svc.base_path + path) or "/"
             if query:
                 target += "?" + query.decode("latin-1")
-            pool = rt.pools.get(svc.host, svc.port, svc.scheme == "https")
+            pool = rt.pools.get(svc.provider, svc.host, svc.port, svc.scheme == "https")
             try:
                 resp = await pool.request(method, target.encode("latin-1"), headers, body,
                                           svc.max_body, svc.timeout_s)
@@ -192,35 +210,45 @@ class ProxyHandler:
                     rt.breaker.success(svc.provider)
                 raise Refusal(exc.code, exc.detail) from None
             rt.breaker.success(svc.provider)
-            out_headers = [(n.lower(), v) for n, v in resp.headers if n.lower() not in _STRIP_FROM_PROVIDER]
+            out_headers = [(n.lower(), v) for n, v in resp.headers
+                           if n.lower() not in _STRIP_FROM_PROVIDER]
             rec["status"] = resp.status
             rec["outcome"] = "ok" if resp.status < 400 else "provider-error"
             rec["response_hash"] = hashlib.sha256(resp.body).hexdigest()
             rec["response_bytes"] = len(resp.body)
             body_rec = _encrypt(rt, call.request_id, body, resp.body) if svc.store_bodies else None
+            length = None
+            if method == "HEAD":  # the length a GET would have (RFC 9110 §8.6), not 0
+                length = next((v for n, v in resp.headers if n.lower() == b"content-length"), None)
+                if length is not None and not length.isdigit():
+                    length = None
             await self._finish(send, rec, started, resp.status, out_headers + extra_headers,
-                               resp.body, call.request_id, body_rec)
+                               resp.body, call.request_id, body_rec, length)
         except Refusal as r:
             await self._refuse(send, rec, started, r.code, r.detail, r.detail_fa,
                                r.headers + extra_headers, call.request_id)
         except LogUnavailable as exc:
-            await _send_problem(send, "log-unavailable", f"the message log cannot be written ({exc})",
+            await _send_problem(send, "log-unavailable",
+                                f"the message log cannot be written ({exc})",
                                 call.request_id or rec["request_id"], [])
 
     async def _refuse(self, send: Send, rec: dict[str, Any], started: float, code: str, detail: str,
-                      detail_fa: str | None, headers: list[tuple[bytes, bytes]], request_id: str) -> None:
+                      detail_fa: str | None, headers: list[tuple[bytes, bytes]],
+                      request_id: str) -> None:
         rec["request_id"] = rec["request_id"] or request_id
         body = problem_bytes(problem_body(code, detail, rec["request_id"], detail_fa))
         status = PROBLEMS[code].status
         rec["status"], rec["outcome"] = status, code
         rec["response_hash"] = hashlib.sha256(body).hexdigest()
         rec["response_bytes"] = len(body)
-        hdrs = [(b"content-type", PROBLEM_CONTENT_TYPE.encode()), (b"gsb-error", code.encode()), *headers]
+        hdrs = [(b"content-type", PROBLEM_CONTENT_TYPE.encode()), (b"gsb-error", code.encode()),
+                *headers]
         await self._finish(send, rec, started, status, hdrs, body, rec["request_id"], None)
 
     async def _finish(self, send: Send, rec: dict[str, Any], started: float, status: int,
                       headers: list[tuple[bytes, bytes]], body: bytes, request_id: str,
-                      body_rec: tuple[str, bytes, bytes | None, bytes | None] | None) -> None:
+                      body_rec: tuple[str, bytes, bytes | None, bytes | None] | None,
+                      length: bytes | None = None) -> None:
         rt = self.rt
         elapsed = time.perf_counter() - started
         rec["duration_us"] = int(elapsed * 1_000_000)
@@ -229,7 +257,7 @@ class ProxyHandler:
                            time.perf_counter() - started, rec["request_bytes"], len(body))
         headers.append((b"gsb-request-id", request_id.encode()))
         headers.append((b"gsb-log-id", str(seq).encode()))
-        headers.append((b"content-length", str(len(body)).encode()))
+        headers.append((b"content-length", length or str(len(body)).encode()))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 

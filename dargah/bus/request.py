@@ -21,6 +21,7 @@ _DROP = frozenset({b"authorization", b"cookie", b"host", b"content-length", b"ex
 _TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 _SERVICE_CACHE: dict[str, bool] = {}
 MAX_PATH = 8192
+MAX_PURPOSE = 64  # the registry's longest purpose code
 
 
 class ParseError(Exception):
@@ -70,9 +71,13 @@ def split_target(raw_path: str) -> tuple[str, str]:
         except InvalidIdentifier as exc:
             raise ParseError(str(exc)) from None
     if path:
-        for seg in path.split("/"):
-            if seg and unquote(seg) in (".", ".."):
-                raise ParseError("the path must not contain '.' or '..' segments")
+        # Decoded, and with '\\' as a separator too: '..%2F' or '%2e%2e%5C' must not let a
+        # provider that decodes before resolving step out of the service's base path.
+        decoded = unquote(path) if "%" in path else path
+        if "." in decoded:
+            for seg in decoded.replace("\\", "/").split("/"):
+                if seg == "." or seg == "..":
+                    raise ParseError("the path must not contain '.' or '..' segments")
         if any(c < " " or c == "\x7f" for c in path):
             raise ParseError("the path contains control characters")
     return service, path
@@ -101,6 +106,8 @@ def parse_headers(headers: list[tuple[bytes, bytes]], call: ParsedCall) -> None:
             seen_gsb.add(name)
             text = value.decode("latin-1").strip()
             if name == b"gsb-purpose":
+                if len(text) > MAX_PURPOSE:  # no grant holds a longer one; keeps the log bounded
+                    raise ParseError(f"GSB-Purpose must be at most {MAX_PURPOSE} characters")
                 call.purpose = text or None
             elif name == b"gsb-subject":
                 call.subject = text or None

@@ -75,8 +75,15 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self._pool.forget(self)
-        if self._pending is not None:
-            self._fail("provider-unavailable", "provider closed the connection before the response was complete")
+        p = self._pending
+        if p is not None:
+            if exc is None and p.status and _close_delimited(p.headers):
+                # A body with neither Content-Length nor chunked framing ends when the provider
+                # closes the connection (RFC 9112 §6.3): a clean close completes it.
+                self._finish(keep=False)
+            else:
+                self._fail("provider-unavailable",
+                           "provider closed the connection before the response was complete")
 
     # httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -99,7 +106,8 @@ class _Connection(asyncio.Protocol):
             return
         p.size += len(body)
         if p.size > p.limit:
-            self._fail("response-too-large", f"provider's response is over the service's limit of {p.limit} bytes")
+            self._fail("response-too-large",
+                       f"provider's response is over the service's limit of {p.limit} bytes")
             return
         p.chunks.append(body)
 
@@ -140,16 +148,23 @@ class _Connection(asyncio.Protocol):
         self.transport.write(data)
 
 
-class Pool:
-    """Connections to one provider endpoint (host, port), at most ``limit`` at once."""
+def _close_delimited(headers: list[tuple[bytes, bytes]]) -> bool:
+    return not any(n.lower() in (b"content-length", b"transfer-encoding") for n, _ in headers)
 
-    def __init__(self, host: str, port: int, limit: int, tls: bool = False) -> None:
+
+class Pool:
+    """Connections to one provider endpoint (host, port), at most ``limit`` at once, or as many
+    as ``slots`` allows when several pools share one limit."""
+
+    def __init__(self, host: str, port: int, limit: int, tls: bool = False,
+                 slots: asyncio.Semaphore | None = None) -> None:
         self.host = host
         self.port = port
         self._ssl: ssl.SSLContext | None = ssl.create_default_context() if tls else None
-        self._host_header = host.encode() if port in (80, 443) else f"{host}:{port}".encode()
+        name = f"[{host}]" if ":" in host else host  # an IPv6 literal is bracketed (RFC 9110 §7.2)
+        self._host_header = name.encode() if port in (80, 443) else f"{name}:{port}".encode()
         self._idle: collections.deque[_Connection] = collections.deque()
-        self._slots = asyncio.Semaphore(limit)
+        self._slots = slots or asyncio.Semaphore(limit)
         self.limit = limit
         self.open = 0
 
@@ -174,7 +189,8 @@ class Pool:
                 lambda: _Connection(self), self.host, self.port, ssl=self._ssl
             )
         except OSError as exc:
-            raise UpstreamError("provider-unavailable", f"cannot connect to the provider: {exc.strerror or exc}") from exc
+            raise UpstreamError("provider-unavailable",
+                                f"cannot connect to the provider: {exc.strerror or exc}") from exc
         return proto
 
     async def request(
@@ -192,10 +208,12 @@ class Pool:
                 async with self._slots:
                     return await self._send(method, target, headers, body, limit)
         except TimeoutError:
-            raise UpstreamError("provider-timeout", f"provider did not answer within {timeout:g} s") from None
+            raise UpstreamError("provider-timeout",
+                                f"provider did not answer within {timeout:g} s") from None
 
     async def _send(
-        self, method: str, target: bytes, headers: list[tuple[bytes, bytes]], body: bytes, limit: int
+        self, method: str, target: bytes, headers: list[tuple[bytes, bytes]], body: bytes,
+        limit: int,
     ) -> UpstreamResponse:
         head = [method.encode(), b" ", target, b" HTTP/1.1\r\nHost: ", self._host_header, b"\r\n"]
         for name, value in headers:
@@ -223,14 +241,20 @@ class Pool:
 
 
 class Pools:
-    """One pool per provider endpoint."""
+    """One pool per provider subsystem and endpoint; the connection limit is the subsystem's
+    (protocol §4): subsystems behind one gateway do not share it, one subsystem's endpoints do."""
 
     def __init__(self, limit: int) -> None:
-        self._pools: dict[tuple[str, int, bool], Pool] = {}
+        self._pools: dict[tuple[str, str, int, bool], Pool] = {}
+        self._slots: dict[str, asyncio.Semaphore] = {}
         self._limit = limit
 
-    def get(self, host: str, port: int, tls: bool) -> Pool:
-        pool = self._pools.get((host, port, tls))
+    def get(self, provider: str, host: str, port: int, tls: bool) -> Pool:
+        key = (provider, host, port, tls)
+        pool = self._pools.get(key)
         if pool is None:
-            pool = self._pools[(host, port, tls)] = Pool(host, port, self._limit, tls)
+            slots = self._slots.get(provider)
+            if slots is None:
+                slots = self._slots[provider] = asyncio.Semaphore(self._limit)
+            pool = self._pools[key] = Pool(host, port, self._limit, tls, slots)
         return pool
