@@ -3,7 +3,7 @@
 Three targets get the same load from ``wrk`` (one thread):
 
 1. the upstream itself: nginx answering ``GET /api/persons/...`` with a fixed
-   ~200-byte JSON body (``worker_processes 1``);
+   246-byte JSON body (``worker_processes 1``);
 2. nginx as a plain reverse proxy to that upstream (the reference;
    ``worker_processes 1``, upstream keep-alive);
 3. the bus, with its full policy on every call: a fresh instance made with the
@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import platform
@@ -101,7 +102,8 @@ class Processes:
     def __init__(self) -> None:
         self.procs: list[Proc] = []
 
-    def start(self, name: str, argv: Sequence[str], log: Path, env: dict[str, str] | None = None) -> Proc:
+    def start(self, name: str, argv: Sequence[str], log: Path,
+              env: dict[str, str] | None = None) -> Proc:
         out = log.open("ab")
         try:
             popen = subprocess.Popen(
@@ -115,7 +117,8 @@ class Processes:
         return proc
 
     def stop(self, proc: Proc, grace: float = 15.0) -> None:
-        """SIGTERM to the group leader (a clean stop: the bus seals its log), then SIGKILL the group."""
+        """SIGTERM to the group leader (a clean stop: the bus seals its log), then SIGKILL
+        the whole group."""
         p = proc.popen
         if p.poll() is None:
             with contextlib.suppress(ProcessLookupError):
@@ -167,7 +170,8 @@ def wait_http(url: str, proc: Proc, timeout: float = 30.0, want: int = 200) -> N
     last = ""
     while time.monotonic() < deadline:
         if proc.popen.poll() is not None:
-            raise BenchError(f"{proc.name} exited with status {proc.popen.returncode}:\n{tail(proc.log)}")
+            raise BenchError(
+                f"{proc.name} exited with status {proc.popen.returncode}:\n{tail(proc.log)}")
         try:
             status, _, body = http("GET", url, timeout=2)
             if status == want:
@@ -176,7 +180,8 @@ def wait_http(url: str, proc: Proc, timeout: float = 30.0, want: int = 200) -> N
         except (OSError, urllib.error.URLError) as exc:
             last = str(exc)
         time.sleep(0.1)
-    raise BenchError(f"{proc.name} not ready at {url} after {timeout:g} s ({last}):\n{tail(proc.log)}")
+    raise BenchError(
+        f"{proc.name} not ready at {url} after {timeout:g} s ({last}):\n{tail(proc.log)}")
 
 
 def children(pid: int) -> list[int]:
@@ -190,17 +195,37 @@ def children(pid: int) -> list[int]:
         except OSError:
             continue
         # pid (comm) state ppid ...: comm may hold spaces and parentheses
-        fields_ = stat[stat.rfind(")") + 2:].split()
-        if int(fields_[1]) == pid:
+        f = stat[stat.rfind(")") + 2:].split()
+        if int(f[1]) == pid:
             out.append(int(entry.name))
     return sorted(out)
 
 
 def cmdline(pid: int) -> str:
     try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return ""
+    return raw.replace(b"\0", b" ").decode(errors="replace")
+
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def group_cpu_seconds(pgid: int) -> float:
+    """User + system CPU time of every live process in process group ``pgid`` (all threads)."""
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        f = stat[stat.rfind(")") + 2:].split()  # f[0] is field 3 (state)
+        if int(f[2]) == pgid:
+            total += int(f[11]) + int(f[12])  # utime, stime
+    return total / CLK_TCK
 
 
 # --------------------------------------------------------------------------- nginx
@@ -397,7 +422,8 @@ def write_wrk_script(path: Path, token: str | None) -> Path:
     return path
 
 
-def run_wrk(url: str, script: Path, connections: int, duration: float, timeout_s: float = 2.0) -> WrkResult:
+def run_wrk(url: str, script: Path, connections: int, duration: float,
+            timeout_s: float = 2.0) -> WrkResult:
     argv = [WRK, "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s", "--latency",
             f"--timeout={timeout_s:g}s", "-s", str(script), url]
     res = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60)
@@ -426,63 +452,114 @@ class Target:
     workers: int
     url: str
     script: Path
-    load: WrkResult | None = None
-    single: WrkResult | None = None
+    proc: Proc  # the process group under test (the proxy, or the upstream itself)
+    upstream: Proc | None = None  # the upstream behind it, if any
+    loads: list[WrkResult] = field(default_factory=list)  # one per round
+    singles: list[WrkResult] = field(default_factory=list)
+    cpus: list[float] = field(default_factory=list)  # CPU us of ``proc`` per request, loaded
+    upstream_cpus: list[float] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+
+    # Over several rounds, the table shows the median round.
+    @property
+    def load(self) -> WrkResult | None:
+        return _median(self.loads, lambda r: r.rps)
+
+    @property
+    def single(self) -> WrkResult | None:
+        return _median(self.singles, lambda r: -r.p50_ms)
+
+    @property
+    def cpu_us(self) -> float:
+        return sorted(self.cpus)[len(self.cpus) // 2] if self.cpus else 0.0
+
+
+def _median(runs: list[WrkResult], key: Any) -> WrkResult | None:
+    return sorted(runs, key=key)[len(runs) // 2] if runs else None
 
 
 def measure(t: Target, args: argparse.Namespace, on_load_start: Any = None) -> None:
     print(f"- {t.name}: warm-up {args.warmup:g} s, {args.connections} connections "
-          f"{args.duration:g} s, 1 connection {args.latency_duration:g} s", flush=True)
+          f"{args.duration:g} s, 1 connection {args.latency_duration:g} s "
+          f"(load average {loadavg()})", flush=True)
     if args.warmup > 0:
         run_wrk(t.url, t.script, args.connections, args.warmup)
     if on_load_start is not None:
         on_load_start()
-    t.load = run_wrk(t.url, t.script, args.connections, args.duration)
-    t.single = run_wrk(t.url, t.script, 1, args.latency_duration)
-    for r in (t.load, t.single):
+    cpu0 = group_cpu_seconds(t.proc.popen.pid)
+    up0 = group_cpu_seconds(t.upstream.popen.pid) if t.upstream else 0.0
+    load = run_wrk(t.url, t.script, args.connections, args.duration)
+    if load.requests:
+        t.cpus.append((group_cpu_seconds(t.proc.popen.pid) - cpu0) / load.requests * 1e6)
+        if t.upstream:
+            t.upstream_cpus.append(
+                (group_cpu_seconds(t.upstream.popen.pid) - up0) / load.requests * 1e6)
+    single = run_wrk(t.url, t.script, 1, args.latency_duration)
+    for r in (load, single):
         if not r.ok:
             errors = ", ".join(f"{k} {v}" for k, v in r.socket_errors.items() if v)
             raise BenchError(
                 f"{t.name} at {r.connections} connection(s): {r.non2xx} non-2xx answers"
                 f"{'; socket errors: ' + errors if errors else ''}\n{r.raw}"
             )
+    t.loads.append(load)
+    t.singles.append(single)
+    print(f"    {load.rps:,.0f} req/s, p50 {load.p50_ms:.2f} ms at {args.connections}; "
+          f"p50 {single.p50_ms:.3f} ms at 1", flush=True)
 
 
 # --------------------------------------------------------------------------- profiling
 
+PROFILE_RATE = 200  # samples per second
+
 
 def start_profile(bus: Proc, out: Path, seconds: float) -> subprocess.Popen[bytes] | None:
-    """py-spy on one bus worker (raw collapsed stacks), started as the throughput load starts."""
+    """py-spy on one bus worker while the throughput load runs: collapsed stacks, per thread,
+    aggregated by function, busy samples only (a thread waiting in epoll, on a lock or on the
+    GIL is idle). ``--nonblocking`` so that sampling does not slow the worker down."""
     pyspy = shutil.which("py-spy", path=f"{VENV_BIN}:{os.environ.get('PATH', '')}")
     if pyspy is None:
         print("  (py-spy is not installed: .venv/bin/pip install py-spy; no profile)")
         return None
-    kids = [p for p in children(bus.popen.pid) if "multiprocessing" in cmdline(p)]
+    kids = [p for p in children(bus.popen.pid) if "spawn_main" in cmdline(p)]
     pid = kids[0] if kids else bus.popen.pid
-    print(f"  profiling bus process {pid} for {seconds:g} s -> {out}")
+    print(f"  profiling bus process {pid} (of {len(kids) or 1}) for {seconds:g} s -> {out}")
     return subprocess.Popen(
-        [pyspy, "record", "--pid", str(pid), "--duration", str(max(1, int(seconds))), "--rate", "200",
-         "--format", "raw", "--nonblocking", "--output", str(out)],
+        [pyspy, "record", "--pid", str(pid), "--duration", str(max(1, int(seconds))),
+         "--rate", str(PROFILE_RATE), "--format", "raw", "--function", "--threads",
+         "--nonblocking", "--output", str(out)],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
     )
 
 
-def profile_top(raw: Path, n: int = 15) -> str:
-    """Top functions by own time (leaf frames) from py-spy's collapsed stacks."""
-    own: dict[str, int] = {}
+def profile_top(raw: Path, seconds: float, n: int = 15) -> str:
+    """Top functions by own time (leaf frames) and each thread's busy share, from py-spy's
+    collapsed stacks (``--threads``: the first frame names the thread)."""
+    own: dict[tuple[str, str], int] = {}
+    threads: dict[str, int] = {}
     total = 0
     for line in raw.read_text(errors="replace").splitlines():
         stack, _, count = line.rpartition(" ")
         if not stack or not count.isdigit():
             continue
-        leaf = stack.split(";")[-1]
-        own[leaf] = own.get(leaf, 0) + int(count)
+        frames = stack.split(";")
+        thread = "?"
+        if frames[0].startswith("thread ("):
+            thread = re.sub(r"^thread \(\d+\): ", "", frames[0])
+        key = (thread, re.sub(r":\d+\)$", ")", frames[-1]))  # one row per function
+        own[key] = own.get(key, 0) + int(count)
+        threads[thread] = threads.get(thread, 0) + int(count)
         total += int(count)
     if not total:
         return "  (no samples)"
-    rows = sorted(own.items(), key=lambda kv: -kv[1])[:n]
-    return "\n".join(f"  {100 * c / total:5.1f}%  {leaf}" for leaf, c in rows) + f"\n  ({total} samples)"
+    expected = seconds * PROFILE_RATE
+    lines = [f"  busy samples: {total}; per thread (share of wall time busy):"]
+    lines += [f"    {name:<34} {c:6d}  {100 * c / expected:5.1f}%"
+              for name, c in sorted(threads.items(), key=lambda kv: -kv[1])]
+    lines.append(f"  top {n} functions by own time (share of all busy samples):")
+    lines += [f"  {100 * c / total:5.1f}%  [{thread[:18]}] {func}"
+              for (thread, func), c in sorted(own.items(), key=lambda kv: -kv[1])[:n]]
+    return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- report
@@ -501,77 +578,114 @@ def machine_facts() -> dict[str, str]:
             r = subprocess.run(argv, capture_output=True, text=True, timeout=10)
         except (OSError, subprocess.TimeoutExpired):
             return "?"
-        return (r.stdout + r.stderr).strip().splitlines()[0] if (r.stdout + r.stderr).strip() else "?"
+        out = (r.stdout + r.stderr).strip()
+        return out.splitlines()[0] if out else "?"
 
-    dargah_version = version([str(DARGAH), "--version"])
     return {
         "nproc": str(len(os.sched_getaffinity(0))),
         "cpu": cpu or platform.processor() or "?",
         "kernel": platform.release(),
-        "python": platform.python_version() + f" ({sys.executable})",
+        "python": f"{platform.python_version()} ({sys.executable})",
         "bus python": version([str(VENV_BIN / "python"), "-V"]),
         "sqlite": sqlite3.sqlite_version,
         "nginx": version([NGINX, "-v"]),
         "wrk": version([WRK, "-v"]).split(" [")[0],
-        "dargah": dargah_version,
+        "dargah": version([str(DARGAH), "--version"]),
+        "loadavg": loadavg(),
     }
 
 
-def fmt_row(t: Target) -> str:
-    assert t.load is not None and t.single is not None
-    a, b = t.load, t.single
-    return (f"| {t.name:<22} | {t.workers:>7} | {a.rps:>9,.0f} | {a.p50_ms:>7.2f} | {a.p99_ms:>7.2f} "
-            f"| {b.rps:>8,.0f} | {b.p50_ms:>7.3f} | {b.p99_ms:>7.3f} |")
+def loadavg() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "?"
 
 
-def report(targets: list[Target], args: argparse.Namespace) -> tuple[str, bool]:
-    c = args.connections
-    head = (f"| {'target':<22} | {'workers':>7} | {f'req/s @{c}':>9} | {'p50 ms':>7} | {'p99 ms':>7} "
-            f"| {'req/s @1':>8} | {'p50 ms':>7} | {'p99 ms':>7} |")
-    sep = "|" + "|".join("-" * (len(col) + 0) for col in head.split("|")[1:-1]) + "|"
-    lines = [head, sep, *(fmt_row(t) for t in targets if t.load is not None)]
-    nginx = next(t for t in targets if t.name == "nginx proxy")
-    assert nginx.load is not None and nginx.single is not None
+COLUMNS = ("target", "workers", "req/s @{c}", "p50 ms", "p99 ms", "CPU us/req",
+           "req/s @1", "p50 ms", "p99 ms")
+WIDTHS = (22, 7, 10, 7, 7, 10, 8, 7, 7)
+
+
+def table(targets: list[Target], connections: int) -> str:
+    def row(cells: Sequence[str]) -> str:
+        out = [f"{cells[0]:<{WIDTHS[0]}}"]
+        out += [f"{c:>{w}}" for c, w in zip(cells[1:], WIDTHS[1:], strict=True)]
+        return "| " + " | ".join(out) + " |"
+
+    lines = [row([c.format(c=connections) for c in COLUMNS]),
+             "|" + "|".join("-" * (w + 2) for w in WIDTHS) + "|"]
+    for t in targets:
+        if t.load is None or t.single is None:
+            continue
+        a, b = t.load, t.single
+        lines.append(row([t.name, str(t.workers), f"{a.rps:,.0f}", f"{a.p50_ms:.2f}",
+                          f"{a.p99_ms:.2f}", f"{t.cpu_us:.0f}", f"{b.rps:,.0f}",
+                          f"{b.p50_ms:.3f}", f"{b.p99_ms:.3f}"]))
+    return "\n".join(lines)
+
+
+def verdicts(targets: list[Target], connections: int) -> tuple[list[str], bool]:
+    """The bus against nginx, for each bus run; ``False`` when the default (process) run misses."""
+    nginx = next((t for t in targets if t.name == "nginx proxy"), None)
+    if nginx is None or nginx.load is None or nginx.single is None:
+        return [], True
+    lines: list[str] = []
     passed = True
     for t in targets:
         if not t.name.startswith("bus") or t.load is None or t.single is None:
             continue
         ratio = t.load.rps / nginx.load.rps
         added = t.single.p50_ms - nginx.single.p50_ms
-        tp = "meets the goal (>= 1/3)" if ratio >= GOAL_RATIO else (
-            "below the goal of 1/3, above the floor of 1/5" if ratio >= FLOOR_RATIO else "BELOW THE FLOOR of 1/5")
+        if ratio >= GOAL_RATIO:
+            tp = "meets the goal (>= 1/3)"
+        elif ratio >= FLOOR_RATIO:
+            tp = "below the goal of 1/3, above the floor of 1/5"
+        else:
+            tp = "BELOW THE FLOOR of 1/5"
         lat = "meets the goal (<= 1 ms)" if added <= GOAL_ADDED_P50_MS else "OVER the goal of 1 ms"
-        lines.append("")
-        lines.append(f"{t.name}: bus/nginx = {ratio:.2f} at {c} connections: {tp}")
-        lines.append(f"{t.name}: added p50 at 1 connection = {added:+.3f} ms "
-                     f"({t.single.p50_ms:.3f} - {nginx.single.p50_ms:.3f}): {lat}")
-        lines.extend(f"{t.name}: {note}" for note in t.notes)
+        times = t.cpu_us / nginx.cpu_us if nginx.cpu_us else 0.0
+        lines += [
+            "",
+            f"{t.name}: bus/nginx = {ratio:.2f} at {connections} connections: {tp}",
+            f"{t.name}: added p50 at 1 connection = {added:+.3f} ms "
+            f"({t.single.p50_ms:.3f} - {nginx.single.p50_ms:.3f}): {lat}",
+            f"{t.name}: CPU per call {t.cpu_us:.0f} us in the bus's processes, "
+            f"{nginx.cpu_us:.0f} us in nginx's ({times:.1f}x)",
+            *(f"{t.name}: {note}" for note in t.notes),
+        ]
         if t.name == "bus (process)" and (ratio < FLOOR_RATIO or added > GOAL_ADDED_P50_MS):
             passed = False
-    return "\n".join(lines), passed
+    return lines, passed
 
 
 # --------------------------------------------------------------------------- main
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--duration", type=float, default=10, help="seconds of the throughput load (default 10)")
-    p.add_argument("--latency-duration", type=float, default=5,
-                   help="seconds of the one-connection load (default 5)")
-    p.add_argument("--warmup", type=float, default=2, help="seconds of warm-up per target (default 2)")
-    p.add_argument("--connections", type=int, default=64, help="connections of the throughput load (default 64)")
-    p.add_argument("--workers", type=int, default=2, help="bus worker processes (default 2)")
-    p.add_argument("--nginx-workers", type=int, default=1, help="nginx worker processes, each (default 1)")
-    p.add_argument("--durability", choices=("process", "power", "both"), default="both",
-                   help="DARGAH_LOG_DURABILITY of the bus runs (default both: process, then power)")
-    p.add_argument("--profile", type=Path, default=None, metavar="FILE",
-                   help="record a py-spy profile (collapsed stacks) of one bus worker during the "
-                        "first bus throughput load, and print its top functions by own time")
-    p.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the results as JSON")
-    p.add_argument("--strict", action="store_true",
-                   help="exit 1 when the bus (process durability) is below the floor or adds over 1 ms")
+    add = p.add_argument
+    add("--duration", type=float, default=10, help="seconds of the throughput load (default 10)")
+    add("--latency-duration", type=float, default=5,
+        help="seconds of the one-connection load (default 5)")
+    add("--warmup", type=float, default=2, help="seconds of warm-up per target (default 2)")
+    add("--connections", type=int, default=64,
+        help="connections of the throughput load (default 64)")
+    add("--workers", type=int, default=2, help="bus worker processes (default 2)")
+    add("--nginx-workers", type=int, default=1,
+        help="worker processes of each nginx, upstream and proxy (default 1)")
+    add("--durability", choices=("process", "power", "both"), default="both",
+        help="DARGAH_LOG_DURABILITY of the bus runs (default both: process, then power)")
+    add("--profile", type=Path, default=None, metavar="FILE",
+        help="record a py-spy profile (collapsed stacks) of one bus worker during the first bus "
+             "throughput load into FILE, and print its top functions by own time")
+    add("--rounds", type=int, default=1,
+        help="measure every target this many times, interleaved; the table shows the median "
+             "(default 1)")
+    add("--json", type=Path, default=None, metavar="FILE", help="also write the results as JSON")
+    add("--strict", action="store_true",
+        help="exit 1 when the bus (process durability) is below the floor or adds over 1 ms")
     return p.parse_args(argv)
 
 
@@ -579,14 +693,30 @@ def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
+def _results_json(facts: dict[str, str], args: argparse.Namespace, targets: list[Target]) -> str:
+    def run(r: WrkResult | None) -> dict[str, Any] | None:
+        return None if r is None else {k: v for k, v in asdict(r).items() if k != "raw"}
+
+    return json.dumps({
+        "machine": facts,
+        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "targets": [{"name": t.name, "workers": t.workers, "cpu_us_per_request": t.cpus,
+                     "upstream_cpu_us_per_request": t.upstream_cpus, "notes": t.notes,
+                     "load": [run(r) for r in t.loads], "single": [run(r) for r in t.singles]}
+                    for t in targets],
+    }, indent=2)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    missing = [tool for tool in (NGINX, WRK) if not (Path(tool).is_file() and os.access(tool, os.X_OK))]
+    missing = [tool for tool in (NGINX, WRK)
+               if not (Path(tool).is_file() and os.access(tool, os.X_OK))]
     if missing:
         print(f"missing: {', '.join(missing)}; {INSTALL_HINT}", file=sys.stderr)
         return 2
     if not DARGAH.exists():
-        print(f"missing {DARGAH}: install the project into .venv first (pip install -e .)", file=sys.stderr)
+        print(f"missing {DARGAH}: install the project into .venv first (pip install -e .)",
+              file=sys.stderr)
         return 2
 
     sys.path.insert(0, str(ROOT))
@@ -600,20 +730,24 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     durabilities = ["process", "power"] if args.durability == "both" else [args.durability]
     per_target = args.warmup + args.duration + args.latency_duration
-    print(f"Bus throughput benchmark: about {per_target * (2 + len(durabilities)) + 15 * len(durabilities):.0f} s")
+    estimate = per_target * (2 + len(durabilities)) * args.rounds + 10 + 5 * len(durabilities)
+    print(f"Bus throughput benchmark (about {estimate:.0f} s)")
     facts = machine_facts()
     for k, v in facts.items():
         print(f"  {k:<11} {v}")
     print(f"  load        wrk -t1 -c{args.connections} -d{args.duration:g}s --latency, "
-          f"then wrk -t1 -c1 -d{args.latency_duration:g}s --latency; body {len(BODY)} bytes JSON")
+          f"then wrk -t1 -c1 -d{args.latency_duration:g}s --latency; "
+          f"warm-up {args.warmup:g} s; response {len(BODY)} bytes of JSON; "
+          f"{args.rounds} round(s)")
     print(f"  workers     upstream nginx {args.nginx_workers}, nginx proxy {args.nginx_workers}, "
-          f"bus {args.workers}")
+          f"bus {args.workers}; wrk 1 thread")
     print(flush=True)
 
     procs = Processes()
     tmp = Path(tempfile.mkdtemp(prefix="dargah-bench-"))
     targets: list[Target] = []
-    verify_text = ""
+    log_text: list[str] = []
+    status = 0
     try:
         up_port, proxy_port = free_port(), free_port()
         up = start_nginx(procs, "upstream nginx", tmp / "upstream", args.nginx_workers,
@@ -627,95 +761,144 @@ def main(argv: Sequence[str] | None = None) -> int:
         home = tmp / "home"
         secret = make_instance(home, up_port)
 
-        # every target gets the same request headers (the bus's), so the same bytes on the wire
-        dummy = write_wrk_script(tmp / "headers-dummy.lua", "x" * 160)
-        direct = Target("direct upstream", args.nginx_workers, f"http://127.0.0.1:{up_port}{UPSTREAM_PATH}", dummy)
-        proxy = Target("nginx proxy", args.nginx_workers, f"http://127.0.0.1:{proxy_port}{UPSTREAM_PATH}", dummy)
-        targets += [direct, proxy]
-        print("Measuring:")
-        measure(direct, args)
-        measure(proxy, args)
+        # nginx gets the same request headers as the bus (a dummy token of similar length)
+        dummy = write_wrk_script(tmp / "headers-dummy.lua", "x" * 200)
+        targets.append(Target("direct upstream", args.nginx_workers,
+                              f"http://127.0.0.1:{up_port}{UPSTREAM_PATH}", dummy, up))
+        targets.append(Target("nginx proxy", args.nginx_workers,
+                              f"http://127.0.0.1:{proxy_port}{UPSTREAM_PATH}", dummy, px, up))
+        # one bus per log durability, on the same home (like several bus processes of one
+        # instance); each is idle while the others are measured
+        buses = [start_bus(procs, tmp, home, up, secret, d, args) for d in durabilities]
+        targets += buses
 
-        before = 0
-        for i, durability in enumerate(durabilities):
-            port = free_port()
-            bus = procs.start(
-                f"bus ({durability})",
-                [str(DARGAH), "serve", "bus", "--home", str(home), "--port", str(port),
-                 "--workers", str(args.workers)],
-                tmp / f"bus-{durability}.log", env=bus_env(DARGAH_LOG_DURABILITY=durability),
-            )
-            base = f"http://127.0.0.1:{port}"
-            wait_http(f"{base}/readyz", bus, timeout=60)
-            token = get_token(base, secret)
-            preflight_bus(base, token)
-            t = Target(f"bus ({durability})", args.workers, base + BUS_PATH,
-                       write_wrk_script(tmp / f"bus-{durability}.lua", token))
-            targets.append(t)
-            profiler: list[subprocess.Popen[bytes] | None] = [None]
-            want_profile = args.profile is not None and i == 0
+        for rnd in range(1, args.rounds + 1):
+            print(f"Round {rnd} of {args.rounds}:" if args.rounds > 1 else "Measuring:")
+            for t in targets:
+                hook = None
+                if rnd == 1 and t is buses[0] and args.profile is not None:
+                    hook = functools.partial(_profile_during_load, t, args)
+                try:
+                    measure(t, args, hook)
+                finally:
+                    _finish_profile(t)
 
-            def on_load_start(bus: Proc = bus, want: bool = want_profile,
-                              profiler: list[Any] = profiler) -> None:
-                if want:
-                    profiler[0] = start_profile(bus, args.profile, args.duration - 1)
-
-            try:
-                measure(t, args, on_load_start)
-            finally:
-                if profiler[0] is not None:
-                    try:
-                        _, err = profiler[0].communicate(timeout=60)
-                        if profiler[0].returncode != 0:
-                            print(f"  py-spy failed: {err.decode(errors='replace')[-500:]}")
-                    except subprocess.TimeoutExpired:
-                        os.killpg(profiler[0].pid, signal.SIGKILL)
-                        profiler[0].wait()
-            procs.stop(bus)
-            n, top, seals = log_counts(home)
-            assert t.load is not None and t.single is not None
-            answered = t.load.requests + t.single.requests
-            t.notes.append(
-                f"message log {n} records after the run (+{n - before} in this run; max seq {top}"
-                f"{', gap-free' if n == top else ', NOT gap-free'}; {seals} seals); "
-                f"wrk counted {answered} measured answers (plus warm-up and the calls in flight at each stop)"
-            )
-            if n - before < answered:
-                raise BenchError(f"the log holds {n - before} records for {answered} answered calls")
-            before = n
-        verify_text = log_verify(home)
+        for bus in buses:
+            batch = group_commit_sizes(bus.url.split("/r1/")[0])
+            if batch:
+                bus.notes.append(f"records per group commit, per worker (whole run): {batch}")
+            procs.stop(bus.proc)  # a clean stop: the log is sealed
+        log_text = check_log(home, buses)
     except BenchError as exc:
         print(f"\nFAILED: {exc}", file=sys.stderr)
-        return 1
+        status = 1
     except KeyboardInterrupt:
         print("\ninterrupted: stopping everything", file=sys.stderr)
-        return 130
+        status = 130
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # finish the cleanup
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # let the cleanup finish
         procs.stop_all()
         shutil.rmtree(tmp, ignore_errors=True)
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
-    text, passed = report(targets, args)
-    print("\nResults (loopback, wrk 1 thread; latency in ms):\n")
-    print(text)
-    print(f"\nmessage log: {verify_text}")
-    print("\ngoals: bus >= 1/3 of nginx's throughput (floor 1/5); bus adds <= 1 ms p50 at one connection")
-    if args.profile is not None and args.profile.exists():
-        print(f"\nprofile of one bus worker (own time, top 15) from {args.profile}:")
-        print(profile_top(args.profile))
+    facts["loadavg after"] = loadavg()
+    if any(t.load is not None for t in targets):
+        what = "Partial results" if status else "Results"
+        rounds = f"median of {args.rounds} rounds; " if args.rounds > 1 else ""
+        print(f"\n{what} (127.0.0.1, wrk 1 thread; {rounds}CPU us/req: the target's own "
+              f"processes, all threads, under the {args.connections}-connection load)\n")
+        print(table(targets, args.connections))
+        lines, passed = verdicts(targets, args.connections)
+        print("\n".join(lines))
+        if status == 0:
+            print("\n" + "\n".join(log_text))
+            print("\ngoals: bus >= 1/3 of nginx's throughput (floor 1/5); bus adds <= 1 ms p50 at "
+                  "one connection")
+            print(f"load average before {facts['loadavg']}, after {facts['loadavg after']}")
+            if args.strict and not passed:
+                status = 1
+    if args.profile is not None and args.profile.exists() and args.profile.stat().st_size:
+        print(f"\nprofile of one bus worker ({args.profile}, py-spy, {args.duration - 1:g} s "
+              f"of the first {args.connections}-connection load):")
+        print(profile_top(args.profile, args.duration - 1))
     if args.json is not None:
-        args.json.write_text(json.dumps({
-            "machine": facts,
-            "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-            "targets": [{"name": t.name, "workers": t.workers, "notes": t.notes,
-                         "load": {k: v for k, v in asdict(t.load).items() if k != "raw"} if t.load else None,
-                         "single": {k: v for k, v in asdict(t.single).items() if k != "raw"} if t.single else None}
-                        for t in targets],
-        }, indent=2))
-    if args.strict and not passed:
-        return 1
-    return 0
+        args.json.write_text(_results_json(facts, args, targets))
+    return status
+
+
+_profilers: dict[int, subprocess.Popen[bytes]] = {}
+
+
+def _profile_during_load(t: Target, args: argparse.Namespace) -> None:
+    spy = start_profile(t.proc, args.profile, args.duration - 1)
+    if spy is not None:
+        _profilers[id(t)] = spy
+
+
+def _finish_profile(t: Target) -> None:
+    spy = _profilers.pop(id(t), None)
+    if spy is None:
+        return
+    try:
+        _, err = spy.communicate(timeout=60)
+        if spy.returncode != 0:
+            print(f"  py-spy failed: {err.decode(errors='replace')[-500:]}")
+    except subprocess.TimeoutExpired:
+        os.killpg(spy.pid, signal.SIGKILL)
+        spy.wait()
+
+
+def start_bus(procs: Processes, tmp: Path, home: Path, up: Proc, secret: str, durability: str,
+              args: argparse.Namespace) -> Target:
+    """``dargah serve bus`` with one log durability, ready, with a token and one good call."""
+    port = free_port()
+    name = f"bus ({durability})"
+    bus = procs.start(
+        name,
+        [str(DARGAH), "serve", "bus", "--home", str(home), "--port", str(port),
+         "--workers", str(args.workers)],
+        tmp / f"bus-{durability}.log", env=bus_env(DARGAH_LOG_DURABILITY=durability),
+    )
+    base = f"http://127.0.0.1:{port}"
+    wait_http(f"{base}/readyz", bus, timeout=60)
+    token = get_token(base, secret)
+    preflight_bus(base, token)
+    return Target(name, args.workers, base + BUS_PATH,
+                  write_wrk_script(tmp / f"bus-{durability}.lua", token), bus, up)
+
+
+def group_commit_sizes(base: str) -> str:
+    """Records per group commit of each worker that answers /metrics (new connection each time,
+    so the kernel spreads them over the workers)."""
+    seen: dict[tuple[float, float], None] = {}
+    for _ in range(12):
+        try:
+            _, _, body = http("GET", f"{base}/metrics", timeout=5)
+        except OSError:
+            continue
+        text = body.decode(errors="replace")
+        m1 = re.search(r"^gsb_log_records_committed\S*\s+([0-9.e+]+)", text, re.M)
+        m2 = re.search(r"^gsb_log_batches_committed\S*\s+([0-9.e+]+)", text, re.M)
+        if m1 and m2:
+            seen[(float(m1.group(1)), float(m2.group(1)))] = None
+    return ", ".join(f"{r / b:.1f} ({r:.0f} records in {b:.0f} commits)"
+                     for r, b in sorted(seen) if b)
+
+
+def check_log(home: Path, buses: list[Target]) -> list[str]:
+    """The message log after all buses stopped: one record per answered call, gap-free, sealed."""
+    n, top, seals = log_counts(home)
+    answered = sum(r.requests for t in buses for r in (*t.loads, *t.singles))
+    lines = [
+        f"message log: {n} records (SELECT COUNT(*), MAX(seq) FROM message_log: {n}, {top}; "
+        f"{'gap-free' if n == top else 'NOT gap-free'}), {seals} seals; wrk counted {answered} "
+        f"measured answers from the bus (the rest: warm-ups and the calls in flight when wrk "
+        f"stopped)",
+        f"message log: {log_verify(home)}",
+    ]
+    if n < answered or n != top:
+        raise BenchError("\n".join(lines))
+    return lines
 
 
 if __name__ == "__main__":

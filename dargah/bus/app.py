@@ -7,11 +7,14 @@ the rest.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from dargah.bus import endpoints
+from dargah.bus.events.delivery import DeliveryWorker
+from dargah.bus.events.handler import EventsHandler
 from dargah.bus.proxy import ProxyHandler, Receive, Scope, Send, _send_problem
 from dargah.bus.runtime import BusRuntime
 
@@ -25,41 +28,22 @@ class BusApp:
                  on_shutdown: list[Callable[[], Awaitable[None]]] | None = None) -> None:
         self.rt = rt
         self.proxy = ProxyHandler(rt)
+        wake = asyncio.Event()
+        self.events = EventsHandler(rt, self.proxy, wake)
+        self.deliveries = DeliveryWorker(rt, wake)
         self.fallback = fallback
         self._on_startup = on_startup or []
         self._on_shutdown = on_shutdown or []
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        kind = scope["type"]
-        if kind == "http":
-            path: str = scope["path"]
-            if path.startswith("/r1/"):
-                if path.startswith("/r1/meta/"):
-                    await endpoints.meta_endpoint(self.rt, scope, send)
-                else:
-                    try:
-                        await self.proxy(scope, receive, send)
-                    except Exception:
-                        log.exception("unexpected error on the bus path")
-                        await _send_problem(send, "internal", "an unexpected error occurred", None, [])
-                return
-            if path == "/oauth/token":
-                await endpoints.token_endpoint(self.rt, scope, receive, send)
-                return
-            if path == "/.well-known/jwks.json":
-                await endpoints.jwks_endpoint(self.rt, send)
-                return
-            if path in ("/healthz", "/readyz"):
-                await endpoints.health_endpoint(self.rt, path, send)
-                return
-            if path == "/metrics":
-                await endpoints.metrics_endpoint(self.rt, send)
-                return
-            if path.startswith("/e1/"):
-                await _send_problem(send, "unknown-service", "events are not enabled on this instance",
-                                    None, [])
-                return
-        elif kind == "lifespan":
+        if scope["type"] == "http" and _is_bus_path(scope["path"]):
+            try:
+                await self._bus(scope, receive, send)
+            except Exception:
+                log.exception("unexpected error on %s", scope["path"][:200])
+                await _send_problem(send, "internal", "an unexpected error occurred", None, [])
+            return
+        if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
             return
         if self.fallback is not None:
@@ -67,12 +51,31 @@ class BusApp:
         else:
             await _send_problem(send, "not-found", "no such endpoint", None, [])
 
+    async def _bus(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        if path.startswith("/r1/"):
+            if path.startswith("/r1/meta/"):
+                await endpoints.meta_endpoint(self.rt, scope, send)
+            else:
+                await self.proxy(scope, receive, send)
+        elif path.startswith("/e1/"):
+            await self.events(scope, receive, send)
+        elif path == "/oauth/token":
+            await endpoints.token_endpoint(self.rt, scope, receive, send)
+        elif path == "/.well-known/jwks.json":
+            await endpoints.jwks_endpoint(self.rt, send)
+        elif path == "/metrics":
+            await endpoints.metrics_endpoint(self.rt, send)
+        else:
+            await endpoints.health_endpoint(self.rt, path, send)
+
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
             message: dict[str, Any] = dict(await receive())
             if message["type"] == "lifespan.startup":
                 try:
                     await self.rt.start()
+                    self.deliveries.start()
                     for hook in self._on_startup:
                         await hook()
                 except Exception as exc:
@@ -86,6 +89,14 @@ class BusApp:
                         await hook()
                     except Exception:
                         log.exception("shutdown hook failed")
+                await self.deliveries.stop()
                 await self.rt.stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+_EXACT = frozenset({"/oauth/token", "/.well-known/jwks.json", "/healthz", "/readyz", "/metrics"})
+
+
+def _is_bus_path(path: str) -> bool:
+    return path.startswith(("/r1/", "/e1/")) or path in _EXACT

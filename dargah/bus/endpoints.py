@@ -162,7 +162,8 @@ async def health_endpoint(rt: BusRuntime, path: str, send: Send) -> None:
 
 async def metrics_endpoint(rt: BusRuntime, send: Send) -> None:
     w = rt.writer
-    text = rt.metrics.render({
+    # Counts of every worker process of this machine; the gauges are this process's.
+    text = rt.shared_metrics.combined().render({
         "gsb_log_records_committed": w.committed,
         "gsb_log_batches_committed": w.batches,
         "gsb_log_writable": 1 if w.healthy else 0,

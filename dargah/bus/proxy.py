@@ -253,7 +253,9 @@ class ProxyHandler:
         elapsed = time.perf_counter() - started
         rec["duration_us"] = int(elapsed * 1_000_000)
         seq = await rt.writer.append(rec, body_rec)
-        rt.metrics.observe(rec["client"], rec["service"], rec["outcome"],
+        # Only registered services get a series of their own: ids a client makes up do not.
+        known = rec["service"] if rec["service"] in rt.snapshot.services else None
+        rt.metrics.observe(rec["client"], known, rec["outcome"],
                            time.perf_counter() - started, rec["request_bytes"], len(body))
         headers.append((b"gsb-request-id", request_id.encode()))
         headers.append((b"gsb-log-id", str(seq).encode()))

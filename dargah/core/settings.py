@@ -91,6 +91,23 @@ class Settings:
             "DARGAH_PROVIDER_CONNECTIONS", "Most connections a bus process opens to one provider."
         ),
     )
+    event_dead_after_seconds: float = field(
+        default=86400.0,
+        metadata=_meta(
+            "DARGAH_EVENT_DEAD_AFTER_SECONDS",
+            "How long a webhook delivery is retried before it goes to the dead-letter list.",
+        ),
+    )
+    event_max_bytes: int = field(
+        default=1024 * 1024,
+        metadata=_meta("DARGAH_EVENT_MAX_BYTES", "Largest event a provider may publish, in bytes."),
+    )
+    event_delivery_timeout: float = field(
+        default=10.0,
+        metadata=_meta(
+            "DARGAH_EVENT_DELIVERY_TIMEOUT", "Seconds a subscriber's webhook has to answer."
+        ),
+    )
     log_level: str = field(
         default="info", metadata=_meta("DARGAH_LOG_LEVEL", "debug, info, warning or error.")
     )

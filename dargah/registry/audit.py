@@ -35,6 +35,10 @@ class Action(StrEnum):
     QUOTA_SET = "registry:quota:set"
     QUOTA_REMOVE = "registry:quota:remove"
     CATALOGUE_IMPORT = "registry:catalogue:import"
+    TOPIC_ADD = "registry:topic:add"
+    SUBSCRIPTION_ADD = "registry:subscription:add"
+    SUBSCRIPTION_REMOVE = "registry:subscription:remove"
+    SUBSCRIPTION_REDELIVER = "registry:subscription:redeliver"
     TOKEN_ISSUE = "security:token:issue"
     TOKEN_REFUSE = "security:token:refuse"
 

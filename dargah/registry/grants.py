@@ -15,7 +15,7 @@ from dargah.registry import audit
 from dargah.registry.audit import Action
 from dargah.registry.members import get_subsystem
 from dargah.registry.services import get_service
-from dargah.store.tables import grants, subsystems
+from dargah.store.tables import grants, subsystems, topics
 
 PURPOSE_RE = re.compile(r"[a-z][a-z0-9_.-]{0,63}")
 LIVE = ("requested", "approved")
@@ -54,6 +54,12 @@ def _live_grant(conn: Connection, client_id: str, service_id: str) -> dict[str, 
     return dict(row) if row else None
 
 
+def _require_target(conn: Connection, target: str) -> None:
+    """A grant is on a bus service or on a topic; either must exist."""
+    if conn.execute(select(topics.c.id).where(topics.c.id == target)).first() is None:
+        get_service(conn, target)
+
+
 def request_grant(
     conn: Connection, client_id: str, service_id: str, purposes: list[str], actor: str,
     *, approve: bool = False,
@@ -62,7 +68,7 @@ def request_grant(
     parse_subsystem_id(client_id)
     parse_service_id(service_id)
     get_subsystem(conn, client_id)
-    get_service(conn, service_id)
+    _require_target(conn, service_id)
     clean = _purposes(purposes)
     # Serialise requests for one client (PostgreSQL row lock; SQLite writers are serial anyway),
     # so that concurrent identical requests cannot both create a live grant.

@@ -8,7 +8,7 @@ any process or command takes effect everywhere within a few seconds.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -16,7 +16,15 @@ from sqlalchemy import Connection, select
 
 from dargah.core.keys import PublicKey, jwk_to_public_key
 from dargah.registry.audit import current_version
-from dargah.store.tables import grants, members, quotas, services, subsystem_keys, subsystems
+from dargah.store.tables import (
+    grants,
+    members,
+    quotas,
+    services,
+    subsystem_keys,
+    subsystems,
+    topics,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +66,13 @@ class Quota:
     burst: float
 
 
+@dataclass(frozen=True, slots=True)
+class TopicEntry:
+    id: str
+    owner: str
+    active: bool
+
+
 @dataclass(frozen=True)
 class Snapshot:
     version: int
@@ -66,6 +81,7 @@ class Snapshot:
     services: dict[str, ServiceEntry]
     grants: dict[tuple[str, str], frozenset[str]]
     quotas: dict[tuple[str, str | None], Quota]
+    topics: dict[str, TopicEntry]
 
     def service_ids_for(self, client: str) -> list[str]:
         return sorted(s for (c, s) in self.grants if c == client)
@@ -105,22 +121,34 @@ def load_snapshot(conn: Connection) -> Snapshot:
         )
     }
     keys: dict[str, KeyEntry] = {}
-    for r in conn.execute(select(subsystem_keys)).mappings():
+    for k in conn.execute(select(subsystem_keys)).mappings():
         try:
-            public_key, alg = jwk_to_public_key(json.loads(r["jwk"]))
+            public_key, alg = jwk_to_public_key(json.loads(k["jwk"]))
         except ValueError:
             continue
-        keys[r["kid"]] = KeyEntry(r["kid"], r["subsystem_id"], alg, public_key, r["status"] == "active")
-    svc = {r["id"]: _service_entry(dict(r)) for r in conn.execute(select(services)).mappings()}
+        keys[k["kid"]] = KeyEntry(k["kid"], k["subsystem_id"], alg, public_key, k["status"] == "active")
+    svc = {}
+    for s in conn.execute(select(services)).mappings():
+        entry = _service_entry(dict(s))
+        provider = clients.get(entry.provider)
+        if entry.active and (provider is None or not provider.active):
+            # A revoked provider (subsystem or member) offers nothing.
+            entry = replace(entry, active=False)
+        svc[entry.id] = entry
     grant_map: dict[tuple[str, str], frozenset[str]] = {}
-    for r in conn.execute(
+    for g in conn.execute(
         select(grants.c.client_id, grants.c.service_id, grants.c.purposes).where(
             grants.c.status == "approved"
         )
     ):
-        grant_map[(r.client_id, r.service_id)] = frozenset(json.loads(r.purposes))
+        grant_map[(g.client_id, g.service_id)] = frozenset(json.loads(g.purposes))
     quota_map = {
         (r.client_id, r.service_id or None): Quota(float(r.per_second), float(r.burst))
         for r in conn.execute(select(quotas))
     }
-    return Snapshot(version, clients, keys, svc, grant_map, quota_map)
+    topic_map = {
+        t.id: TopicEntry(t.id, t.subsystem_id, t.status == "active"
+                         and bool(clients.get(t.subsystem_id) and clients[t.subsystem_id].active))
+        for t in conn.execute(select(topics.c.id, topics.c.subsystem_id, topics.c.status))
+    }
+    return Snapshot(version, clients, keys, svc, grant_map, quota_map, topic_map)

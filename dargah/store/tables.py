@@ -298,3 +298,59 @@ catalogue_agencies = Table(
     Column("extra", Text, nullable=False),
     Column("updated_at", String(40), nullable=False),
 )
+
+# Events (protocol §7): topics owned by a provider subsystem; grants on topics live in
+# `grants` with the topic id as the service id.
+topics = Table(
+    "topics",
+    metadata,
+    Column("id", String(200), primary_key=True),
+    Column("subsystem_id", String(120), ForeignKey("subsystems.id"), nullable=False, index=True),
+    Column("title", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("created_at", String(40), nullable=False),
+)
+
+subscriptions = Table(
+    "subscriptions",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("client_id", String(120), ForeignKey("subsystems.id"), nullable=False, index=True),
+    Column("topic_id", String(200), ForeignKey("topics.id"), nullable=False, index=True),
+    Column("mode", String(8), nullable=False),
+    Column("webhook_url", Text),
+    Column("status", String(16), nullable=False),
+    Column("created_at", String(40), nullable=False),
+)
+
+# Every published event, once (CloudEvents id unique per topic); `seq` orders a topic's events.
+events = Table(
+    "events",
+    metadata,
+    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("topic_id", String(200), nullable=False),
+    Column("event_id", String(255), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("publisher", String(120), nullable=False),
+    Column("published_at", String(32), nullable=False),
+    UniqueConstraint("topic_id", "event_id"),
+    Index("ix_events_topic_seq", "topic_id", "seq"),
+)
+
+# One row per (webhook subscription, event): pending → delivered, or dead after the retry window.
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("subscription_id", String(36), ForeignKey("subscriptions.id"), nullable=False),
+    Column("event_seq", BigInteger, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("created", Float, nullable=False),
+    Column("next_attempt_at", Float, nullable=False),
+    Column("lease_until", Float),
+    Column("last_error", Text),
+    Column("delivered_at", String(32)),
+    UniqueConstraint("subscription_id", "event_seq"),
+    Index("ix_deliveries_due", "status", "next_attempt_at"),
+)

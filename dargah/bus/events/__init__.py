@@ -1,0 +1,1 @@
+"""Events for proactive services (protocol §7): publishing, webhook delivery and pulling."""
