@@ -83,14 +83,24 @@ def split_target(raw_path: str) -> tuple[str, str]:
     return service, path
 
 
-def new_traceparent(incoming: str | None) -> str:
-    """The traceparent to send on: the caller's trace with the bus's own span id, or a new trace."""
-    span = os.urandom(8).hex()
+def new_traceparent(incoming: str | None, random_hex: str | None = None) -> str:
+    """The traceparent to send on: the caller's trace with the bus's own span id, or a new trace.
+
+    ``random_hex`` (48 hex digits) supplies the new trace and span ids.
+    """
+    r = random_hex or os.urandom(24).hex()
+    span = r[32:48]
     if incoming:
         m = _TRACEPARENT.fullmatch(incoming.strip())
         if m and m.group(1) != "ff" and m.group(2) != "0" * 32 and m.group(3) != "0" * 16:
             return f"00-{m.group(2)}-{span}-{m.group(4)}"
-    return f"00-{os.urandom(16).hex()}-{span}-01"
+    return f"00-{r[:32]}-{span}-01"
+
+
+def _uuid4(h: str) -> str:
+    """A version-4 UUID from 32 random hex digits (what uuid.uuid4() gives, without its overhead)."""
+    variant = "89ab"[int(h[16], 16) & 3]
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{variant}{h[17:20]}-{h[20:32]}"
 
 
 def parse_headers(headers: list[tuple[bytes, bytes]], call: ParsedCall) -> None:
@@ -145,6 +155,7 @@ def parse_headers(headers: list[tuple[bytes, bytes]], call: ParsedCall) -> None:
             forward.append((name, value))
     if connection_tokens:
         call.forward = [(n, v) for n, v in forward if n not in connection_tokens]
+    random_hex = os.urandom(40).hex()  # one read of the system's randomness for all new ids
     if not call.request_id:
-        call.request_id = str(uuid.uuid4())
-    call.traceparent = new_traceparent(incoming_trace)
+        call.request_id = _uuid4(random_hex[48:])
+    call.traceparent = new_traceparent(incoming_trace, random_hex)

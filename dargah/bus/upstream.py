@@ -178,16 +178,19 @@ class Pool:
         except ValueError:
             pass
 
-    async def _connection(self) -> _Connection:
+    async def _connection(self, timeout: float) -> _Connection:
         while self._idle:
             conn = self._idle.pop()
             if not conn.closed and conn.transport is not None and not conn.transport.is_closing():
                 return conn
         loop = asyncio.get_running_loop()
         try:
-            _, proto = await loop.create_connection(
-                lambda: _Connection(self), self.host, self.port, ssl=self._ssl
+            _, proto = await asyncio.wait_for(
+                loop.create_connection(lambda: _Connection(self), self.host, self.port, ssl=self._ssl),
+                max(timeout, 0.001),
             )
+        except TimeoutError:
+            raise _timeout(timeout) from None
         except OSError as exc:
             raise UpstreamError("provider-unavailable",
                                 f"cannot connect to the provider: {exc.strerror or exc}") from exc
@@ -202,18 +205,31 @@ class Pool:
         limit: int,
         timeout: float,
     ) -> UpstreamResponse:
-        """Send one request; raises UpstreamError with the protocol code on any failure."""
+        """Send one request; raises UpstreamError with the protocol code on any failure.
+
+        The whole exchange, waiting for a connection slot included, gets ``timeout``
+        seconds. (A timer on the response's future, not an asyncio timeout scope: this is
+        the per-request path.)
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        slots = self._slots
+        if slots.locked():
+            try:
+                await asyncio.wait_for(slots.acquire(), timeout)
+            except TimeoutError:
+                raise _timeout(timeout) from None
+        else:
+            await slots.acquire()
         try:
-            async with asyncio.timeout(timeout):
-                async with self._slots:
-                    return await self._send(method, target, headers, body, limit)
-        except TimeoutError:
-            raise UpstreamError("provider-timeout",
-                                f"provider did not answer within {timeout:g} s") from None
+            return await self._send(loop, method, target, headers, body, limit, deadline, timeout)
+        finally:
+            slots.release()
 
     async def _send(
-        self, method: str, target: bytes, headers: list[tuple[bytes, bytes]], body: bytes,
-        limit: int,
+        self, loop: asyncio.AbstractEventLoop, method: str, target: bytes,
+        headers: list[tuple[bytes, bytes]], body: bytes, limit: int, deadline: float,
+        timeout: float,
     ) -> UpstreamResponse:
         head = [method.encode(), b" ", target, b" HTTP/1.1\r\nHost: ", self._host_header, b"\r\n"]
         for name, value in headers:
@@ -223,21 +239,34 @@ class Pool:
         head.append(b"\r\n")
         data = b"".join(head) + body
         for attempt in (1, 2):
-            conn = await self._connection()
-            loop = asyncio.get_running_loop()
+            conn = await self._connection(deadline - loop.time())
             pending = _Pending(loop.create_future(), limit, method == "HEAD")
+            timer = loop.call_at(deadline, _expire, conn, pending, timeout)
             conn.send(data, pending)
             try:
                 return await pending.future
-            except UpstreamError:
+            except UpstreamError as exc:
                 # A kept-alive connection the provider had closed: retry once on a new one.
-                if attempt == 1 and conn.reused and not pending.got_bytes and method in IDEMPOTENT:
+                if (attempt == 1 and exc.code == "provider-unavailable" and conn.reused
+                        and not pending.got_bytes and method in IDEMPOTENT):
                     continue
                 raise
             except asyncio.CancelledError:
                 conn.close()
                 raise
+            finally:
+                timer.cancel()
         raise UpstreamError("provider-unavailable", "provider closed the connection")
+
+
+def _timeout(timeout: float) -> UpstreamError:
+    return UpstreamError("provider-timeout", f"provider did not answer within {timeout:g} s")
+
+
+def _expire(conn: _Connection, pending: _Pending, timeout: float) -> None:
+    if not pending.future.done():
+        pending.future.set_exception(_timeout(timeout))
+        conn.close()
 
 
 class Pools:

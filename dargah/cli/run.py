@@ -38,7 +38,7 @@ def serve(parts: tuple[str, ...], home: Path | None, host: str | None, port: int
         open_instance(settings)  # create and migrate once, before the workers start
         uvicorn.run("dargah.server:app_factory", factory=True, host=settings.host, port=settings.port,
                     workers=settings.workers, loop="uvloop", http="httptools", access_log=False,
-                    log_level=settings.log_level, server_header=False)
+                    log_level=settings.log_level, server_header=False, proxy_headers=False)
         return
     app = build_app(settings, chosen)
     uvicorn.Server(uvicorn_config(app, settings)).run()

@@ -14,8 +14,17 @@ def rfc3339(dt: datetime) -> str:
     return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+_second: list[object] = [-1, ""]
+
+
 def now_rfc3339() -> str:
-    return rfc3339(utc_now())
+    """Now, as the protocol writes it; the date and time part is formatted once per second."""
+    micros = time.time_ns() // 1000
+    sec, frac = divmod(micros, 1_000_000)
+    if _second[0] != sec:
+        _second[0] = sec
+        _second[1] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
+    return f"{_second[1]}.{frac:06d}Z"
 
 
 def now_s() -> int:

@@ -7,6 +7,8 @@ batch, commit. Nothing is acknowledged before the commit returns.
 
 from __future__ import annotations
 
+import fcntl
+import os
 import sqlite3
 from typing import Any, Protocol
 
@@ -51,6 +53,9 @@ def _chain(records: list[dict[str, Any]], seq: int, prev: str) -> list[tuple[Any
 
 
 class SqliteLog:
+    """Writers of several processes take turns on an flock first, so a waiting writer
+    sleeps in the kernel until the lock is free instead of in SQLite's busy handler."""
+
     def __init__(self, path: str, durability: str) -> None:
         # mode=rw: never create an empty database where the instance's should be.
         self._conn = sqlite3.connect(
@@ -60,6 +65,7 @@ class SqliteLog:
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute(f"PRAGMA synchronous={'FULL' if durability == 'power' else 'NORMAL'}")
         self._conn.execute("PRAGMA busy_timeout=30000")
+        self._lock_fd = os.open(f"{path}-loglock", os.O_RDWR | os.O_CREAT, 0o600)
         self._insert = f"INSERT INTO message_log ({_COLS}) VALUES ({', '.join('?' * len(FIELDS))})"
 
     def _tail(self) -> tuple[int, str]:
@@ -71,6 +77,13 @@ class SqliteLog:
         return self._tail()
 
     def append(self, records: list[dict[str, Any]], bodies: list[Body | None]) -> None:
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        try:
+            self._append(records, bodies)
+        finally:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    def _append(self, records: list[dict[str, Any]], bodies: list[Body | None]) -> None:
         c = self._conn
         c.execute("BEGIN IMMEDIATE")
         try:
@@ -105,6 +118,7 @@ class SqliteLog:
 
     def close(self) -> None:
         self._conn.close()
+        os.close(self._lock_fd)
 
 
 class PostgresLog:

@@ -14,6 +14,7 @@ import logging
 import queue
 import threading
 import time
+from dataclasses import dataclass, field
 from collections.abc import Callable
 from typing import Any
 
@@ -55,6 +56,7 @@ class LogWriter:
         self._last_seal_time = 0.0
         self._tail_seq = 0
         self._tail_hash = ""
+        self._group: _Group | None = None
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -87,13 +89,26 @@ class LogWriter:
     # -- the request side ---------------------------------------------------
 
     async def append(self, record: dict[str, Any], body: Body | None = None) -> int:
-        """Append a record and wait until it is committed; returns its seq."""
+        """Append a record and wait until it is committed; returns its seq.
+
+        Records appended during one turn of the event loop travel to the writer
+        thread together and are settled together: one hand-over per turn, not per record.
+        """
         if not self.healthy:
             raise LogUnavailable("the message log is not writable")
-        assert self._loop is not None
-        fut: asyncio.Future[int] = self._loop.create_future()
-        self._queue.put((record, body, fut))
-        return await fut
+        group = self._group
+        if group is None:
+            assert self._loop is not None
+            group = self._group = _Group(self._loop.create_future())
+            self._loop.call_soon(self._hand_over)
+        group.items.append((record, body))
+        await group.future
+        return int(record["seq"])
+
+    def _hand_over(self) -> None:
+        group, self._group = self._group, None
+        if group is not None:
+            self._queue.put(group)
 
     # -- the writer thread --------------------------------------------------
 
@@ -120,9 +135,10 @@ class LogWriter:
                     self._maybe_seal()
                 continue
             stop = first is _STOP
-            batch = [] if stop else [first]
-            # A batch never spans more than one seal interval.
-            while len(batch) < min(MAX_BATCH, self._seal_records):
+            groups: list[_Group] = [] if stop else [first]
+            size = sum(len(g.items) for g in groups)
+            # A batch never spans much more than one seal interval.
+            while size < min(MAX_BATCH, self._seal_records):
                 try:
                     item = self._queue.get_nowait()
                 except queue.Empty:
@@ -130,25 +146,24 @@ class LogWriter:
                 if item is _STOP:
                     stop = True
                     break
-                batch.append(item)
-            if batch:
-                self._commit(batch)
+                groups.append(item)
+                size += len(item.items)
+            if groups:
+                self._commit(groups)
             if stop:
                 return
             self._maybe_seal()
 
-    def _commit(
-        self, batch: list[tuple[dict[str, Any], Body | None, asyncio.Future[int]]]
-    ) -> None:
-        records = [b[0] for b in batch]
-        futures = [b[2] for b in batch]
+    def _commit(self, groups: list[_Group]) -> None:
+        records = [item[0] for g in groups for item in g.items]
+        bodies = [item[1] for g in groups for item in g.items]
         error: BaseException | None = None
         try:
             if self._backend is None or not self.healthy:
                 self._try_reconnect()
             if self._backend is None:
                 raise LogUnavailable("no connection to the message log")
-            self._backend.append(records, [b[1] for b in batch])
+            self._backend.append(records, bodies)
             self.committed += len(records)
             self.batches += 1
             self._tail_seq, self._tail_hash = records[-1]["seq"], records[-1]["hash"]
@@ -157,8 +172,7 @@ class LogWriter:
             self.healthy = False
             error = exc
         assert self._loop is not None
-        seqs = [r.get("seq", 0) for r in records]
-        self._loop.call_soon_threadsafe(_settle, futures, seqs, error)
+        self._loop.call_soon_threadsafe(_settle, [g.future for g in groups], error)
 
     def _try_reconnect(self) -> None:
         try:
@@ -192,13 +206,19 @@ class LogWriter:
         self._last_sealed = seq
 
 
-def _settle(
-    futures: list[asyncio.Future[int]], seqs: list[int], error: BaseException | None
-) -> None:
-    for fut, seq in zip(futures, seqs, strict=True):
+def _settle(futures: list[asyncio.Future[None]], error: BaseException | None) -> None:
+    for fut in futures:
         if fut.done():
             continue
         if error is None:
-            fut.set_result(seq)
+            fut.set_result(None)
         else:
             fut.set_exception(LogUnavailable(str(error)))
+
+
+@dataclass(slots=True)
+class _Group:
+    """Records appended in one turn of the event loop, settled by one future."""
+
+    future: asyncio.Future[None]
+    items: list[tuple[dict[str, Any], Body | None]] = field(default_factory=list)
