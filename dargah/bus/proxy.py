@@ -24,7 +24,6 @@ from dargah.bus.runtime import BusRuntime
 from dargah.bus.upstream import UpstreamError
 from dargah.core.clock import now_rfc3339
 from dargah.core.errors import PROBLEM_CONTENT_TYPE, PROBLEMS, problem_body, problem_bytes
-from dargah.core.identifiers import is_national_code
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -110,7 +109,7 @@ class ProxyHandler:
                 raise Refusal("method-not-allowed", f"method {method} is not one of the protocol's",
                               headers=_ALLOW)
             rec["purpose"], rec["user"] = call.purpose, call.user
-            if call.subject is not None and is_national_code(call.subject):
+            if call.subject is not None:
                 rec["subject_ref"] = rt.subject_ref(call.subject)
             snap = rt.snapshot
             # authentication

@@ -19,6 +19,7 @@ from dargah.bus.log.writer import LogWriter
 from dargah.bus.metrics import BusMetrics, SharedMetrics
 from dargah.bus.tokens import TokenIssuer, TokenVerifier
 from dargah.bus.upstream import Pools
+from dargah.core.identifiers import is_national_code
 from dargah.core.keys import HS256, EdDSASigner, load_private_pem
 from dargah.core.settings import Settings
 from dargah.registry import audit
@@ -58,6 +59,7 @@ class BusRuntime:
         self.seal_signer = EdDSASigner(seal, keys["seal"].kid)
         token_mac = HS256(bytes.fromhex(keys["token"].private), keys["token"].kid)
         self._subject_key = bytes.fromhex(keys["subject"].private)
+        self._subject_refs: dict[str, str] = {}
         self.body_key = (keys["body"].kid, bytes.fromhex(keys["body"].private))
         self.issuer = TokenIssuer(
             token_mac, f"{self.public_url}/oauth/token", settings.token_ttl,
@@ -79,8 +81,17 @@ class BusRuntime:
         self._refresher: asyncio.Task[None] | None = None
         self._publisher: asyncio.Task[None] | None = None
 
-    def subject_ref(self, national_code: str) -> str:
-        return hmac.new(self._subject_key, national_code.encode(), hashlib.sha256).hexdigest()
+    def subject_ref(self, national_code: str) -> str | None:
+        """The HMAC of a valid national code (None for an invalid one); recent answers are kept."""
+        ref = self._subject_refs.get(national_code)
+        if ref is None:
+            if not is_national_code(national_code):
+                return None
+            if len(self._subject_refs) >= 100_000:
+                self._subject_refs.clear()
+            ref = hmac.new(self._subject_key, national_code.encode(), hashlib.sha256).hexdigest()
+            self._subject_refs[national_code] = ref
+        return ref
 
     # -- lifecycle --------------------------------------------------------
 

@@ -17,3 +17,7 @@ def main() -> None:
 for group in (catalogue.commands, log.commands, manage.commands, run.commands):
     for command in group:
         main.add_command(command)
+
+
+if __name__ == "__main__":
+    main()

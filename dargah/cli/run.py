@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import click
 
 from dargah.cli.context import home_option, reports_errors
 from dargah.core.settings import settings_from_env
-from dargah.server import PARTS, build_app, configure_logging, uvicorn_config
+from dargah.server import PARTS, build_app, configure_logging
 
 
 @click.command()
@@ -18,30 +17,27 @@ from dargah.server import PARTS, build_app, configure_logging, uvicorn_config
 @click.option("--host", default=None, help="Address to listen on (default $DARGAH_HOST or 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port (default $DARGAH_PORT or 8000).")
 @click.option("--workers", type=int, default=None, help="Processes sharing the port.")
+@click.option("--reuse-port", is_flag=True, hidden=True, help="Share the port (set for workers).")
 @reports_errors
 def serve(parts: tuple[str, ...], home: Path | None, host: str | None, port: int | None,
-          workers: int | None) -> None:
+          workers: int | None, reuse_port: bool) -> None:
     """Run the chosen PARTS (default: bus registry) with configuration from DARGAH_* variables."""
-    import uvicorn
+    from dargah.http.server import Site, run_workers
+    from dargah.http.server import serve as serve_sites
 
     chosen = parts or ("bus", "registry")
     settings = settings_from_env(home=home, host=host, port=port, workers=workers)
     configure_logging(settings.log_level)
-    if settings.workers > 1:
-        # Worker processes rebuild the app from the environment.
-        os.environ.update({
-            "DARGAH_HOME": str(settings.home), "DARGAH_HOST": settings.host,
-            "DARGAH_PORT": str(settings.port), "DARGAH_PARTS": ",".join(chosen),
-        })
+    if settings.workers > 1 and not reuse_port:
         from dargah.registry.instance import open_instance
 
-        open_instance(settings)  # create and migrate once, before the workers start
-        uvicorn.run("dargah.server:app_factory", factory=True, host=settings.host, port=settings.port,
-                    workers=settings.workers, loop="uvloop", http="httptools", access_log=False,
-                    log_level=settings.log_level, server_header=False, proxy_headers=False)
+        open_instance(settings)[0].dispose()  # create and migrate once, before the workers start
+        argv = ["serve", *chosen, "--home", str(settings.home), "--host", settings.host,
+                "--port", str(settings.port), "--workers", "1"]
+        run_workers(argv, settings.workers, settings.host, settings.port)
         return
     app = build_app(settings, chosen)
-    uvicorn.Server(uvicorn_config(app, settings)).run()
+    serve_sites([Site(app, settings.host, settings.port, reuse_port=reuse_port)])
 
 
 @click.command()

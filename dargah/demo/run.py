@@ -8,16 +8,9 @@ Ctrl-C or SIGTERM (the message log is sealed on the way out).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import signal
 import socket
-import sys
-from collections.abc import Generator
-from typing import Any
 
 import click
-import uvicorn
 
 from dargah.core.settings import Settings
 from dargah.demo.contract import client_entry, write_demo_json
@@ -31,20 +24,11 @@ from dargah.demo.provision import (
     provision_client,
     tester_grants,
 )
+from dargah.http.server import Site, serve
 from dargah.registry.instance import new_secret, open_instance
 from dargah.sandbox.apps import build_sandbox_app
 from dargah.sandbox.citizens import generate_citizens
-from dargah.server import build_app, configure_logging, uvicorn_config
-
-
-class _GroupServer(uvicorn.Server):
-    """A uvicorn server whose signal handling stops every server of its group, and exits cleanly."""
-
-    group: list[uvicorn.Server]
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield
+from dargah.server import build_app, configure_logging
 
 
 def _free_port_after(host: str, port: int) -> int:
@@ -91,10 +75,10 @@ def run_demo(settings: Settings) -> None:
 
     main_app = build_app(settings, ["bus", "registry", "console", "portal"])
     sandbox_app = build_sandbox_app(info.code, bus_url, citizens)
-    sandbox_settings = settings.with_overrides(port=sandbox_port)
-    servers = [
-        _GroupServer(uvicorn_config(main_app, settings)),
-        _GroupServer(uvicorn_config(sandbox_app, sandbox_settings, lifespan="off")),
+    # The bus starts first (it serves the keys the sandbox verifies against) and stops last.
+    sites = [
+        Site(main_app, settings.host, settings.port, name="bus"),
+        Site(sandbox_app, settings.host, sandbox_port, lifespan=False, name="sandbox agencies"),
     ]
 
     click.echo(
@@ -106,27 +90,4 @@ def run_demo(settings: Settings) -> None:
         "Press Ctrl-C to stop.\n",
         err=True,
     )
-    asyncio.run(_serve_all(servers))
-
-
-async def _serve_all(servers: list[_GroupServer]) -> None:
-    loop = asyncio.get_running_loop()
-
-    def stop(*_: Any) -> None:
-        for s in servers:
-            s.should_exit = True
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop)
-    # The bus starts first (it serves the keys the sandbox verifies against) and stops last.
-    main, *others = servers
-    main_task = asyncio.create_task(main.serve())
-    while not main.started and not main_task.done():
-        await asyncio.sleep(0.05)
-    if main_task.done():
-        await main_task
-        sys.exit(1)
-    other_tasks = [asyncio.create_task(s.serve()) for s in others]
-    await asyncio.gather(*other_tasks)
-    main.should_exit = True
-    await main_task
+    serve(sites)

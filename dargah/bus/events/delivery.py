@@ -27,6 +27,8 @@ from dargah.core.errors import PROBLEMS
 log = logging.getLogger("dargah.events")
 IDLE_WAIT = 1.0
 MAX_RESPONSE = 64 * 1024
+CLAIM_BATCH = 32
+MAX_IN_FLIGHT = 128
 
 
 class DeliveryWorker:
@@ -36,6 +38,8 @@ class DeliveryWorker:
         self.delivered = 0
         self.failed = 0
         self._task: asyncio.Task[None] | None = None
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._full = False
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())
@@ -45,21 +49,43 @@ class DeliveryWorker:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        # Cut short, not done: their leases run out and they are tried again.
+        for task in list(self._in_flight):
+            task.cancel()
+        await asyncio.gather(*self._in_flight, return_exceptions=True)
 
     async def _run(self) -> None:
+        # Each delivery runs as its own task, so that a slow or unreachable webhook holds up
+        # only its own deliveries, never those of other subscribers.
         lease = self.rt.settings.event_delivery_timeout + 5
         while True:
-            try:
-                due = await asyncio.to_thread(store.claim, self.rt.engine, time.time(), lease)
-            except Exception as exc:  # the database is away: try again shortly
-                log.warning("could not claim event deliveries: %s", exc)
-                due = []
-            if not due:
-                self.wake.clear()
+            self.wake.clear()  # before claiming: a publish from now on wakes the next round
+            # Claim whole batches: a claim is a write transaction, not worth making per delivery.
+            self._full = MAX_IN_FLIGHT - len(self._in_flight) < CLAIM_BATCH
+            due: list[store.Due] = []
+            if not self._full:
+                try:
+                    due = await asyncio.to_thread(
+                        store.claim, self.rt.engine, time.time(), lease, CLAIM_BATCH
+                    )
+                except Exception as exc:  # the database is away: try again shortly
+                    log.warning("could not claim event deliveries: %s", exc)
+            for d in due:
+                task = asyncio.create_task(self._deliver(d))
+                self._in_flight.add(task)
+                task.add_done_callback(self._done)
+            if len(due) < CLAIM_BATCH:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wake.wait(), IDLE_WAIT)
-                continue
-            await asyncio.gather(*(self._deliver(d) for d in due))
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            # Not marked delivered: its lease runs out and it is tried again.
+            log.error("event delivery failed unexpectedly", exc_info=exc)
+        if self._full and MAX_IN_FLIGHT - len(self._in_flight) >= CLAIM_BATCH:
+            self._full = False
+            self.wake.set()
 
     async def _deliver(self, due: store.Due) -> None:
         rt = self.rt
@@ -80,6 +106,9 @@ class DeliveryWorker:
             "request_hash": hashlib.sha256(body).hexdigest(),
             "request_bytes": len(body),
         }
+        if not due.subscription_active:
+            await asyncio.to_thread(store.dead_letter, rt.engine, due, "the subscription is gone")
+            return
         if (due.subscriber, due.topic_id) not in rt.snapshot.grants:
             await asyncio.to_thread(
                 store.dead_letter, rt.engine, due, "the subscriber's grant is gone"

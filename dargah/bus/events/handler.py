@@ -1,4 +1,4 @@
-"""``/e1/``: publishing an event (``POST /e1/{topic id}``) and pulling (``GET /e1/subscriptions/…``).
+"""``/e1/``: publishing (``POST /e1/{topic id}``) and pulling (``GET /e1/subscriptions/…``) events.
 
 Both are recorded in the message log like ``/r1/`` calls; refusals too.
 """

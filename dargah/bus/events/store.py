@@ -33,6 +33,7 @@ class Due:
     owner: str
     event_id: str
     body: str
+    subscription_active: bool = True
 
 
 def publish(
@@ -148,6 +149,7 @@ def claim(engine: Engine, now: float, lease: float, limit: int = 32) -> list[Due
             r.subsystem_id,
             r.event_id,
             r.body,
+            r.sub_status == "active",
         )
         for r in rows
     ]
@@ -165,7 +167,7 @@ def delivered(engine: Engine, delivery_id: int) -> None:
 
 
 def failed(engine: Engine, due: Due, error: str, now: float, dead_after: float) -> str:
-    """Schedule the next attempt (back-off 1 s doubling to 30 s), or dead-letter it; returns the status."""
+    """Schedule the next attempt (back-off 1 s doubling to 30 s) or dead-letter it; its status."""
     status = "dead" if now - due.created >= dead_after else "pending"
     backoff = min(MAX_BACKOFF, 2.0 ** max(0, due.attempts - 1))
     with engine.begin() as conn:

@@ -1,0 +1,426 @@
+"""HTTP/1.1 on asyncio and httptools, handing each request to an ASGI application.
+
+A lean server for the bus's per-request path: no more work per request than
+parsing, one scope dictionary, and one write per response in the common case.
+It keeps connections alive, answers pipelined requests in order, applies
+back-pressure in both directions, and bounds what a client can make it hold:
+the request line, the headers, and idle connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import unquote
+
+import httptools
+
+log = logging.getLogger("dargah.http")
+
+Message = MutableMapping[str, Any]
+ASGIApp = Callable[..., Awaitable[None]]
+
+MAX_URL = 16 * 1024
+MAX_HEADER_BYTES = 64 * 1024
+MAX_HEADERS = 200
+HIGH_WATER = 1024 * 1024
+IDLE_TIMEOUT = 5.0
+_REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
+_NO_BODY = frozenset({204, 304})
+
+
+class _TooLarge(Exception):
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+class _DateHeader:
+    """The Date header, formatted once per second."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._value = b""
+
+    def get(self) -> bytes:
+        now = int(time.time())
+        if now != self._second:
+            self._second = now
+            self._value = b"date: " + time.strftime(
+                "%a, %d %b %Y %H:%M:%S GMT", time.gmtime(now)
+            ).encode() + b"\r\n"
+        return self._value
+
+
+DATE = _DateHeader()
+
+
+class ServerState:
+    """What all connections of one server share."""
+
+    def __init__(self, app: ASGIApp, host: str, port: int) -> None:
+        self.app = app
+        self.server_addr = (host, port)
+        self.connections: set[HttpProtocol] = set()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.closing = False
+
+
+class Cycle:
+    """One request and its response."""
+
+    __slots__ = (
+        "body",
+        "chunked",
+        "complete",
+        "disconnected",
+        "expect_100",
+        "head",
+        "keep_alive",
+        "more",
+        "proto",
+        "response_done",
+        "response_started",
+        "scope",
+        "status",
+    )
+
+    def __init__(self, proto: HttpProtocol, scope: dict[str, Any], keep_alive: bool,
+                 expect_100: bool) -> None:
+        self.proto = proto
+        self.scope = scope
+        self.keep_alive = keep_alive
+        self.expect_100 = expect_100
+        self.body: collections.deque[bytes] = collections.deque()
+        self.complete = False
+        self.disconnected = False
+        self.more = asyncio.Event()
+        self.response_started = False
+        self.response_done = False
+        self.chunked = False
+        self.head = b""
+        self.status = 0
+
+    # -- ASGI receive ------------------------------------------------------
+
+    async def receive(self) -> Message:
+        proto = self.proto
+        if self.expect_100 and not self.complete:
+            self.expect_100 = False
+            if proto.transport is not None and not proto.transport.is_closing():
+                proto.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        while not self.body and not self.complete and not self.disconnected:
+            proto.resume_reading()
+            self.more.clear()
+            await self.more.wait()
+        if self.disconnected and not self.body:
+            return {"type": "http.disconnect"}
+        data = b"".join(self.body)
+        self.body.clear()
+        proto.resume_reading()
+        return {"type": "http.request", "body": data, "more_body": not self.complete}
+
+    # -- ASGI send ----------------------------------------------------------
+
+    async def send(self, message: Message) -> None:
+        proto = self.proto
+        if proto.write_paused:
+            await proto.drained()
+        kind = message["type"]
+        if kind == "http.response.start":
+            if self.response_started:
+                raise RuntimeError("the response has already started")
+            self.response_started = True
+            self.status = status = int(message["status"])
+            lines = [b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b"Unknown")), DATE.get()]
+            has_length = False
+            for name, value in message.get("headers", ()):
+                lname = name.lower()
+                if lname == b"content-length":
+                    has_length = True
+                elif lname == b"connection":
+                    if value.lower() == b"close":
+                        self.keep_alive = False
+                    continue
+                elif lname == b"transfer-encoding":
+                    continue
+                lines += (name, b": ", value, b"\r\n")
+            if not has_length and status not in _NO_BODY and self.scope["method"] != "HEAD":
+                self.chunked = True
+                lines.append(b"transfer-encoding: chunked\r\n")
+            if not self.keep_alive:
+                lines.append(b"connection: close\r\n")
+            lines.append(b"\r\n")
+            self.head = b"".join(lines)
+            return
+        if kind != "http.response.body":
+            return
+        if not self.response_started:
+            raise RuntimeError("http.response.body before http.response.start")
+        if self.response_done:
+            return
+        body: bytes = message.get("body", b"")
+        more = message.get("more_body", False)
+        if self.scope["method"] == "HEAD" or self.status in _NO_BODY:
+            body = b""
+        if self.chunked:
+            out = (b"%x\r\n%s\r\n" % (len(body), body)) if body else b""
+            if not more:
+                out += b"0\r\n\r\n"
+        else:
+            out = body
+        if self.head:
+            out = self.head + out
+            self.head = b""
+        transport = proto.transport
+        if out and transport is not None and not transport.is_closing():
+            transport.write(out)
+        if not more:
+            self.response_done = True
+            proto.response_finished(self)
+
+
+class HttpProtocol(asyncio.Protocol):
+    def __init__(self, state: ServerState) -> None:
+        self.state = state
+        self.loop = asyncio.get_running_loop()
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.client: tuple[str, int] | None = None
+        self.url = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.header_bytes = 0
+        self.current: Cycle | None = None  # the request being read
+        self.running: Cycle | None = None  # the request being answered
+        self.queue: collections.deque[Cycle] = collections.deque()
+        self.read_paused = False
+        self.write_paused = False
+        self._drained: asyncio.Event | None = None
+        self._idle: asyncio.TimerHandle | None = None
+
+    # -- asyncio.Protocol ---------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        self.client = (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) else None
+        self.state.connections.add(self)
+        self._arm_idle()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.state.connections.discard(self)
+        self._disarm_idle()
+        for cycle in (self.current, self.running, *self.queue):
+            if cycle is not None:
+                cycle.disconnected = True
+                cycle.more.set()
+        if self._drained is not None:
+            self._drained.set()
+        self.transport = None
+
+    def data_received(self, data: bytes) -> None:
+        self._disarm_idle()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            # CONNECT or an Upgrade request: answer it as an ordinary request (the application
+            # refuses it), without switching protocols, then close.
+            cycle = self.current or (self.queue[-1] if self.queue else self.running)
+            if cycle is None:
+                self._reject(400, "protocol upgrades are not supported")
+                return
+            self.pause_reading()  # whatever follows is not HTTP
+            cycle.complete = True
+            cycle.keep_alive = False
+            cycle.more.set()
+            self.current = None
+        except httptools.HttpParserCallbackError as exc:
+            cause = exc.__context__
+            if isinstance(cause, _TooLarge):
+                self._reject(cause.status, cause.detail)
+            else:
+                log.exception("error while reading a request")
+                self._reject(400, "malformed request")
+        except httptools.HttpParserError:
+            self._reject(400, "malformed HTTP request")
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if self._drained is not None:
+            self._drained.set()
+
+    async def drained(self) -> None:
+        if self._drained is None:
+            self._drained = asyncio.Event()
+        self._drained.clear()
+        while self.write_paused and self.transport is not None:
+            await self._drained.wait()
+
+    # -- httptools callbacks ----------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self.url = b""
+        self.headers = []
+        self.header_bytes = 0
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+        if len(self.url) > MAX_URL:
+            raise _TooLarge(414, "the request target is too long")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.header_bytes += len(name) + len(value)
+        if self.header_bytes > MAX_HEADER_BYTES or len(self.headers) >= MAX_HEADERS:
+            raise _TooLarge(431, "the request headers are too large")
+        self.headers.append((name.lower(), value))
+
+    def on_headers_complete(self) -> None:
+        parser = self.parser
+        method = parser.get_method().decode("ascii")
+        url = self.url
+        if url[:1] != b"/":
+            if url == b"*":
+                url = b"/"
+            else:  # absolute form
+                parsed = httptools.parse_url(url)
+                url = (parsed.path or b"/") + (b"?" + parsed.query if parsed.query else b"")
+        raw_path, _, query = url.partition(b"?")
+        expect_100 = any(n == b"expect" and v.lower() == b"100-continue" for n, v in self.headers)
+        scope: dict[str, Any] = {
+            "type": "http",
+            "asgi": {"version": "3.0", "spec_version": "2.3"},
+            "http_version": parser.get_http_version(),
+            "server": self.state.server_addr,
+            "client": self.client,
+            "scheme": "http",
+            "method": method,
+            "root_path": "",
+            "path": unquote(raw_path.decode("latin-1"), encoding="utf-8", errors="replace")
+            if b"%" in raw_path else raw_path.decode("latin-1"),
+            "raw_path": raw_path,
+            "query_string": query,
+            "headers": self.headers,
+            "state": {},
+        }
+        cycle = Cycle(self, scope, parser.should_keep_alive(), expect_100)
+        self.current = cycle
+        if self.running is None:
+            self._run(cycle)
+        else:
+            self.queue.append(cycle)
+            self.pause_reading()  # one request waits at most; the rest stay in the socket
+
+    def on_body(self, body: bytes) -> None:
+        cycle = self.current
+        if cycle is None or cycle.response_done:
+            return
+        cycle.body.append(body)
+        cycle.more.set()
+        if len(cycle.body) > 8 and sum(len(b) for b in cycle.body) > HIGH_WATER:
+            self.pause_reading()
+
+    def on_message_complete(self) -> None:
+        cycle = self.current
+        if cycle is not None:
+            cycle.complete = True
+            cycle.more.set()
+        self.current = None
+
+    # -- running requests ---------------------------------------------------
+
+    def _run(self, cycle: Cycle) -> None:
+        self.running = cycle
+        task = self.loop.create_task(self._call(cycle))
+        self.state.tasks.add(task)
+        task.add_done_callback(self.state.tasks.discard)
+
+    async def _call(self, cycle: Cycle) -> None:
+        try:
+            await self.state.app(cycle.scope, cycle.receive, cycle.send)
+        except Exception:
+            log.exception("unhandled error in the application")
+            if not cycle.response_started:
+                cycle.keep_alive = False
+                await _send_plain(cycle, 500, b'{"code":"internal","detail":"internal error"}')
+            elif self.transport is not None:
+                self.transport.close()
+            return
+        if not cycle.response_done:
+            if not cycle.response_started:
+                await _send_plain(cycle, 500, b'{"code":"internal","detail":"no response"}')
+            else:
+                await cycle.send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    def response_finished(self, cycle: Cycle) -> None:
+        self.running = None
+        transport = self.transport
+        if transport is None:
+            return
+        if not cycle.keep_alive or self.state.closing or not cycle.complete:
+            # A body the application did not read would be taken for the next request.
+            transport.close()
+            return
+        if self.queue:
+            self._run(self.queue.popleft())
+        else:
+            self.resume_reading()
+            self._arm_idle()
+
+    def pause_reading(self) -> None:
+        if not self.read_paused and self.transport is not None:
+            self.read_paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.read_paused and self.transport is not None and not self.queue:
+            self.read_paused = False
+            self.transport.resume_reading()
+
+    def _reject(self, status: int, detail: str) -> None:
+        """Answer a request that cannot be read, then close the connection."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        body = (b'{"type":"urn:gsb:problem:bad-request","title":"Bad request","status":%d,'
+                b'"code":"bad-request","detail":"%s"}' % (status, detail.encode()))
+        transport.write(
+            b"HTTP/1.1 %d %s\r\n%scontent-type: application/problem+json\r\n"
+            b"gsb-error: bad-request\r\ncontent-length: %d\r\nconnection: close\r\n\r\n%s"
+            % (status, _REASONS.get(status, b"Error"), DATE.get(), len(body), body)
+        )
+        transport.close()
+
+    # -- idle connections ----------------------------------------------------
+
+    def _arm_idle(self) -> None:
+        self._disarm_idle()
+        self._idle = self.loop.call_later(IDLE_TIMEOUT, self._idle_expired)
+
+    def _disarm_idle(self) -> None:
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
+
+    def _idle_expired(self) -> None:
+        if self.running is None and self.transport is not None:
+            self.transport.close()
+
+    def shutdown(self) -> None:
+        """Close now if idle; otherwise after the response being written."""
+        if self.running is None and self.transport is not None:
+            self.transport.close()
+
+
+async def _send_plain(cycle: Cycle, status: int, body: bytes) -> None:
+    await cycle.send({"type": "http.response.start", "status": status, "headers": [
+        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await cycle.send({"type": "http.response.body", "body": body})

@@ -1,0 +1,158 @@
+"""Running ASGI applications on :mod:`dargah.http.protocol`: lifespan, graceful stop, workers.
+
+:func:`serve` runs one or more applications (each on its own address) in one
+event loop until SIGINT or SIGTERM, then stops accepting, lets the requests in
+flight finish (up to ``grace`` seconds) and runs the lifespan shutdown, which
+is where the bus seals its message log. :func:`run_workers` starts N processes
+that share one port (SO_REUSEPORT) and restarts any that dies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import uvloop
+
+from dargah.http.protocol import ASGIApp, HttpProtocol, ServerState
+
+log = logging.getLogger("dargah.http")
+
+
+@dataclass
+class Site:
+    """One application on one address."""
+
+    app: ASGIApp
+    host: str
+    port: int
+    lifespan: bool = True
+    reuse_port: bool = False
+    name: str = "dargah"
+
+
+class _Lifespan:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.task: asyncio.Task[None] | None = None
+        self.supported = True
+
+    async def _main(self) -> None:
+        scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"}, "state": {}}
+        try:
+            await self.app(scope, self.inbox.get, self.outbox.put)
+        except Exception:
+            self.supported = False
+            log.debug("the application does not take lifespan events", exc_info=True)
+        finally:
+            await self.outbox.put({"type": "lifespan.ended"})
+
+    async def startup(self) -> None:
+        self.task = asyncio.create_task(self._main())
+        await self.inbox.put({"type": "lifespan.startup"})
+        answer = await self.outbox.get()
+        if answer["type"] == "lifespan.startup.failed":
+            raise RuntimeError(f"the application failed to start: {answer.get('message', '')}")
+
+    async def shutdown(self) -> None:
+        if not self.supported or self.task is None or self.task.done():
+            return
+        await self.inbox.put({"type": "lifespan.shutdown"})
+        await self.outbox.get()
+
+
+async def _serve(sites: list[Site], grace: float, started: asyncio.Event | None) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    lifespans: list[_Lifespan] = []
+    servers: list[tuple[asyncio.Server, ServerState]] = []
+    try:
+        for site in sites:
+            if site.lifespan:
+                ls = _Lifespan(site.app)
+                await ls.startup()
+                lifespans.append(ls)
+            state = ServerState(site.app, site.host, site.port)
+            server = await loop.create_server(
+                lambda state=state: HttpProtocol(state), site.host, site.port,  # type: ignore[misc]
+                reuse_port=site.reuse_port, backlog=2048,
+            )
+            servers.append((server, state))
+            log.info("%s listening on http://%s:%d", site.name, site.host, site.port)
+        if started is not None:
+            started.set()
+        await stop.wait()
+    finally:
+        for server, state in servers:
+            state.closing = True
+            server.close()
+            for conn in list(state.connections):
+                conn.shutdown()
+        deadline = time.monotonic() + grace
+        for _server, state in servers:
+            while state.tasks and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+        for ls in reversed(lifespans):
+            try:
+                await ls.shutdown()
+            except Exception:
+                log.exception("lifespan shutdown failed")
+
+
+def serve(sites: list[Site], *, grace: float = 10.0) -> None:
+    """Serve until SIGINT or SIGTERM, then stop gracefully."""
+    uvloop.run(_serve(sites, grace, None))
+
+
+def run_workers(argv: list[str], workers: int, host: str, port: int) -> None:
+    """Run ``workers`` copies of this command (with ``--reuse-port``) on one port; restart any that dies.
+
+    SIGINT and SIGTERM are passed on to every worker, which stop gracefully.
+    """
+    with socket.socket() as probe:  # fail early and clearly when the port is taken
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        probe.bind((host, port))
+    stopping = False
+    procs: dict[int, subprocess.Popen[bytes]] = {}
+
+    def start(slot: int) -> None:
+        procs[slot] = subprocess.Popen([sys.executable, "-m", "dargah.cli.main", *argv, "--reuse-port"])
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+        for p in procs.values():
+            with contextlib.suppress(ProcessLookupError):
+                p.send_signal(signum)
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    for slot in range(workers):
+        start(slot)
+    restarts: dict[int, float] = {}
+    while procs:
+        time.sleep(0.2)
+        for slot, p in list(procs.items()):
+            if p.poll() is None:
+                continue
+            if stopping:
+                del procs[slot]
+                continue
+            log.error("worker %d exited with %s; restarting it", p.pid, p.returncode)
+            if time.monotonic() - restarts.get(slot, 0.0) < 1.0:
+                time.sleep(1.0)
+            restarts[slot] = time.monotonic()
+            start(slot)
+
