@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -59,7 +60,7 @@ class World:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    @property
+    @functools.cached_property
     def engine(self) -> Any:
         return open_instance(self.settings)[0]
 

@@ -188,7 +188,7 @@ def _kid_of(token: str | None) -> str:
 
 def gsb_headers(headers: Mapping[str, str]) -> dict[str, str]:
     """The GSB headers the verifier checks, by lower-case name (first value wins)."""
-    wanted = ("gsb-assertion", "gsb-client", "gsb-request-id", "gsb-service")
+    wanted = ("gsb-assertion", "gsb-client", "gsb-request-id", "gsb-service", "gsb-delivery-id")
     found: dict[str, str] = {}
     for name, value in headers.items():
         low = name.lower()
@@ -200,11 +200,19 @@ def gsb_headers(headers: Mapping[str, str]) -> dict[str, str]:
 def verify_request_headers(
     verifier: AssertionVerifier, headers: Mapping[str, str]
 ) -> AssertionClaims:
-    """Verify the GSB headers of one request (any framework; blocking)."""
+    """Verify the GSB headers of one request (any framework; blocking).
+
+    An event delivery (it carries ``GSB-Delivery-Id``) is bound differently: ``rid``
+    is the delivery id and ``aud`` the subscriber, while ``GSB-Service`` names the topic.
+    """
     h = gsb_headers(headers)
-    return verifier.verify(
-        h.get("gsb-assertion"),
-        client=h.get("gsb-client"),
-        request_id=h.get("gsb-request-id"),
-        service=h.get("gsb-service"),
-    )
+    return verifier.verify(**delivery_or_call(h))
+
+
+def delivery_or_call(h: Mapping[str, str]) -> dict[str, str | None]:
+    """The verifier's arguments for a call or for an event delivery."""
+    if "gsb-delivery-id" in h:
+        return {"token": h.get("gsb-assertion"), "client": h.get("gsb-client"),
+                "request_id": h.get("gsb-delivery-id"), "service": None}
+    return {"token": h.get("gsb-assertion"), "client": h.get("gsb-client"),
+            "request_id": h.get("gsb-request-id"), "service": h.get("gsb-service")}

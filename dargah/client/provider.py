@@ -22,6 +22,7 @@ from dargah.client.assertions import (
     AssertionClaims,
     AssertionVerifier,
     InvalidAssertion,
+    delivery_or_call,
     gsb_headers,
     verify_request_headers,
 )
@@ -79,12 +80,7 @@ class GsbAssertionMiddleware:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         h = gsb_headers(headers)
         try:
-            claims = await self.verifier.averify(
-                h.get("gsb-assertion"),
-                client=h.get("gsb-client"),
-                request_id=h.get("gsb-request-id"),
-                service=h.get("gsb-service"),
-            )
+            claims = await self.verifier.averify(**delivery_or_call(h))
         except InvalidAssertion as exc:
             self._count(exc.reason, headers)
             if scope["type"] == "websocket":

@@ -22,7 +22,8 @@ from dargah.registry.members import get_subsystem
 from dargah.store.tables import deliveries, grants, subscriptions, topics
 
 
-def add_topic(conn: Connection, topic_id: str, actor: str, title: str | None = None) -> dict[str, Any]:
+def add_topic(conn: Connection, topic_id: str, actor: str,
+              title: str | None = None) -> dict[str, Any]:
     tid = parse_topic_id(topic_id)
     owner = get_subsystem(conn, str(tid.subsystem))
     if owner["status"] != "active":
@@ -69,7 +70,8 @@ def add_subscription(conn: Connection, client_id: str, topic_id: str, actor: str
     if webhook is not None:
         _check_webhook(webhook)
     granted = conn.execute(select(grants.c.id).where(
-        grants.c.client_id == client_id, grants.c.service_id == topic_id, grants.c.status == "approved",
+        grants.c.client_id == client_id, grants.c.service_id == topic_id,
+        grants.c.status == "approved",
     )).first()
     if granted is None:
         raise Conflict(f"{client_id} has no approved grant on {topic['id']}",

@@ -28,6 +28,7 @@ log = logging.getLogger("dargah.events")
 IDLE_WAIT = 1.0
 MAX_RESPONSE = 64 * 1024
 CLAIM_BATCH = 32
+RETRY_SLACK = 0.01
 MAX_IN_FLIGHT = 128
 
 
@@ -40,6 +41,8 @@ class DeliveryWorker:
         self._task: asyncio.Task[None] | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
         self._full = False
+        self._next_retry: float | None = None
+        """When the earliest retry this process scheduled is due (so it is not left to polling)."""
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())
@@ -60,6 +63,8 @@ class DeliveryWorker:
         lease = self.rt.settings.event_delivery_timeout + 5
         while True:
             self.wake.clear()  # before claiming: a publish from now on wakes the next round
+            if self._next_retry is not None and self._next_retry <= time.time():
+                self._next_retry = None  # due: this round's claim takes it
             # Claim whole batches: a claim is a write transaction, not worth making per delivery.
             self._full = MAX_IN_FLIGHT - len(self._in_flight) < CLAIM_BATCH
             due: list[store.Due] = []
@@ -75,8 +80,11 @@ class DeliveryWorker:
                 self._in_flight.add(task)
                 task.add_done_callback(self._done)
             if len(due) < CLAIM_BATCH:
+                wait = IDLE_WAIT
+                if self._next_retry is not None:
+                    wait = min(wait, max(0.0, self._next_retry - time.time()))
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wake.wait(), IDLE_WAIT)
+                    await asyncio.wait_for(self.wake.wait(), wait)
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._in_flight.discard(task)
@@ -132,14 +140,15 @@ class DeliveryWorker:
             await asyncio.to_thread(store.delivered, rt.engine, due.delivery_id)
         else:
             self.failed += 1
-            await asyncio.to_thread(
-                store.failed,
-                rt.engine,
-                due,
-                error,
-                time.time(),
-                rt.settings.event_dead_after_seconds,
+            now = time.time()
+            state = await asyncio.to_thread(
+                store.failed, rt.engine, due, error, now, rt.settings.event_dead_after_seconds
             )
+            if state == "pending":
+                retry_at = now + store.backoff_after(due.attempts) + RETRY_SLACK
+                if self._next_retry is None or retry_at < self._next_retry:
+                    self._next_retry = retry_at
+                    self.wake.set()  # the worker waits until then, not a whole polling round
 
     async def _post(
         self, due: store.Due, body: bytes, request_id: str

@@ -166,10 +166,15 @@ def delivered(engine: Engine, delivery_id: int) -> None:
         )
 
 
+def backoff_after(attempts: int) -> float:
+    """Seconds to wait after the ``attempts``-th failed attempt: 1, 2, 4, … up to 30."""
+    return min(MAX_BACKOFF, 2.0 ** max(0, attempts - 1))
+
+
 def failed(engine: Engine, due: Due, error: str, now: float, dead_after: float) -> str:
     """Schedule the next attempt (back-off 1 s doubling to 30 s) or dead-letter it; its status."""
     status = "dead" if now - due.created >= dead_after else "pending"
-    backoff = min(MAX_BACKOFF, 2.0 ** max(0, due.attempts - 1))
+    backoff = backoff_after(due.attempts)
     with engine.begin() as conn:
         conn.execute(
             update(deliveries)
