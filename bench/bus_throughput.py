@@ -69,12 +69,22 @@ UPSTREAM_PATH = f"/api/persons/{SUBJECT}"
 BUS_PATH = f"/r1/{SERVICE}/persons/{SUBJECT}"
 
 # About 200 bytes of fixed JSON; no '$' (nginx would read it as a variable) and no "'".
-BODY = json.dumps({
-    "national_code": SUBJECT, "first_name": "Sara", "last_name": "Ahmadi",
-    "father_name": "Reza", "birth_date": "1368-04-12", "gender": "F", "alive": True,
-    "birth_place": "Tehran", "issue_place": "Tehran", "card_serial": "1A23456789",
-    "registered_at": "1368-04-20",
-}, separators=(",", ":"))
+BODY = json.dumps(
+    {
+        "national_code": SUBJECT,
+        "first_name": "Sara",
+        "last_name": "Ahmadi",
+        "father_name": "Reza",
+        "birth_date": "1368-04-12",
+        "gender": "F",
+        "alive": True,
+        "birth_place": "Tehran",
+        "issue_place": "Tehran",
+        "card_serial": "1A23456789",
+        "registered_at": "1368-04-20",
+    },
+    separators=(",", ":"),
+)
 
 GOAL_RATIO = 1 / 3
 FLOOR_RATIO = 1 / 5
@@ -103,13 +113,18 @@ class Processes:
     def __init__(self) -> None:
         self.procs: list[Proc] = []
 
-    def start(self, name: str, argv: Sequence[str], log: Path,
-              env: dict[str, str] | None = None) -> Proc:
+    def start(
+        self, name: str, argv: Sequence[str], log: Path, env: dict[str, str] | None = None
+    ) -> Proc:
         out = log.open("ab")
         try:
             popen = subprocess.Popen(
-                list(argv), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=env, start_new_session=True,
+                list(argv),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,
             )
         finally:
             out.close()
@@ -156,8 +171,13 @@ def tail(path: Path, lines: int = 30) -> str:
         return "(no log)"
 
 
-def http(method: str, url: str, headers: dict[str, str] | None = None, data: bytes | None = None,
-         timeout: float = 5.0) -> tuple[int, dict[str, str], bytes]:
+def http(
+    method: str,
+    url: str,
+    headers: dict[str, str] | None = None,
+    data: bytes | None = None,
+    timeout: float = 5.0,
+) -> tuple[int, dict[str, str], bytes]:
     req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:  # loopback only
@@ -172,7 +192,8 @@ def wait_http(url: str, proc: Proc, timeout: float = 30.0, want: int = 200) -> N
     while time.monotonic() < deadline:
         if proc.popen.poll() is not None:
             raise BenchError(
-                f"{proc.name} exited with status {proc.popen.returncode}:\n{tail(proc.log)}")
+                f"{proc.name} exited with status {proc.popen.returncode}:\n{tail(proc.log)}"
+            )
         try:
             status, _, body = http("GET", url, timeout=2)
             if status == want:
@@ -182,7 +203,8 @@ def wait_http(url: str, proc: Proc, timeout: float = 30.0, want: int = 200) -> N
             last = str(exc)
         time.sleep(0.1)
     raise BenchError(
-        f"{proc.name} not ready at {url} after {timeout:g} s ({last}):\n{tail(proc.log)}")
+        f"{proc.name} not ready at {url} after {timeout:g} s ({last}):\n{tail(proc.log)}"
+    )
 
 
 def children(pid: int) -> list[int]:
@@ -196,7 +218,7 @@ def children(pid: int) -> list[int]:
         except OSError:
             continue
         # pid (comm) state ppid ...: comm may hold spaces and parentheses
-        f = stat[stat.rfind(")") + 2:].split()
+        f = stat[stat.rfind(")") + 2 :].split()
         if int(f[1]) == pid:
             out.append(int(entry.name))
     return sorted(out)
@@ -223,7 +245,7 @@ def group_cpu_seconds(pgid: int) -> float:
             stat = (entry / "stat").read_text()
         except OSError:
             continue
-        f = stat[stat.rfind(")") + 2:].split()  # f[0] is field 3 (state)
+        f = stat[stat.rfind(")") + 2 :].split()  # f[0] is field 3 (state)
         if int(f[2]) == pgid:
             total += int(f[11]) + int(f[12])  # utime, stime
     return total / CLK_TCK
@@ -281,8 +303,17 @@ def start_nginx(procs: Processes, name: str, prefix: Path, workers: int, server:
     prefix.mkdir(parents=True)
     conf = prefix / "nginx.conf"
     conf.write_text(NGINX_COMMON.format(workers=workers, prefix=prefix, body=server))
-    argv = [NGINX, "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log"),
-            "-g", "daemon off;"]
+    argv = [
+        NGINX,
+        "-p",
+        str(prefix),
+        "-c",
+        str(conf),
+        "-e",
+        str(prefix / "error.log"),
+        "-g",
+        "daemon off;",
+    ]
     test = subprocess.run([*argv[:-2], "-t"], capture_output=True, text=True, timeout=30)
     if test.returncode != 0:
         raise BenchError(f"nginx rejected the {name} config {conf}:\n{test.stderr}")
@@ -317,17 +348,31 @@ def make_instance(home: Path, upstream_port: int) -> str:
     secret = json.loads(out).get("client_secret")
     if not secret:
         raise BenchError(f"`subsystem add --secret` printed no client_secret:\n{out}")
-    dargah(home, "service", "add", SERVICE, "--url", f"http://127.0.0.1:{upstream_port}/api",
-           "--personal-data", "--supplies", "person.identity")
+    dargah(
+        home,
+        "service",
+        "add",
+        SERVICE,
+        "--url",
+        f"http://127.0.0.1:{upstream_port}/api",
+        "--personal-data",
+        "--supplies",
+        "person.identity",
+    )
     dargah(home, "grant", "add", CLIENT, SERVICE, "--purpose", PURPOSE)
     return str(secret)
 
 
 def get_token(base: str, secret: str) -> str:
-    form = urllib.parse.urlencode({"grant_type": "client_credentials", "client_id": CLIENT,
-                                   "client_secret": secret}).encode()
-    status, _, body = http("POST", f"{base}/oauth/token", data=form,
-                           headers={"Content-Type": "application/x-www-form-urlencoded"})
+    form = urllib.parse.urlencode(
+        {"grant_type": "client_credentials", "client_id": CLIENT, "client_secret": secret}
+    ).encode()
+    status, _, body = http(
+        "POST",
+        f"{base}/oauth/token",
+        data=form,
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
     if status != 200:
         raise BenchError(f"token request answered {status}: {body[:300]!r}")
     return str(json.loads(body)["access_token"])
@@ -443,15 +488,31 @@ def write_wrk_script(path: Path, token: str | None, prefix: str) -> Path:
         for k, v in call_headers(token).items():
             lines.append(f'wrk.headers["{k}"] = "{v}"')
     codes = citizen_codes()
-    path.write_text(WRK_SCRIPT.format(headers="\n".join(lines), n=len(codes), prefix=prefix,
-                                      codes=",".join(f'"{c}"' for c in codes)))
+    path.write_text(
+        WRK_SCRIPT.format(
+            headers="\n".join(lines),
+            n=len(codes),
+            prefix=prefix,
+            codes=",".join(f'"{c}"' for c in codes),
+        )
+    )
     return path
 
 
-def run_wrk(url: str, script: Path, connections: int, duration: float,
-            timeout_s: float = 2.0) -> WrkResult:
-    argv = [WRK, "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s", "--latency",
-            f"--timeout={timeout_s:g}s", "-s", str(script), url]
+def run_wrk(
+    url: str, script: Path, connections: int, duration: float, timeout_s: float = 2.0
+) -> WrkResult:
+    argv = [
+        WRK,
+        "-t1",
+        f"-c{connections}",
+        f"-d{max(1, round(duration))}s",
+        "--latency",
+        f"--timeout={timeout_s:g}s",
+        "-s",
+        str(script),
+        url,
+    ]
     res = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60)
     out = res.stdout + res.stderr
     m = re.search(r"^BENCH-JSON (\{.*\})$", out, re.M)
@@ -465,10 +526,16 @@ def run_wrk(url: str, script: Path, connections: int, duration: float,
         non2xx = max(non2xx, int(m2.group(1)))
     secs = d["duration_us"] / 1e6
     return WrkResult(
-        connections=connections, requests=d["requests"], rps=d["requests"] / secs if secs else 0.0,
-        p50_ms=d["p50_us"] / 1000, p90_ms=d["p90_us"] / 1000, p99_ms=d["p99_us"] / 1000,
-        max_ms=d["max_us"] / 1000, non2xx=non2xx,
-        socket_errors={k: d[k] for k in ("connect", "read", "write", "timeout")}, raw=out,
+        connections=connections,
+        requests=d["requests"],
+        rps=d["requests"] / secs if secs else 0.0,
+        p50_ms=d["p50_us"] / 1000,
+        p90_ms=d["p90_us"] / 1000,
+        p99_ms=d["p99_us"] / 1000,
+        max_ms=d["max_us"] / 1000,
+        non2xx=non2xx,
+        socket_errors={k: d[k] for k in ("connect", "read", "write", "timeout")},
+        raw=out,
     )
 
 
@@ -505,9 +572,12 @@ def _median(runs: list[WrkResult], key: Any) -> WrkResult | None:
 
 
 def measure(t: Target, args: argparse.Namespace, on_load_start: Any = None) -> None:
-    print(f"- {t.name}: warm-up {args.warmup:g} s, {args.connections} connections "
-          f"{args.duration:g} s, 1 connection {args.latency_duration:g} s "
-          f"(load average {loadavg()})", flush=True)
+    print(
+        f"- {t.name}: warm-up {args.warmup:g} s, {args.connections} connections "
+        f"{args.duration:g} s, 1 connection {args.latency_duration:g} s "
+        f"(load average {loadavg()})",
+        flush=True,
+    )
     if args.warmup > 0:
         run_wrk(t.url, t.script, args.connections, args.warmup)
     if on_load_start is not None:
@@ -519,7 +589,8 @@ def measure(t: Target, args: argparse.Namespace, on_load_start: Any = None) -> N
         t.cpus.append((group_cpu_seconds(t.proc.popen.pid) - cpu0) / load.requests * 1e6)
         if t.upstream:
             t.upstream_cpus.append(
-                (group_cpu_seconds(t.upstream.popen.pid) - up0) / load.requests * 1e6)
+                (group_cpu_seconds(t.upstream.popen.pid) - up0) / load.requests * 1e6
+            )
     single = run_wrk(t.url, t.script, 1, args.latency_duration)
     for r in (load, single):
         if not r.ok:
@@ -530,8 +601,11 @@ def measure(t: Target, args: argparse.Namespace, on_load_start: Any = None) -> N
             )
     t.loads.append(load)
     t.singles.append(single)
-    print(f"    {load.rps:,.0f} req/s, p50 {load.p50_ms:.2f} ms at {args.connections}; "
-          f"p50 {single.p50_ms:.3f} ms at 1", flush=True)
+    print(
+        f"    {load.rps:,.0f} req/s, p50 {load.p50_ms:.2f} ms at {args.connections}; "
+        f"p50 {single.p50_ms:.3f} ms at 1",
+        flush=True,
+    )
 
 
 # --------------------------------------------------------------------------- profiling
@@ -551,10 +625,26 @@ def start_profile(bus: Proc, out: Path, seconds: float) -> subprocess.Popen[byte
     pid = kids[0] if kids else bus.popen.pid
     print(f"  profiling bus process {pid} (of {len(kids) or 1}) for {seconds:g} s -> {out}")
     return subprocess.Popen(
-        [pyspy, "record", "--pid", str(pid), "--duration", str(max(1, int(seconds))),
-         "--rate", str(PROFILE_RATE), "--format", "raw", "--function", "--threads",
-         "--nonblocking", "--output", str(out)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+        [
+            pyspy,
+            "record",
+            "--pid",
+            str(pid),
+            "--duration",
+            str(max(1, int(seconds))),
+            "--rate",
+            str(PROFILE_RATE),
+            "--format",
+            "raw",
+            "--function",
+            "--threads",
+            "--nonblocking",
+            "--output",
+            str(out),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
     )
 
 
@@ -580,11 +670,15 @@ def profile_top(raw: Path, seconds: float, n: int = 15) -> str:
         return "  (no samples)"
     expected = seconds * PROFILE_RATE
     lines = [f"  busy samples: {total}; per thread (share of wall time busy):"]
-    lines += [f"    {name:<34} {c:6d}  {100 * c / expected:5.1f}%"
-              for name, c in sorted(threads.items(), key=lambda kv: -kv[1])]
+    lines += [
+        f"    {name:<34} {c:6d}  {100 * c / expected:5.1f}%"
+        for name, c in sorted(threads.items(), key=lambda kv: -kv[1])
+    ]
     lines.append(f"  top {n} functions by own time (share of all busy samples):")
-    lines += [f"  {100 * c / total:5.1f}%  [{thread[:18]}] {func}"
-              for (thread, func), c in sorted(own.items(), key=lambda kv: -kv[1])[:n]]
+    lines += [
+        f"  {100 * c / total:5.1f}%  [{thread[:18]}] {func}"
+        for (thread, func), c in sorted(own.items(), key=lambda kv: -kv[1])[:n]
+    ]
     return "\n".join(lines)
 
 
@@ -628,8 +722,17 @@ def loadavg() -> str:
         return "?"
 
 
-COLUMNS = ("target", "workers", "req/s @{c}", "p50 ms", "p99 ms", "CPU us/req",
-           "req/s @1", "p50 ms", "p99 ms")
+COLUMNS = (
+    "target",
+    "workers",
+    "req/s @{c}",
+    "p50 ms",
+    "p99 ms",
+    "CPU us/req",
+    "req/s @1",
+    "p50 ms",
+    "p99 ms",
+)
 WIDTHS = (22, 7, 10, 7, 7, 10, 8, 7, 7)
 
 
@@ -639,15 +742,29 @@ def table(targets: list[Target], connections: int) -> str:
         out += [f"{c:>{w}}" for c, w in zip(cells[1:], WIDTHS[1:], strict=True)]
         return "| " + " | ".join(out) + " |"
 
-    lines = [row([c.format(c=connections) for c in COLUMNS]),
-             "|" + "|".join("-" * (w + 2) for w in WIDTHS) + "|"]
+    lines = [
+        row([c.format(c=connections) for c in COLUMNS]),
+        "|" + "|".join("-" * (w + 2) for w in WIDTHS) + "|",
+    ]
     for t in targets:
         if t.load is None or t.single is None:
             continue
         a, b = t.load, t.single
-        lines.append(row([t.name, str(t.workers), f"{a.rps:,.0f}", f"{a.p50_ms:.2f}",
-                          f"{a.p99_ms:.2f}", f"{t.cpu_us:.0f}", f"{b.rps:,.0f}",
-                          f"{b.p50_ms:.3f}", f"{b.p99_ms:.3f}"]))
+        lines.append(
+            row(
+                [
+                    t.name,
+                    str(t.workers),
+                    f"{a.rps:,.0f}",
+                    f"{a.p50_ms:.2f}",
+                    f"{a.p99_ms:.2f}",
+                    f"{t.cpu_us:.0f}",
+                    f"{b.rps:,.0f}",
+                    f"{b.p50_ms:.3f}",
+                    f"{b.p99_ms:.3f}",
+                ]
+            )
+        )
     return "\n".join(lines)
 
 
@@ -689,29 +806,59 @@ def verdicts(targets: list[Target], connections: int) -> tuple[list[str], bool]:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=(__doc__ or "").split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add = p.add_argument
     add("--duration", type=float, default=10, help="seconds of the throughput load (default 10)")
-    add("--latency-duration", type=float, default=5,
-        help="seconds of the one-connection load (default 5)")
+    add(
+        "--latency-duration",
+        type=float,
+        default=5,
+        help="seconds of the one-connection load (default 5)",
+    )
     add("--warmup", type=float, default=2, help="seconds of warm-up per target (default 2)")
-    add("--connections", type=int, default=64,
-        help="connections of the throughput load (default 64)")
+    add(
+        "--connections",
+        type=int,
+        default=64,
+        help="connections of the throughput load (default 64)",
+    )
     add("--workers", type=int, default=2, help="bus worker processes (default 2)")
-    add("--nginx-workers", type=int, default=1,
-        help="worker processes of each nginx, upstream and proxy (default 1)")
-    add("--durability", choices=("process", "power", "both"), default="both",
-        help="DARGAH_LOG_DURABILITY of the bus runs (default both: process, then power)")
-    add("--profile", type=Path, default=None, metavar="FILE",
+    add(
+        "--nginx-workers",
+        type=int,
+        default=1,
+        help="worker processes of each nginx, upstream and proxy (default 1)",
+    )
+    add(
+        "--durability",
+        choices=("process", "power", "both"),
+        default="both",
+        help="DARGAH_LOG_DURABILITY of the bus runs (default both: process, then power)",
+    )
+    add(
+        "--profile",
+        type=Path,
+        default=None,
+        metavar="FILE",
         help="record a py-spy profile (collapsed stacks) of one bus worker during the first bus "
-             "throughput load into FILE, and print its top functions by own time")
-    add("--rounds", type=int, default=1,
+        "throughput load into FILE, and print its top functions by own time",
+    )
+    add(
+        "--rounds",
+        type=int,
+        default=1,
         help="measure every target this many times, interleaved; the table shows the median "
-             "(default 1)")
+        "(default 1)",
+    )
     add("--json", type=Path, default=None, metavar="FILE", help="also write the results as JSON")
-    add("--strict", action="store_true",
-        help="exit 1 when the bus (process durability) is below the floor or adds over 1 ms")
+    add(
+        "--strict",
+        action="store_true",
+        help="exit 1 when the bus (process durability) is below the floor or adds over 1 ms",
+    )
     return p.parse_args(argv)
 
 
@@ -723,26 +870,40 @@ def _results_json(facts: dict[str, str], args: argparse.Namespace, targets: list
     def run(r: WrkResult | None) -> dict[str, Any] | None:
         return None if r is None else {k: v for k, v in asdict(r).items() if k != "raw"}
 
-    return json.dumps({
-        "machine": facts,
-        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "targets": [{"name": t.name, "workers": t.workers, "cpu_us_per_request": t.cpus,
-                     "upstream_cpu_us_per_request": t.upstream_cpus, "notes": t.notes,
-                     "load": [run(r) for r in t.loads], "single": [run(r) for r in t.singles]}
-                    for t in targets],
-    }, indent=2)
+    return json.dumps(
+        {
+            "machine": facts,
+            "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+            "targets": [
+                {
+                    "name": t.name,
+                    "workers": t.workers,
+                    "cpu_us_per_request": t.cpus,
+                    "upstream_cpu_us_per_request": t.upstream_cpus,
+                    "notes": t.notes,
+                    "load": [run(r) for r in t.loads],
+                    "single": [run(r) for r in t.singles],
+                }
+                for t in targets
+            ],
+        },
+        indent=2,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    missing = [tool for tool in (NGINX, WRK)
-               if not (Path(tool).is_file() and os.access(tool, os.X_OK))]
+    missing = [
+        tool for tool in (NGINX, WRK) if not (Path(tool).is_file() and os.access(tool, os.X_OK))
+    ]
     if missing:
         print(f"missing: {', '.join(missing)}; {INSTALL_HINT}", file=sys.stderr)
         return 2
     if not DARGAH.exists():
-        print(f"missing {DARGAH}: install the project into .venv first (pip install -e .)",
-              file=sys.stderr)
+        print(
+            f"missing {DARGAH}: install the project into .venv first (pip install -e .)",
+            file=sys.stderr,
+        )
         return 2
 
     sys.path.insert(0, str(ROOT))
@@ -761,12 +922,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     facts = machine_facts()
     for k, v in facts.items():
         print(f"  {k:<11} {v}")
-    print(f"  load        wrk -t1 -c{args.connections} -d{args.duration:g}s --latency, "
-          f"then wrk -t1 -c1 -d{args.latency_duration:g}s --latency; "
-          f"warm-up {args.warmup:g} s; response {len(BODY)} bytes of JSON; "
-          f"{args.rounds} round(s)")
-    print(f"  workers     upstream nginx {args.nginx_workers}, nginx proxy {args.nginx_workers}, "
-          f"bus {args.workers}; wrk 1 thread")
+    print(
+        f"  load        wrk -t1 -c{args.connections} -d{args.duration:g}s --latency, "
+        f"then wrk -t1 -c1 -d{args.latency_duration:g}s --latency; "
+        f"warm-up {args.warmup:g} s; response {len(BODY)} bytes of JSON; "
+        f"{args.rounds} round(s)"
+    )
+    print(
+        f"  workers     upstream nginx {args.nginx_workers}, nginx proxy {args.nginx_workers}, "
+        f"bus {args.workers}; wrk 1 thread"
+    )
     print(flush=True)
 
     procs = Processes()
@@ -776,11 +941,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     status = 0
     try:
         up_port, proxy_port = free_port(), free_port()
-        up = start_nginx(procs, "upstream nginx", tmp / "upstream", args.nginx_workers,
-                         UPSTREAM_SERVER.format(port=up_port, json=BODY))
+        up = start_nginx(
+            procs,
+            "upstream nginx",
+            tmp / "upstream",
+            args.nginx_workers,
+            UPSTREAM_SERVER.format(port=up_port, json=BODY),
+        )
         wait_http(f"http://127.0.0.1:{up_port}{UPSTREAM_PATH}", up)
-        px = start_nginx(procs, "nginx proxy", tmp / "proxy", args.nginx_workers,
-                         PROXY_SERVER.format(port=proxy_port, upstream_port=up_port))
+        px = start_nginx(
+            procs,
+            "nginx proxy",
+            tmp / "proxy",
+            args.nginx_workers,
+            PROXY_SERVER.format(port=proxy_port, upstream_port=up_port),
+        )
         wait_http(f"http://127.0.0.1:{proxy_port}{UPSTREAM_PATH}", px)
 
         print("Making a fresh bus instance with the dargah CLI ...", flush=True)
@@ -788,11 +963,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         secret = make_instance(home, up_port)
 
         # nginx gets the same request headers as the bus (a dummy token of similar length)
-        dummy = write_wrk_script(tmp / "headers-dummy.lua", "x" * 200, UPSTREAM_PATH.rsplit("/", 1)[0] + "/")
-        targets.append(Target("direct upstream", args.nginx_workers,
-                              f"http://127.0.0.1:{up_port}{UPSTREAM_PATH}", dummy, up))
-        targets.append(Target("nginx proxy", args.nginx_workers,
-                              f"http://127.0.0.1:{proxy_port}{UPSTREAM_PATH}", dummy, px, up))
+        dummy = write_wrk_script(
+            tmp / "headers-dummy.lua", "x" * 200, UPSTREAM_PATH.rsplit("/", 1)[0] + "/"
+        )
+        targets.append(
+            Target(
+                "direct upstream",
+                args.nginx_workers,
+                f"http://127.0.0.1:{up_port}{UPSTREAM_PATH}",
+                dummy,
+                up,
+            )
+        )
+        targets.append(
+            Target(
+                "nginx proxy",
+                args.nginx_workers,
+                f"http://127.0.0.1:{proxy_port}{UPSTREAM_PATH}",
+                dummy,
+                px,
+                up,
+            )
+        )
         # one bus per log durability, on the same home (like several bus processes of one
         # instance); each is idle while the others are measured
         buses = [start_bus(procs, tmp, home, up, secret, d, args) for d in durabilities]
@@ -831,21 +1023,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     if any(t.load is not None for t in targets):
         what = "Partial results" if status else "Results"
         rounds = f"median of {args.rounds} rounds; " if args.rounds > 1 else ""
-        print(f"\n{what} (127.0.0.1, wrk 1 thread; {rounds}CPU us/req: the target's own "
-              f"processes, all threads, under the {args.connections}-connection load)\n")
+        print(
+            f"\n{what} (127.0.0.1, wrk 1 thread; {rounds}CPU us/req: the target's own "
+            f"processes, all threads, under the {args.connections}-connection load)\n"
+        )
         print(table(targets, args.connections))
         lines, passed = verdicts(targets, args.connections)
         print("\n".join(lines))
         if status == 0:
             print("\n" + "\n".join(log_text))
-            print("\ngoals: bus >= 1/3 of nginx's throughput (floor 1/5); bus adds <= 1 ms p50 at "
-                  "one connection")
+            print(
+                "\ngoals: bus >= 1/3 of nginx's throughput (floor 1/5); bus adds <= 1 ms p50 at "
+                "one connection"
+            )
             print(f"load average before {facts['loadavg']}, after {facts['loadavg after']}")
             if args.strict and not passed:
                 status = 1
     if args.profile is not None and args.profile.exists() and args.profile.stat().st_size:
-        print(f"\nprofile of one bus worker ({args.profile}, py-spy, {args.duration - 1:g} s "
-              f"of the first {args.connections}-connection load):")
+        print(
+            f"\nprofile of one bus worker ({args.profile}, py-spy, {args.duration - 1:g} s "
+            f"of the first {args.connections}-connection load):"
+        )
         print(profile_top(args.profile, args.duration - 1))
     if args.json is not None:
         args.json.write_text(_results_json(facts, args, targets))
@@ -874,24 +1072,46 @@ def _finish_profile(t: Target) -> None:
         spy.wait()
 
 
-def start_bus(procs: Processes, tmp: Path, home: Path, up: Proc, secret: str, durability: str,
-              args: argparse.Namespace) -> Target:
+def start_bus(
+    procs: Processes,
+    tmp: Path,
+    home: Path,
+    up: Proc,
+    secret: str,
+    durability: str,
+    args: argparse.Namespace,
+) -> Target:
     """``dargah serve bus`` with one log durability, ready, with a token and one good call."""
     port = free_port()
     name = f"bus ({durability})"
     bus = procs.start(
         name,
-        [str(DARGAH), "serve", "bus", "--home", str(home), "--port", str(port),
-         "--workers", str(args.workers)],
-        tmp / f"bus-{durability}.log", env=bus_env(DARGAH_LOG_DURABILITY=durability),
+        [
+            str(DARGAH),
+            "serve",
+            "bus",
+            "--home",
+            str(home),
+            "--port",
+            str(port),
+            "--workers",
+            str(args.workers),
+        ],
+        tmp / f"bus-{durability}.log",
+        env=bus_env(DARGAH_LOG_DURABILITY=durability),
     )
     base = f"http://127.0.0.1:{port}"
     wait_http(f"{base}/readyz", bus, timeout=60)
     token = get_token(base, secret)
     preflight_bus(base, token)
-    return Target(name, args.workers, base + BUS_PATH,
-                  write_wrk_script(tmp / f"bus-{durability}.lua", token, BUS_PATH.rsplit("/", 1)[0] + "/"),
-                  bus, up)
+    return Target(
+        name,
+        args.workers,
+        base + BUS_PATH,
+        write_wrk_script(tmp / f"bus-{durability}.lua", token, BUS_PATH.rsplit("/", 1)[0] + "/"),
+        bus,
+        up,
+    )
 
 
 def group_commit_sizes(base: str) -> str:
@@ -908,8 +1128,9 @@ def group_commit_sizes(base: str) -> str:
         m2 = re.search(r"^gsb_log_batches_committed\S*\s+([0-9.e+]+)", text, re.M)
         if m1 and m2:
             seen[(float(m1.group(1)), float(m2.group(1)))] = None
-    return ", ".join(f"{r / b:.1f} ({r:.0f} records in {b:.0f} commits)"
-                     for r, b in sorted(seen) if b)
+    return ", ".join(
+        f"{r / b:.1f} ({r:.0f} records in {b:.0f} commits)" for r, b in sorted(seen) if b
+    )
 
 
 def check_log(home: Path, buses: list[Target]) -> list[str]:

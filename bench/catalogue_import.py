@@ -66,9 +66,11 @@ def one_round(home: Path, url: str) -> str:
     files = [KENYA / "agencies.csv", KENYA / "services.csv"]
     engine, info, _ = open_instance(Settings(home=home, database_url=url, instance="DEV"))
     try:
+
         def run(**kw: Any) -> Any:
-            return import_catalogue(engine, files, mapping=MAPPING, actor="bench",
-                                    instance=info.code, **kw)
+            return import_catalogue(
+                engine, files, mapping=MAPPING, actor="bench", instance=info.code, **kw
+            )
 
         first_s, first = timed(run)
         if first.errors or first.services_created != 5489:
@@ -78,10 +80,12 @@ def one_round(home: Path, url: str) -> str:
         export_s, _ = timed(lambda: export_catalogue(engine, "json", io.StringIO()))
     finally:
         engine.dispose()
-    return (f"first import {first_s:6.2f} s ({first.services_created} services, "
-            f"{first.agencies_created} agencies), dry run {dry_s:5.2f} s, re-import "
-            f"{again_s:5.2f} s ({again.services_unchanged} unchanged), "
-            f"JSON export {export_s:5.2f} s")
+    return (
+        f"first import {first_s:6.2f} s ({first.services_created} services, "
+        f"{first.agencies_created} agencies), dry run {dry_s:5.2f} s, re-import "
+        f"{again_s:5.2f} s ({again.services_unchanged} unchanged), "
+        f"JSON export {export_s:5.2f} s"
+    )
 
 
 def bench(name: str, backend: Callable[[], Any], rounds: int) -> None:

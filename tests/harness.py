@@ -80,7 +80,11 @@ class World:
         with self.engine.begin() as conn:
             members.add_subsystem(conn, client_id, "test")
             kid = members.add_key(conn, client_id, public_jwk(key), "test")["kid"]
-            secret = members.new_client_secret(conn, client_id, "test") if self.instance in ("DEV", "TEST") else ""
+            secret = (
+                members.new_client_secret(conn, client_id, "test")
+                if self.instance in ("DEV", "TEST")
+                else ""
+            )
         c = Client(client_id, secret, key_file, kid)
         self.clients[name] = c
         return c
@@ -93,8 +97,14 @@ class World:
 
     def grant(self, client: str, service_id: str, purposes: list[str] | None = None) -> None:
         with self.engine.begin() as conn:
-            grants.request_grant(conn, self.clients[client].id, service_id, purposes or [PURPOSE], "test",
-                                 approve=True)
+            grants.request_grant(
+                conn,
+                self.clients[client].id,
+                service_id,
+                purposes or [PURPOSE],
+                "test",
+                approve=True,
+            )
 
     # -- the bus process ---------------------------------------------------
 
@@ -103,15 +113,29 @@ class World:
         full = {**os.environ, "DARGAH_LOG_LEVEL": "warning", **self.env, **env}
         if self.settings.database_url:
             full["DARGAH_DATABASE_URL"] = self.settings.database_url
-        log = open(self.settings.home / "bus.log", "ab")  # noqa: SIM115
+        log = open(self.settings.home / "bus.log", "ab")
         self.bus = subprocess.Popen(
-            [DARGAH, "serve", "bus", "registry", "--home", str(self.settings.home), "--port", str(self.port)],
-            env=full, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                DARGAH,
+                "serve",
+                "bus",
+                "registry",
+                "--home",
+                str(self.settings.home),
+                "--port",
+                str(self.port),
+            ],
+            env=full,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.bus.poll() is not None:
-                raise RuntimeError(f"bus exited: {(self.settings.home / 'bus.log').read_text()[-3000:]}")
+                raise RuntimeError(
+                    f"bus exited: {(self.settings.home / 'bus.log').read_text()[-3000:]}"
+                )
             try:
                 if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
                     return
@@ -134,14 +158,25 @@ class World:
 
     def token(self, client: str = "cons") -> str:
         c = self.clients[client]
-        r = httpx.post(f"{self.url}/oauth/token", data={
-            "grant_type": "client_credentials", "client_id": c.id, "client_secret": c.secret})
+        r = httpx.post(
+            f"{self.url}/oauth/token",
+            data={"grant_type": "client_credentials", "client_id": c.id, "client_secret": c.secret},
+        )
         r.raise_for_status()
         return str(r.json()["access_token"])
 
-    def call(self, service_id: str, path: str = "", *, token: str | None = None, method: str = "GET",
-             purpose: str | None = PURPOSE, subject: str | None = SUBJECT, headers: dict[str, str] | None = None,
-             **kw: Any) -> httpx.Response:
+    def call(
+        self,
+        service_id: str,
+        path: str = "",
+        *,
+        token: str | None = None,
+        method: str = "GET",
+        purpose: str | None = PURPOSE,
+        subject: str | None = SUBJECT,
+        headers: dict[str, str] | None = None,
+        **kw: Any,
+    ) -> httpx.Response:
         h: dict[str, str] = {}
         if token is not None:
             h["Authorization"] = f"Bearer {token}"
@@ -150,7 +185,9 @@ class World:
         if subject is not None:
             h["GSB-Subject"] = subject
         h.update(headers or {})
-        return httpx.request(method, f"{self.url}/r1/{service_id}{path}", headers=h, timeout=30, **kw)
+        return httpx.request(
+            method, f"{self.url}/r1/{service_id}{path}", headers=h, timeout=30, **kw
+        )
 
     def log_rows(self) -> list[dict[str, Any]]:
         from sqlalchemy import select
@@ -158,18 +195,26 @@ class World:
         from dargah.store.tables import message_log
 
         with self.engine.connect() as conn:
-            return [dict(r) for r in conn.execute(select(message_log).order_by(message_log.c.seq)).mappings()]
+            return [
+                dict(r)
+                for r in conn.execute(select(message_log).order_by(message_log.c.seq)).mappings()
+            ]
 
 
-def make_world(home: Path, provider_url: str, database_url: str = "", instance: str = "TEST") -> World:
+def make_world(
+    home: Path, provider_url: str, database_url: str = "", instance: str = "TEST"
+) -> World:
     home.mkdir(parents=True, exist_ok=True)
     settings = Settings(home=home, database_url=database_url, instance=instance)
     _engine, _info, token = open_instance(settings)
     assert token is not None
     w = World(settings, token, provider_url, instance=instance)
     with w.engine.begin() as conn:
-        for legal_id, name in ((PROVIDER_LEGAL_ID, "ثبت احوال"), (CONSUMER_LEGAL_ID, "آزمون"),
-                               (OTHER_LEGAL_ID, "دیگری")):
+        for legal_id, name in (
+            (PROVIDER_LEGAL_ID, "ثبت احوال"),
+            (CONSUMER_LEGAL_ID, "آزمون"),
+            (OTHER_LEGAL_ID, "دیگری"),
+        ):
             members.add_member(conn, w.member(legal_id), name, "test")
         members.add_subsystem(conn, f"{w.member(PROVIDER_LEGAL_ID)}/prov", "test")
     w.add_client("cons", CONSUMER_LEGAL_ID)

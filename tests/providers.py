@@ -23,6 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go in two writes
 
     def log_message(self, format: str, *args: object) -> None:
         pass
@@ -31,7 +32,13 @@ class _Handler(BaseHTTPRequestHandler):
         n = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(n) if n else b""
 
-    def _send(self, status: int, body: bytes, ctype: str = "application/json", extra: dict[str, str] | None = None) -> None:
+    def _send(
+        self,
+        status: int,
+        body: bytes,
+        ctype: str = "application/json",
+        extra: dict[str, str] | None = None,
+    ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
@@ -48,7 +55,9 @@ class _Handler(BaseHTTPRequestHandler):
         kind = parts[1] if len(parts) > 1 else ""
         if kind == "echo" or kind == "api":
             payload = {
-                "method": self.command, "path": path, "query": query,
+                "method": self.command,
+                "path": path,
+                "query": query,
                 "headers": {k.lower(): v for k, v in self.headers.items()},
                 "header_list": [[k.lower(), v] for k, v in self.headers.items()],
                 "body_b64": base64.b64encode(body).decode(),
@@ -56,15 +65,21 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, json.dumps(payload).encode(), extra={"X-Provider": "echo"})
         elif kind == "status":
             code = int(parts[2])
-            self._send(code, f"provider says {code}".encode(), "text/plain; charset=utf-8",
-                       {"X-Provider": "status", "GSB-Error": "spoofed", "GSB-Log-Id": "999999"})
+            self._send(
+                code,
+                f"provider says {code}".encode(),
+                "text/plain; charset=utf-8",
+                {"X-Provider": "status", "GSB-Error": "spoofed", "GSB-Log-Id": "999999"},
+            )
         elif kind == "big":
             self._send(200, b"x" * int(parts[2]), "application/octet-stream")
         elif kind == "slow":
             time.sleep(float(parts[2]))
             self._send(200, b'{"slow":true}')
         elif kind == "cut":
-            self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 1000\r\n\r\n0123456789")
+            self.wfile.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 1000\r\n\r\n0123456789"
+            )
             self.wfile.flush()
             self.close_connection = True
         elif kind == "reset":
@@ -72,7 +87,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self.connection.close()
         elif kind == "endless":
-            self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n")
+            self.wfile.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n"
+            )
             chunk = b"x" * 65536
             try:
                 deadline = time.monotonic() + 30
@@ -89,11 +106,16 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _handle
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 128  # many connections open at once under load
+    daemon_threads = True
+
+
 class Provider:
     """A provider server in a background thread; ``url`` is its base URL."""
 
     def __init__(self) -> None:
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self.server = _Server(("127.0.0.1", 0), _Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"

@@ -43,19 +43,37 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FastAPI, 
     assert token is not None
     app = build_management_app(instance_settings, engine)
     with TestClient(app, headers={"Authorization": f"Bearer {token}"}) as c:
-        for body in ({"legal_id": "10100387143", "name": "ثبت احوال"},
-                     {"legal_id": "14003000014", "name": "پنجره ملی"}):
+        for body in (
+            {"legal_id": "10100387143", "name": "ثبت احوال"},
+            {"legal_id": "14003000014", "name": "پنجره ملی"},
+        ):
             assert c.post("/api/v1/members", json=body).status_code == 201
         for client_id in (PROVIDER, CONSUMER):
             assert c.post("/api/v1/subsystems", json={"id": client_id}).status_code == 201
         keys = f"/api/v1/subsystems/{CONSUMER}/keys"
         assert c.post(keys, json=public_jwk(generate_ed25519())).status_code == 201
-        assert c.post("/api/v1/services", json={
-            "id": SERVICE, "base_url": "http://127.0.0.1:9", "openapi": {"openapi": "3.1.0"},
-        }).status_code == 201
-        assert c.post("/api/v1/grants", json={
-            "client_id": CONSUMER, "service_id": SERVICE, "purposes": ["identity-check"],
-        }).status_code == 201
+        assert (
+            c.post(
+                "/api/v1/services",
+                json={
+                    "id": SERVICE,
+                    "base_url": "http://127.0.0.1:9",
+                    "openapi": {"openapi": "3.1.0"},
+                },
+            ).status_code
+            == 201
+        )
+        assert (
+            c.post(
+                "/api/v1/grants",
+                json={
+                    "client_id": CONSUMER,
+                    "service_id": SERVICE,
+                    "purposes": ["identity-check"],
+                },
+            ).status_code
+            == 201
+        )
     yield app, token
     engine.dispose()
 
@@ -70,12 +88,15 @@ def operator_schema(seeded: tuple[FastAPI, str]) -> Any:
     """Boundary and invalid values of every field (the coverage phase, positive and negative),
     then random valid input (fuzzing). Random invalid input is left out: it costs several
     seconds per operation to generate and the coverage phase already sends invalid values."""
-    return load_schema(seeded[0], {
-        "examples": {"enabled": False},
-        "coverage": {"generation": {"mode": "all"}},
-        "fuzzing": {"enabled": True},
-        "stateful": {"enabled": False},
-    })
+    return load_schema(
+        seeded[0],
+        {
+            "examples": {"enabled": False},
+            "coverage": {"generation": {"mode": "all"}},
+            "fuzzing": {"enabled": True},
+            "stateful": {"enabled": False},
+        },
+    )
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +116,8 @@ as_anonymous = schemathesis.pytest.from_fixture("anonymous_schema")
 @as_operator.parametrize()
 @settings(FAST, max_examples=30)
 def test_no_input_from_the_operator_causes_a_server_error(
-        case: schemathesis.Case, admin_headers: dict[str, str]) -> None:
+    case: schemathesis.Case, admin_headers: dict[str, str]
+) -> None:
     response = case.call_and_validate(headers=admin_headers, checks=[not_a_server_error])
     if response.status_code >= 400:
         assert response.headers["content-type"] == ["application/problem+json"], response.text

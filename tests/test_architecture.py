@@ -11,16 +11,71 @@ PACKAGE = Path(__file__).resolve().parent.parent / "dargah"
 
 # package → packages of dargah it must never import
 FORBIDDEN = {
-    "http": {"core", "store", "registry", "bus", "client", "console", "portal", "oversight", "sandbox",
-             "demo", "cli", "server"},
-    "core": {"store", "registry", "bus", "client", "console", "portal", "oversight", "sandbox", "demo", "cli", "server"},
-    "sandbox": {"bus", "registry", "store", "console", "portal", "oversight", "demo", "cli", "server"},
-    "client": {"bus", "registry", "store", "console", "portal", "oversight", "sandbox", "demo", "cli", "server"},
+    "http": {
+        "core",
+        "store",
+        "registry",
+        "bus",
+        "client",
+        "console",
+        "portal",
+        "oversight",
+        "sandbox",
+        "demo",
+        "cli",
+        "server",
+    },
+    "core": {
+        "store",
+        "registry",
+        "bus",
+        "client",
+        "console",
+        "portal",
+        "oversight",
+        "sandbox",
+        "demo",
+        "cli",
+        "server",
+    },
+    "sandbox": {
+        "bus",
+        "registry",
+        "store",
+        "console",
+        "portal",
+        "oversight",
+        "demo",
+        "cli",
+        "server",
+    },
+    "client": {
+        "bus",
+        "registry",
+        "store",
+        "console",
+        "portal",
+        "oversight",
+        "sandbox",
+        "demo",
+        "cli",
+        "server",
+    },
     "bus": {"console", "portal", "oversight", "sandbox", "demo", "cli", "server"},
     "portal": {"bus", "sandbox", "cli"},
     "oversight": {"portal", "sandbox", "cli", "demo"},
     "registry": {"bus", "console", "portal", "oversight", "sandbox", "demo", "cli", "server"},
-    "store": {"registry", "bus", "console", "portal", "oversight", "sandbox", "demo", "cli", "server"},
+    "store": {
+        "registry",
+        "bus",
+        "console",
+        "portal",
+        "oversight",
+        "sandbox",
+        "demo",
+        "cli",
+        "server",
+    },
 }
 
 
@@ -42,8 +97,11 @@ def _imports(path: Path) -> set[str]:
 
 
 def _modules() -> list[tuple[str, Path]]:
-    return [(p.relative_to(PACKAGE).parts[0], p) for p in sorted(PACKAGE.rglob("*.py"))
-            if len(p.relative_to(PACKAGE).parts) > 1]
+    return [
+        (p.relative_to(PACKAGE).parts[0], p)
+        for p in sorted(PACKAGE.rglob("*.py"))
+        if len(p.relative_to(PACKAGE).parts) > 1
+    ]
 
 
 @pytest.mark.parametrize(("package", "path"), _modules(), ids=lambda v: str(v))

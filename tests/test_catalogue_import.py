@@ -37,8 +37,9 @@ KENYA = Path(__file__).resolve().parents[2] / "shared" / "data" / "kenya-ecitize
 
 
 def _open(home: Path, database_url: str = "") -> Engine:
-    engine, _info, _token = open_instance(Settings(home=home, database_url=database_url,
-                                                   instance="TEST"))
+    engine, _info, _token = open_instance(
+        Settings(home=home, database_url=database_url, instance="TEST")
+    )
     return engine
 
 
@@ -65,15 +66,25 @@ def run(engine: Engine, *files: str | Path, **options: Any) -> ImportReport:
 
 def counts(engine: Engine) -> dict[str, int]:
     with engine.connect() as conn:
-        return {t.name: int(conn.execute(select(func.count()).select_from(t)).scalar_one())
-                for t in (members_table, public_services, public_service_reports,
-                          catalogue_agencies, audit_log)}
+        return {
+            t.name: int(conn.execute(select(func.count()).select_from(t)).scalar_one())
+            for t in (
+                members_table,
+                public_services,
+                public_service_reports,
+                catalogue_agencies,
+                audit_log,
+            )
+        }
 
 
 def card(engine: Engine, service_id: str) -> dict[str, Any]:
     with engine.connect() as conn:
-        row = conn.execute(select(public_services).where(
-            public_services.c.service_id == service_id)).mappings().one()
+        row = (
+            conn.execute(select(public_services).where(public_services.c.service_id == service_id))
+            .mappings()
+            .one()
+        )
         return dict(row)
 
 
@@ -103,13 +114,21 @@ def test_a_json_catalogue_is_stored_field_by_field(engine: Engine) -> None:
     assert (birth["fee_rials"], birth["time_limit_days"], birth["declared_level"]) == (0, 3, 4)
     with engine.connect() as conn:
         post = members.get_member(conn, "TEST/GOV/14003000014")
-        reports = conn.execute(select(public_service_reports).order_by(
-            public_service_reports.c.position)).mappings().all()
+        reports = (
+            conn.execute(select(public_service_reports).order_by(public_service_reports.c.position))
+            .mappings()
+            .all()
+        )
         entries = audit.entries(conn, "catalogue")
     assert (post["name"], post["parent_legal_id"], post["website"]) == (
-        "شرکت ملی پست", "10320003214", "https://post.ir")
+        "شرکت ملی پست",
+        "10320003214",
+        "https://post.ir",
+    )
     assert [(r["period"], r["jalali_year"], r["jalali_quarter"]) for r in reports] == [
-        ("1402", 1402, None), ("1403-Q2", 1403, 2)]
+        ("1402", 1402, None),
+        ("1403-Q2", 1403, 2),
+    ]
     assert reports[0]["satisfaction_pct"] == 81.5 and reports[1]["completed"] is None
     assert entries[0]["action"] == "registry:catalogue:import"
     assert entries[0]["after"]["services_created"] == 3
@@ -118,9 +137,12 @@ def test_a_json_catalogue_is_stored_field_by_field(engine: Engine) -> None:
 def test_unknown_fields_are_kept_in_extra_and_reported_as_warnings(lite: Engine) -> None:
     report = run(lite, "catalogue.json")
     assert [(w.field, "kept in extra" in w.reason) for w in report.warnings] == [
-        ("legacy_code", True)]
-    assert json.loads(card(lite, "10000000003")["extra"]) == {"note": "kept as it is",
-                                                              "legacy_code": "P-17"}
+        ("legacy_code", True)
+    ]
+    assert json.loads(card(lite, "10000000003")["extra"]) == {
+        "note": "kept as it is",
+        "legacy_code": "P-17",
+    }
 
 
 def test_a_csv_pair_of_agencies_and_cards_is_read_by_its_headers(engine: Engine) -> None:
@@ -129,27 +151,45 @@ def test_a_csv_pair_of_agencies_and_cards_is_read_by_its_headers(engine: Engine)
     assert [f.kind for f in report.files] == ["services", "agencies"]
     first = card(engine, "20000000001")
     assert json.loads(first["channels"]) == ["online", "in_person"]
-    assert (first["steps_apply_online"], first["steps_pay_online"], first["steps_issue_online"],
-            first["paper_required"]) == (True, True, True, False)
+    assert (
+        first["steps_apply_online"],
+        first["steps_pay_online"],
+        first["steps_issue_online"],
+        first["paper_required"],
+    ) == (True, True, True, False)
     assert json.loads(first["documents"]) == [
-        {"name_fa": "کارت ملی", "name_en": None, "data_item": "person.identity",
-         "source": "citizen"},
-        {"name_fa": "عکس", "name_en": None, "data_item": None, "source": "citizen"}]
+        {
+            "name_fa": "کارت ملی",
+            "name_en": None,
+            "data_item": "person.identity",
+            "source": "citizen",
+        },
+        {"name_fa": "عکس", "name_en": None, "data_item": None, "source": "citizen"},
+    ]
     second = card(engine, "20000000002")
-    assert (second["steps_apply_online"], second["steps_pay_online"], second["paper_required"],
-            second["in_person_visits"], second["fee_rials"], second["url"]) == (
-        True, False, True, None, None, None)
+    assert (
+        second["steps_apply_online"],
+        second["steps_pay_online"],
+        second["paper_required"],
+        second["in_person_visits"],
+        second["fee_rials"],
+        second["url"],
+    ) == (True, False, True, None, None, None)
     with engine.connect() as conn:
-        rows = conn.execute(select(public_service_reports.c.period,
-                                   public_service_reports.c.applications_online)).all()
+        rows = conn.execute(
+            select(public_service_reports.c.period, public_service_reports.c.applications_online)
+        ).all()
     assert sorted(rows) == [("1402", 900), ("1403-Q1", None)]
 
 
 @pytest.mark.parametrize("encoding", ["utf-8-sig", "cp1256"])
-def test_utf8_with_bom_and_windows_1256_files_read_the_same(lite: Engine, tmp_path: Path,
-                                                           encoding: str) -> None:
-    text = ("service_id,agency_legal_id,title_fa,description_fa,paper_required\n"
-            "40000000001,10100387143,صدور گواهی پایان خدمت,گواهی برای کارکنان پیمانی,بله\n")
+def test_utf8_with_bom_and_windows_1256_files_read_the_same(
+    lite: Engine, tmp_path: Path, encoding: str
+) -> None:
+    text = (
+        "service_id,agency_legal_id,title_fa,description_fa,paper_required\n"
+        "40000000001,10100387143,صدور گواهی پایان خدمت,گواهی برای کارکنان پیمانی,بله\n"
+    )
     path = tmp_path / f"cards-{encoding}.csv"
     # Windows-1256 has no Persian yeh: a real file holds the Arabic one, which is read back.
     path.write_bytes((text.replace("ی", "ي") if encoding == "cp1256" else text).encode(encoding))
@@ -159,7 +199,10 @@ def test_utf8_with_bom_and_windows_1256_files_read_the_same(lite: Engine, tmp_pa
     assert report.files[0].encoding == encoding
     stored = card(lite, "40000000001")
     assert (stored["title_fa"], stored["description_fa"], stored["paper_required"]) == (
-        "صدور گواهی پایان خدمت", "گواهی برای کارکنان پیمانی", True)
+        "صدور گواهی پایان خدمت",
+        "گواهی برای کارکنان پیمانی",
+        True,
+    )
 
 
 def test_a_mapped_file_with_its_own_columns_and_persian_booleans(engine: Engine) -> None:
@@ -170,15 +213,24 @@ def test_a_mapped_file_with_its_own_columns_and_persian_booleans(engine: Engine)
     sid = derive_id("test.mapped", "service", f"10100387143\x1f{normalize('تغییر نام')}")
     rename = card(engine, sid)
     assert json.loads(rename["channels"]) == ["online", "in_person"]
-    assert (rename["steps_apply_online"], rename["steps_pay_online"], rename["paper_required"],
-            rename["in_person_visits"], rename["fee_rials"]) == (True, False, True, 1, 200000)
+    assert (
+        rename["steps_apply_online"],
+        rename["steps_pay_online"],
+        rename["paper_required"],
+        rename["in_person_visits"],
+        rename["fee_rials"],
+    ) == (True, False, True, 1, 200000)
     assert [d["name_fa"] for d in json.loads(rename["documents"])] == ["کارت ملی", "شناسنامه"]
     assert json.loads(rename["recipients"]) == ["citizen"]
     assert json.loads(rename["extra"]) == {"internal_code": "S-1"}  # ردیف is ignored
     death_id = derive_id("test.mapped", "service", f"10100387143\x1f{normalize('ثبت وفات')}")
     death = card(engine, death_id)
-    assert (death["fee_rials"], death["in_person_visits"], death["steps_pay_online"],
-            death["paper_required"]) == (0, 0, None, False)
+    assert (
+        death["fee_rials"],
+        death["in_person_visits"],
+        death["steps_pay_online"],
+        death["paper_required"],
+    ) == (0, 0, None, False)
     again = run(engine, "mapped-services.csv", mapping=DATA / "mapped.toml")
     assert (again.services_created, again.services_unchanged) == (0, 3)
 
@@ -227,8 +279,11 @@ def test_each_problem_names_the_rows_service_id_and_reason(lite: Engine) -> None
     with_agencies(lite)
     report = run(lite, "bad-legal-id.csv", "duplicates.csv", "bad-enum.csv")
     lines = [str(p) for p in report.errors]
-    assert any(line.startswith(f"{DATA / 'bad-legal-id.csv'}:3 30000000002 agency_legal_id: ")
-               and "not a valid national legal ID" in line for line in lines)
+    assert any(
+        line.startswith(f"{DATA / 'bad-legal-id.csv'}:3 30000000002 agency_legal_id: ")
+        and "not a valid national legal ID" in line
+        for line in lines
+    )
     # every problem of every file, not only the first: 1 bad legal ID, 3 bad enums, and the
     # 7 rows whose service_id appears more than once across the three files
     assert len(lines) == 11
@@ -244,13 +299,18 @@ def test_missing_required_columns_are_one_error_naming_them(engine: Engine) -> N
     assert counts(engine) == before
 
 
-@pytest.mark.parametrize("content", [
-    "service_id,title_fa\n40000000001,گواهی\n".encode("utf-16"),
-    "service_id,title_fa\n40000000001,گواهی\n".encode("utf-16-le"),
-    bytes(range(256)) * 4,
-], ids=["utf-16", "utf-16-no-bom", "random-bytes"])
-def test_a_file_in_another_encoding_is_a_clear_error(engine: Engine, tmp_path: Path,
-                                                     content: bytes) -> None:
+@pytest.mark.parametrize(
+    "content",
+    [
+        "service_id,title_fa\n40000000001,گواهی\n".encode("utf-16"),
+        "service_id,title_fa\n40000000001,گواهی\n".encode("utf-16-le"),
+        bytes(range(256)) * 4,
+    ],
+    ids=["utf-16", "utf-16-no-bom", "random-bytes"],
+)
+def test_a_file_in_another_encoding_is_a_clear_error(
+    engine: Engine, tmp_path: Path, content: bytes
+) -> None:
     path = tmp_path / "cards.csv"
     path.write_bytes(content)
     before = counts(engine)
@@ -265,8 +325,13 @@ def test_json_problems_are_located_by_path(engine: Engine) -> None:
     before = counts(engine)
     report = run(engine, "broken.json")
     assert {(p.path, p.service_id) for p in report.errors} == {("services[1]", "30000000002")}
-    assert {p.field for p in report.errors} == {"declared_level", "documents", "form",
-                                                 "in_person_visits", "url"}
+    assert {p.field for p in report.errors} == {
+        "declared_level",
+        "documents",
+        "form",
+        "in_person_visits",
+        "url",
+    }
     assert counts(engine) == before
 
 
@@ -281,14 +346,29 @@ def test_skip_invalid_writes_the_good_rows_and_reports_the_rest(engine: Engine) 
 
 def test_a_card_of_a_refused_agency_is_refused_with_it(engine: Engine, tmp_path: Path) -> None:
     path = tmp_path / "c.json"
-    path.write_text(json.dumps({
-        "agencies": [{"legal_id": "14101234563", "member_class": "XYZ", "name_fa": "بهداشت"}],
-        "services": [{"service_id": "50000000001", "agency_legal_id": "14101234563",
-                      "title_fa": "واکسن"}]}), encoding="utf-8")
+    path.write_text(
+        json.dumps(
+            {
+                "agencies": [
+                    {"legal_id": "14101234563", "member_class": "XYZ", "name_fa": "بهداشت"}
+                ],
+                "services": [
+                    {
+                        "service_id": "50000000001",
+                        "agency_legal_id": "14101234563",
+                        "title_fa": "واکسن",
+                    }
+                ],
+            }
+        ),
+        encoding="utf-8",
+    )
     before = counts(engine)
     report = run(engine, path, skip_invalid=True)
     assert [(p.path, p.field) for p in report.errors] == [
-        ("agencies[0]", "member_class"), ("services[0]", "agency_legal_id")]
+        ("agencies[0]", "member_class"),
+        ("services[0]", "agency_legal_id"),
+    ]
     assert "refused" in report.errors[1].reason
     assert counts(engine)["public_services"] == before["public_services"]
 
@@ -296,15 +376,17 @@ def test_a_card_of_a_refused_agency_is_refused_with_it(engine: Engine, tmp_path:
 # -- idempotence and round trips --------------------------------------------------------------
 
 
-def test_importing_the_same_file_twice_gives_the_same_result(engine: Engine,
-                                                             tmp_path: Path) -> None:
+def test_importing_the_same_file_twice_gives_the_same_result(
+    engine: Engine, tmp_path: Path
+) -> None:
     run(engine, "catalogue.json")
     first = counts(engine)
     again = run(engine, "catalogue.json")
     assert (again.agencies_created, again.agencies_updated, again.agencies_unchanged) == (0, 0, 2)
     assert (again.services_created, again.services_updated, again.services_unchanged) == (0, 0, 3)
     assert {k: v for k, v in counts(engine).items() if k != "audit_log"} == {
-        k: v for k, v in first.items() if k != "audit_log"}
+        k: v for k, v in first.items() if k != "audit_log"
+    }
     changed = json.loads((DATA / "catalogue.json").read_text(encoding="utf-8"))
     changed["services"][1]["title_en"] = "Parcel tracking by code"
     del changed["services"][0]["reported"][1]
@@ -330,39 +412,58 @@ def test_derived_legal_ids_are_checksum_valid_and_deterministic() -> None:
 def test_a_derived_id_that_collides_is_derived_again_deterministically() -> None:
     def records() -> list[Record]:
         taken = derive_id("ns", "service", "b")  # an explicit ID equal to what "b" derives
-        return [Record("services", "f.csv", 2, None, {"service_id": Derived("service", "b")}),
-                Record("services", "f.csv", 3, None, {"service_id": taken})]
+        return [
+            Record("services", "f.csv", 2, None, {"service_id": Derived("service", "b")}),
+            Record("services", "f.csv", 3, None, {"service_id": taken}),
+        ]
 
     first, second = records(), records()
     warnings = resolve("ns", first)
     resolve("ns", second)
-    assert first[0].values["service_id"] == second[0].values["service_id"] == derive_id(
-        "ns", "service", "b", 1)
+    assert (
+        first[0].values["service_id"]
+        == second[0].values["service_id"]
+        == derive_id("ns", "service", "b", 1)
+    )
     assert [(w.severity, w.line, "collided" in w.reason) for w in warnings] == [
-        ("warning", 2, True)]
+        ("warning", 2, True)
+    ]
 
 
-def test_rows_with_the_same_source_key_are_reported_as_duplicates(lite: Engine,
-                                                                  tmp_path: Path) -> None:
+def test_rows_with_the_same_source_key_are_reported_as_duplicates(
+    lite: Engine, tmp_path: Path
+) -> None:
     with_agencies(lite)
     path = tmp_path / "own.csv"
-    path.write_text("agency,name\n10100387143,Same service\n10100387143,same  SERVICE\n",
-                    encoding="utf-8")
-    mapping = parse_mapping({"services": {"fields": {
-        "service_id": {"derive_from": ["agency", "name"]},
-        "agency_legal_id": {"column": "agency"}, "title_en": {"column": "name"}}}})
+    path.write_text(
+        "agency,name\n10100387143,Same service\n10100387143,same  SERVICE\n", encoding="utf-8"
+    )
+    mapping = parse_mapping(
+        {
+            "services": {
+                "fields": {
+                    "service_id": {"derive_from": ["agency", "name"]},
+                    "agency_legal_id": {"column": "agency"},
+                    "title_en": {"column": "name"},
+                }
+            }
+        }
+    )
     report = run(lite, path, mapping=mapping)
     assert [(p.line, p.field) for p in report.errors] == [(2, "service_id"), (3, "service_id")]
 
 
-@pytest.mark.parametrize(("doc", "message"), [
-    ({"services": {"fields": {"titel_en": {"column": "x"}}}}, "'titel_en' is not a field"),
-    ({"services": {"fields": {"title_en": {"derive_from": "x"}}}}, "can be derived"),
-    ({"services": {"fields": {"url": {"column": "x", "fix": [["(", ""]]}}}}, "bad regex"),
-    ({"services": {"fields": {"url": {"colum": "x"}}}}, "unknown key(s) colum"),
-    ({"services": {"fields": {"title_en": {"column": "x", "split": ";"}}}}, "list fields only"),
-    ({"servics": {}}, "unknown top-level key(s) servics"),
-])
+@pytest.mark.parametrize(
+    ("doc", "message"),
+    [
+        ({"services": {"fields": {"titel_en": {"column": "x"}}}}, "'titel_en' is not a field"),
+        ({"services": {"fields": {"title_en": {"derive_from": "x"}}}}, "can be derived"),
+        ({"services": {"fields": {"url": {"column": "x", "fix": [["(", ""]]}}}}, "bad regex"),
+        ({"services": {"fields": {"url": {"colum": "x"}}}}, "unknown key(s) colum"),
+        ({"services": {"fields": {"title_en": {"column": "x", "split": ";"}}}}, "list fields only"),
+        ({"servics": {}}, "unknown top-level key(s) servics"),
+    ],
+)
 def test_a_mapping_mistake_is_a_clear_error(doc: dict[str, Any], message: str) -> None:
     with pytest.raises(MappingError, match=message.replace("(", r"\(").replace(")", r"\)")):
         parse_mapping(doc)
@@ -381,8 +482,9 @@ def test_the_command_prints_each_bad_row_and_exits_1_when_nothing_written(tmp_pa
     assert bad.exit_code == 1
     assert f"{DATA / 'bad-enum.csv'}:3 30000000002 channels: 'fax' not one of" in bad.output
     assert "refused: nothing written" in bad.output
-    skip = runner.invoke(catalogue, ["import", str(DATA / "bad-enum.csv"), "--skip-invalid",
-                                     "--home", home])
+    skip = runner.invoke(
+        catalogue, ["import", str(DATA / "bad-enum.csv"), "--skip-invalid", "--home", home]
+    )
     assert skip.exit_code == 0 and "services: 1 created" in skip.output
 
 
@@ -395,8 +497,9 @@ def test_the_whole_kenya_catalogue_imports_with_no_invalid_row(tmp_path: Path) -
     eng = _open(tmp_path / "kenya")
     files = [KENYA / "agencies.csv", KENYA / "services.csv"]
     started = time.perf_counter()
-    report = import_catalogue(eng, files, mapping=MAPPINGS / "kenya-ecitizen.toml",
-                              actor="test", instance="TEST")
+    report = import_catalogue(
+        eng, files, mapping=MAPPINGS / "kenya-ecitizen.toml", actor="test", instance="TEST"
+    )
     elapsed = time.perf_counter() - started
     assert not report.problems, report.problems[:10]
     agencies = (KENYA / "agencies.csv").read_text(encoding="utf-8").count("\n") - 1
@@ -405,7 +508,8 @@ def test_the_whole_kenya_catalogue_imports_with_no_invalid_row(tmp_path: Path) -
     with eng.connect() as conn:
         rows = conn.execute(select(public_services.c.title_en, public_services.c.url)).all()
     assert len(rows) == 5489 and all(title and url for title, url in rows)
-    again = import_catalogue(eng, files, mapping=MAPPINGS / "kenya-ecitizen.toml",
-                             actor="test", instance="TEST")
+    again = import_catalogue(
+        eng, files, mapping=MAPPINGS / "kenya-ecitizen.toml", actor="test", instance="TEST"
+    )
     assert (again.services_unchanged, again.agencies_unchanged) == (5489, 286)
     eng.dispose()

@@ -32,11 +32,26 @@ INSTANCE = "DEV"
 MEMBER_CLASSES = {"GOV", "PUB", "COM", "NGO"}
 RECIPIENTS = {"citizen", "business", "government"}
 CHANNELS = {"online", "in_person", "phone", "mail", "kiosk", "app"}
-STEPS = ("sign_in_online", "apply_online", "pay_online", "decision_online", "issue_online",
-         "track_online")
-REPORT_FIELDS = {"period", "applications_online", "applications_in_person", "applications_other",
-                 "completed", "completed_online", "started", "cost_total_rials",
-                 "cost_per_transaction_rials", "satisfaction_pct"}
+STEPS = (
+    "sign_in_online",
+    "apply_online",
+    "pay_online",
+    "decision_online",
+    "issue_online",
+    "track_online",
+)
+REPORT_FIELDS = {
+    "period",
+    "applications_online",
+    "applications_in_person",
+    "applications_other",
+    "completed",
+    "completed_online",
+    "started",
+    "cost_total_rials",
+    "cost_per_transaction_rials",
+    "satisfaction_pct",
+}
 JALALI_PERIOD = re.compile(r"1[34][0-9]{2}(-Q[1-4])?")
 
 BUS_SERVICES = service_ids(INSTANCE)
@@ -74,8 +89,10 @@ def definition_level(card: dict[str, Any], supplied: set[str] = SUPPLIED) -> int
         and card.get("paper_required") is not True
         and steps.get("apply_online") is True
     )
-    level4 = level3 and docs is not None and not any(
-        d.get("source") == "citizen" and d.get("data_item") in supplied for d in docs
+    level4 = (
+        level3
+        and docs is not None
+        and not any(d.get("source") == "citizen" and d.get("data_item") in supplied for d in docs)
     )
     if level4 and card.get("proactive_topics"):
         return 5
@@ -207,8 +224,16 @@ def test_life_events_clusters_and_statuses_are_spread(services: list[dict[str, A
 
 def test_tricky_search_subjects_are_present(services: list[dict[str, Any]]) -> None:
     titles = [compact(s["title_fa"]) for s in services]
-    for subject in ("گواهینامه رانندگی", "کارت ملی هوشمند", "گذرنامه", "سند ازدواج", "ثبت شرکت",
-                    "مجوز کسب", "بیمه بیکاری", "یارانه"):
+    for subject in (
+        "گواهینامه رانندگی",
+        "کارت ملی هوشمند",
+        "گذرنامه",
+        "سند ازدواج",
+        "ثبت شرکت",
+        "مجوز کسب",
+        "بیمه بیکاری",
+        "یارانه",
+    ):
         assert any(compact(subject) in t for t in titles), subject
 
 
@@ -281,8 +306,11 @@ def test_definition_levels_spread_from_zero_to_five(services: list[dict[str, Any
 
 
 def test_some_agencies_claim_more_than_their_cards_support(services: list[dict[str, Any]]) -> None:
-    optimistic = [s for s in services
-                  if s["declared_level"] is not None and s["declared_level"] > definition_level(s)]
+    optimistic = [
+        s
+        for s in services
+        if s["declared_level"] is not None and s["declared_level"] > definition_level(s)
+    ]
     assert len(optimistic) >= 10
     assert any(s["declared_level"] is None for s in services)
 
@@ -295,9 +323,16 @@ def test_proactive_services_start_from_birth_and_death(services: list[dict[str, 
 
 def test_local_level_rules_on_minimal_cards() -> None:
     steps = dict.fromkeys(STEPS, True)
-    card: dict[str, Any] = {"title_fa": "x", "description_fa": "y", "channels": ["online"],
-                            "steps": steps, "in_person_visits": 0, "paper_required": False,
-                            "documents": [], "proactive_topics": []}
+    card: dict[str, Any] = {
+        "title_fa": "x",
+        "description_fa": "y",
+        "channels": ["online"],
+        "steps": steps,
+        "in_person_visits": 0,
+        "paper_required": False,
+        "documents": [],
+        "proactive_topics": [],
+    }
     assert definition_level(card) == 4
     assert definition_level({**card, "proactive_topics": ["t"]}) == 5
     citizen_id = {"source": "citizen", "data_item": "person.identity"}

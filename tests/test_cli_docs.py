@@ -15,6 +15,15 @@ def test_the_cli_reference_matches_the_commands_help() -> None:
 
 def test_the_platform_verbs_exist() -> None:
     text = render()
-    for verb in ("dargah demo", "dargah serve", "dargah log verify", "dargah member add", "dargah subsystem add",
-                 "dargah service add", "dargah grant add", "dargah grant revoke", "dargah quota set"):
+    for verb in (
+        "dargah demo",
+        "dargah serve",
+        "dargah log verify",
+        "dargah member add",
+        "dargah subsystem add",
+        "dargah service add",
+        "dargah grant add",
+        "dargah grant revoke",
+        "dargah quota set",
+    ):
         assert f"## `{verb}`" in text, verb

@@ -27,18 +27,22 @@ class Demo:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> dict[str, Any]:
-        log = open(self.home.parent / "demo.log", "ab")  # noqa: SIM115
+        log = open(self.home.parent / "demo.log", "ab")
         self.proc = subprocess.Popen(
             [DARGAH, "demo", "--home", str(self.home), "--port", str(self.port)],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
             env={**os.environ, "DARGAH_LOG_LEVEL": "warning"},
         )
         deadline = time.monotonic() + 40
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, (self.home.parent / "demo.log").read_text()[-2000:]
             try:
-                if httpx.get(f"http://127.0.0.1:{self.port}/readyz", timeout=1).status_code == 200 and \
-                        (self.home / "demo.json").exists():
+                if (
+                    httpx.get(f"http://127.0.0.1:{self.port}/readyz", timeout=1).status_code == 200
+                    and (self.home / "demo.json").exists()
+                ):
                     return json.loads((self.home / "demo.json").read_text(encoding="utf-8"))  # type: ignore[no-any-return]
             except httpx.HTTPError:
                 pass
@@ -82,7 +86,10 @@ def test_demo_json_has_every_field_of_the_contract(demo: Demo) -> None:
         parse_service_id(entry["service"])
         assert entry["example"]["path"].startswith("/") and entry["purposes"]
     assert len(doc["citizens"]) >= 1000
-    assert all(is_national_code(c["national_code"]) and c["mobile"].startswith("09") for c in doc["citizens"])
+    assert all(
+        is_national_code(c["national_code"]) and c["mobile"].startswith("09")
+        for c in doc["citizens"]
+    )
     assert len({c["national_code"] for c in doc["citizens"]}) == len(doc["citizens"])
 
 
@@ -90,13 +97,25 @@ def test_every_allowed_service_answers_for_listed_citizens_with_the_private_key(
     doc = _doc(demo)
     client = doc["clients"][0]
     sample = random.Random(7).sample(doc["citizens"], 40)
-    with GsbClient(doc["bus_url"], client["id"], private_key_file=client["private_key_file"]) as gsb:
+    with GsbClient(
+        doc["bus_url"], client["id"], private_key_file=client["private_key_file"]
+    ) as gsb:
         for entry in client["allowed"]:
             for citizen in sample:
                 code = citizen["national_code"]
-                r = gsb.call(entry["service"], entry["example"]["path"].replace("{subject}", code),
-                             method=entry["example"]["method"], purpose=entry["purposes"][0], subject=code)
-                assert 200 <= r.status_code < 300, (entry["service"], code, r.status_code, r.text[:300])
+                r = gsb.call(
+                    entry["service"],
+                    entry["example"]["path"].replace("{subject}", code),
+                    method=entry["example"]["method"],
+                    purpose=entry["purposes"][0],
+                    subject=code,
+                )
+                assert 200 <= r.status_code < 300, (
+                    entry["service"],
+                    code,
+                    r.status_code,
+                    r.text[:300],
+                )
 
 
 def test_every_denied_service_answers_access_denied(demo: Demo) -> None:
@@ -114,7 +133,9 @@ def test_sandbox_agencies_refuse_calls_that_bypass_the_bus(demo: Demo) -> None:
     entry = doc["clients"][0]["allowed"][0]
     code = doc["citizens"][0]["national_code"]
     agency_code = entry["service"].split("/")[3]
-    r = httpx.get(f"{doc['sandbox_url']}/{agency_code}{entry['example']['path'].replace('{subject}', code)}")
+    r = httpx.get(
+        f"{doc['sandbox_url']}/{agency_code}{entry['example']['path'].replace('{subject}', code)}"
+    )
     assert r.status_code == 401
 
 
@@ -130,8 +151,12 @@ def test_a_restart_keeps_the_data_and_the_credentials(demo: Demo) -> None:
     after = demo.start()
     assert after["clients"][0]["client_secret"] == before["clients"][0]["client_secret"]
     assert after["admin"]["api_token"] == before["admin"]["api_token"]
-    r = httpx.get(f"{after['bus_url']}/api/v1/members",
-                  headers={"Authorization": f"Bearer {after['admin']['api_token']}"})
+    r = httpx.get(
+        f"{after['bus_url']}/api/v1/members",
+        headers={"Authorization": f"Bearer {after['admin']['api_token']}"},
+    )
     assert r.status_code == 200, r.text
-    verify = subprocess.run([DARGAH, "log", "verify", "--home", str(demo.home)], capture_output=True, text=True)
+    verify = subprocess.run(
+        [DARGAH, "log", "verify", "--home", str(demo.home)], capture_output=True, text=True
+    )
     assert verify.returncode == 0, verify.stdout + verify.stderr

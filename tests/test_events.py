@@ -60,8 +60,9 @@ def publisher(w: World, name: str = "sabt") -> GsbClient:
     return GsbClient(w.url, c.id, client_secret=c.secret)
 
 
-def post_event(w: World, topic_id: str, body: bytes | Any, token: str | None,
-               **kw: Any) -> httpx.Response:
+def post_event(
+    w: World, topic_id: str, body: bytes | Any, token: str | None, **kw: Any
+) -> httpx.Response:
     headers = {"content-type": "application/cloudevents+json"}
     if token is not None:
         headers["authorization"] = f"Bearer {token}"
@@ -78,8 +79,12 @@ def assert_problem(r: httpx.Response, status: int, code: str) -> None:
 
 def pull(w: World, sub_id: str, token: str, after: str | None = None) -> httpx.Response:
     params = {"after": after} if after is not None else None
-    return httpx.get(f"{w.url}/e1/subscriptions/{sub_id}/events", params=params,
-                     headers={"authorization": f"Bearer {token}"}, timeout=30)
+    return httpx.get(
+        f"{w.url}/e1/subscriptions/{sub_id}/events",
+        params=params,
+        headers={"authorization": f"Bearer {token}"},
+        timeout=30,
+    )
 
 
 def log_row(w: World, seq: int) -> dict[str, Any]:
@@ -122,10 +127,14 @@ def test_only_the_topic_owner_may_publish_and_a_refusal_is_logged(world: World) 
     assert_problem(r, 403, "access-denied")
     rec = log_row(world, int(r.headers["gsb-log-id"]))
     assert (rec["client"], rec["service"], rec["outcome"]) == (
-        world.clients["cons"].id, topic_id, "access-denied")
+        world.clients["cons"].id,
+        topic_id,
+        "access-denied",
+    )
     # Another subsystem of the owner's own member is not the owner either.
-    assert_problem(post_event(world, topic_id, make_event(), world.token("sabt2")), 403,
-                   "access-denied")
+    assert_problem(
+        post_event(world, topic_id, make_event(), world.token("sabt2")), 403, "access-denied"
+    )
 
 
 def test_publishing_on_an_unknown_topic_is_unknown_service_but_only_after_authentication(
@@ -134,8 +143,9 @@ def test_publishing_on_an_unknown_topic_is_unknown_service_but_only_after_authen
     topic_id = add_topic(world)
     world.start()
     unknown = topic_id.replace("birth-registered.v1", "death-registered.v1")
-    assert_problem(post_event(world, unknown, make_event(), world.token("sabt")), 404,
-                   "unknown-service")
+    assert_problem(
+        post_event(world, unknown, make_event(), world.token("sabt")), 404, "unknown-service"
+    )
     assert_problem(post_event(world, unknown, make_event(), None), 401, "unauthenticated")
 
 
@@ -145,9 +155,13 @@ def test_malformed_topic_ids_and_bodies_that_are_not_cloudevents_are_bad_request
     topic_id = add_topic(world)
     world.start()
     token = world.token("sabt")
-    for bad_topic in ("nonsense", "TEST/GOV/10100387143/sabt/Bad_Type",
-                      "TEST/GOV/10100387144/sabt/birth.v1", "TEST/GOV/10100387143/sabt",
-                      "TEST/GOV/10100387143/sabt/birth.v1/extra"):
+    for bad_topic in (
+        "nonsense",
+        "TEST/GOV/10100387143/sabt/Bad_Type",
+        "TEST/GOV/10100387144/sabt/birth.v1",
+        "TEST/GOV/10100387143/sabt",
+        "TEST/GOV/10100387143/sabt/birth.v1/extra",
+    ):
         for tok in (token, None):  # identifiers are checked before the token
             assert_problem(post_event(world, bad_topic, make_event(), tok), 400, "bad-request")
     complete = make_event()
@@ -178,7 +192,7 @@ def test_an_oversized_event_is_payload_too_large_whether_declared_or_streamed(
 
     def chunks() -> Iterator[bytes]:
         for i in range(0, len(raw), 500):
-            yield raw[i:i + 500]
+            yield raw[i : i + 500]
 
     assert_problem(post_event(world, topic_id, chunks(), token), 413, "payload-too-large")
     # Just under the limit is fine.
@@ -192,10 +206,15 @@ def test_publishing_without_a_valid_token_is_unauthenticated(world: World) -> No
     topic_id = add_topic(world)
     world.start()
     assert_problem(post_event(world, topic_id, make_event(), None), 401, "unauthenticated")
-    assert_problem(post_event(world, topic_id, make_event(), "forged.token.value"), 401,
-                   "unauthenticated")
-    r = httpx.post(f"{world.url}/e1/{topic_id}", content=json.dumps(make_event()),
-                   headers={"authorization": "Basic dXNlcjpwYXNz"}, timeout=30)
+    assert_problem(
+        post_event(world, topic_id, make_event(), "forged.token.value"), 401, "unauthenticated"
+    )
+    r = httpx.post(
+        f"{world.url}/e1/{topic_id}",
+        content=json.dumps(make_event()),
+        headers={"authorization": "Basic dXNlcjpwYXNz"},
+        timeout=30,
+    )
     assert_problem(r, 401, "unauthenticated")
 
 
@@ -214,7 +233,8 @@ def test_the_same_cloudevents_id_published_twice_is_delivered_once(
     assert webhook.wait_for_ids([twice["id"], marker["id"]], WAIT) == set()
     engine = engine_of(w, engines)
     assert wait_until(
-        lambda: [d["status"] for d in delivery_rows(engine, sub_id)] == ["delivered"] * 2, WAIT)
+        lambda: [d["status"] for d in delivery_rows(engine, sub_id)] == ["delivered"] * 2, WAIT
+    )
     assert sorted(h.event_id for h in webhook.hits) == sorted([twice["id"], marker["id"]])
 
 
@@ -242,20 +262,25 @@ def test_a_webhook_receives_the_event_in_structured_mode_with_an_assertion_the_j
     [delivery] = delivery_rows(engine, sub_id)
     assert hit.headers["gsb-delivery-id"] == str(delivery["id"])
     owner, subscriber = w.clients["sabt"].id, w.clients["cons"].id
-    verifier = AssertionVerifier(f"{w.url}/.well-known/jwks.json", audiences={subscriber},
-                                 issuer=w.url)
+    verifier = AssertionVerifier(
+        f"{w.url}/.well-known/jwks.json", audiences={subscriber}, issuer=w.url
+    )
     try:
         claims = verifier.verify(hit.headers["gsb-assertion"], client=hit.headers["gsb-client"])
         # An assertion meant for another subscriber is refused by this one.
-        other = AssertionVerifier(f"{w.url}/.well-known/jwks.json",
-                                  audiences={w.clients["other"].id})
+        other = AssertionVerifier(
+            f"{w.url}/.well-known/jwks.json", audiences={w.clients["other"].id}
+        )
         with pytest.raises(InvalidAssertion, match="not for this provider"):
             other.verify(hit.headers["gsb-assertion"])
         other.close()
     finally:
         verifier.close()
-    assert (claims.client, claims.service, claims.request_id) == (owner, subscriber,
-                                                                 str(delivery["id"]))
+    assert (claims.client, claims.service, claims.request_id) == (
+        owner,
+        subscriber,
+        str(delivery["id"]),
+    )
     assert hit.headers["gsb-client"] == owner
     assert hit.headers["gsb-service"] == topic_id
     # The delivery is in the message log: subscriber as client, topic as service.
@@ -288,8 +313,9 @@ def test_every_webhook_subscription_gets_its_own_delivery_and_failures_are_logge
     bad = delivery_rows(engine, bad_sub)[0]
     assert bad["status"] == "pending" and bad["attempts"] >= 1
     assert "503" in (bad["last_error"] or "")
-    assert wait_until(lambda: any(
-        r["path"] == f"/deliveries/{bad['id']}" for r in world.log_rows()), WAIT)
+    assert wait_until(
+        lambda: any(r["path"] == f"/deliveries/{bad['id']}" for r in world.log_rows()), WAIT
+    )
     failed = [r for r in world.log_rows() if r["path"] == f"/deliveries/{bad['id']}"]
     assert failed[0]["client"] == world.clients["third"].id
     assert (failed[0]["status"], failed[0]["outcome"]) == (503, "provider-error")
@@ -304,8 +330,9 @@ def test_a_subscriber_pulls_events_after_a_cursor_page_by_page(world_db: World) 
     engine = w.engine
     try:
         with engine.begin() as conn:
-            grants.request_grant(conn, w.clients["cons"].id, topic_id, ["notification"], "test",
-                                 approve=True)
+            grants.request_grant(
+                conn, w.clients["cons"].id, topic_id, ["notification"], "test", approve=True
+            )
     finally:
         engine.dispose()
     w.start()
@@ -315,8 +342,11 @@ def test_a_subscriber_pulls_events_after_a_cursor_page_by_page(world_db: World) 
         engine = w.engine
         try:
             with engine.begin() as conn:
-                sub_id = str(topics.add_subscription(conn, w.clients["cons"].id, topic_id, "test",
-                                                     pull=True)["id"])
+                sub_id = str(
+                    topics.add_subscription(
+                        conn, w.clients["cons"].id, topic_id, "test", pull=True
+                    )["id"]
+                )
         finally:
             engine.dispose()
         token = w.token("cons")
@@ -353,7 +383,11 @@ def test_a_subscriber_pulls_events_after_a_cursor_page_by_page(world_db: World) 
     assert got == published[3:]
     rec = w.log_rows()[-1]
     assert (rec["client"], rec["service"], rec["method"], rec["status"]) == (
-        w.clients["cons"].id, topic_id, "GET", 200)
+        w.clients["cons"].id,
+        topic_id,
+        "GET",
+        200,
+    )
 
 
 def test_pulling_refuses_bad_cursors_other_clients_subscriptions_and_webhook_subscriptions(
@@ -403,8 +437,11 @@ def test_revoking_the_grant_stops_deliveries_even_those_being_retried(
     topic_id = add_topic(world)
     hook_sub = subscribe(world, "cons", topic_id, webhook=webhook.url)
     with world.engine.begin() as conn:  # a second, pulled, subscription shows when the bus notices
-        pull_sub = str(topics.add_subscription(conn, world.clients["cons"].id, topic_id, "test",
-                                               pull=True)["id"])
+        pull_sub = str(
+            topics.add_subscription(conn, world.clients["cons"].id, topic_id, "test", pull=True)[
+                "id"
+            ]
+        )
     world.start()
     token = world.token("cons")
     first, retried, later = make_event(1), make_event(2), make_event(3)
@@ -422,7 +459,9 @@ def test_revoking_the_grant_stops_deliveries_even_those_being_retried(
     engine = world.engine
     assert wait_until(
         lambda: [d["status"] for d in delivery_rows(engine, hook_sub)]
-        == ["delivered", "dead", "dead"], WAIT)
+        == ["delivered", "dead", "dead"],
+        WAIT,
+    )
     rows = delivery_rows(engine, hook_sub)
     assert all("grant" in (d["last_error"] or "") for d in rows[1:])
     assert webhook.ok_ids() == {first["id"]}
@@ -447,6 +486,7 @@ def test_removing_a_subscription_stops_its_deliveries_even_those_being_retried(
         assert pub.publish(topic_id, later).status_code == 202
     engine = world.engine
     assert wait_until(
-        lambda: [d["status"] for d in delivery_rows(engine, sub_id)] == ["dead"], WAIT)
+        lambda: [d["status"] for d in delivery_rows(engine, sub_id)] == ["dead"], WAIT
+    )
     assert webhook.ok_ids() == set()
     assert later["id"] not in {h.event_id for h in webhook.hits}

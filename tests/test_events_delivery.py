@@ -54,8 +54,10 @@ def assert_at_least_once(hits: list[Hit], published: list[dict[str, Any]]) -> No
     for h in hits:
         assert h.event_id in by_id, f"the webhook got an event nobody published: {h.body[:200]!r}"
         assert h.event == by_id[h.event_id]
-        assert delivery_of.setdefault(h.event_id, h.headers["gsb-delivery-id"]) == \
-            h.headers["gsb-delivery-id"]
+        assert (
+            delivery_of.setdefault(h.event_id, h.headers["gsb-delivery-id"])
+            == h.headers["gsb-delivery-id"]
+        )
     assert {h.event_id for h in hits if h.ok} == set(by_id)
 
 
@@ -75,8 +77,10 @@ def test_events_published_while_the_subscriber_is_down_all_arrive_once_it_is_bac
     published = [make_event(i) for i in range(50)]
     publish_all(world, topic_id, published)
     # Tried and refused while down.
-    assert wait_until(lambda: all(d["attempts"] >= 1 and d["last_error"]
-                                  for d in delivery_rows(engine, sub_id)), 10)
+    assert wait_until(
+        lambda: all(d["attempts"] >= 1 and d["last_error"] for d in delivery_rows(engine, sub_id)),
+        10,
+    )
     time.sleep(max(0.0, down_at + 3.0 - time.monotonic()))  # down for ~3 s
     webhook.up()
     assert webhook.wait_for_ids([e["id"] for e in published], 40) == set()
@@ -89,8 +93,10 @@ def test_events_published_while_the_subscriber_is_down_all_arrive_once_it_is_bac
     assert {(r["client"], r["service"]) for r in recs} == {(world.clients["cons"].id, topic_id)}
     assert sum(r["outcome"] == "ok" for r in recs) == 50
     refused = [r for r in recs if r["outcome"] != "ok"]
-    assert refused and {r["outcome"] for r in refused} <= {"provider-unavailable",
-                                                           "provider-timeout"}
+    assert refused and {r["outcome"] for r in refused} <= {
+        "provider-unavailable",
+        "provider-timeout",
+    }
 
 
 def test_a_bus_killed_while_deliveries_are_in_flight_delivers_every_event_after_a_restart(
@@ -108,8 +114,9 @@ def test_a_bus_killed_while_deliveries_are_in_flight_delivers_every_event_after_
         engine.dispose()
 
 
-def _kill_and_restart(world: World, webhook: Webhook, engine: Any, topic_id: str, sub_id: str,
-                      env: dict[str, str]) -> None:
+def _kill_and_restart(
+    world: World, webhook: Webhook, engine: Any, topic_id: str, sub_id: str, env: dict[str, str]
+) -> None:
     webhook.slow(1.5)  # in flight for 1.5 s each
     published = [make_event(i) for i in range(40)]
     publish_all(world, topic_id, published)
@@ -173,15 +180,20 @@ def test_a_delivery_that_keeps_failing_goes_dead_and_redeliver_brings_it_back(
     assert len(webhook.hits) == attempts_when_dead  # dead means no more attempts
     webhook.accept()
     home = str(world.settings.home)
-    out = subprocess.run([DARGAH, "subscription", "redeliver", sub_id, "--home", home],
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [DARGAH, "subscription", "redeliver", sub_id, "--home", home],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "2 deliveries queued again"
     assert webhook.wait_for_ids([e["id"] for e in published], 15) == set()
     assert wait_until(lambda: statuses(engine, sub_id) == ["delivered", "delivered"], 10)
     assert_at_least_once(webhook.hits, published)
-    listed = subprocess.run([DARGAH, "subscription", "list", "--home", home],
-                            capture_output=True, text=True, timeout=60)
+    listed = subprocess.run(
+        [DARGAH, "subscription", "list", "--home", home], capture_output=True, text=True, timeout=60
+    )
     assert listed.returncode == 0, listed.stderr
     [sub] = json.loads(listed.stdout)
     assert sub["deliveries"] == {"delivered": 2}

@@ -56,8 +56,9 @@ def _postgres_admin() -> psycopg.Connection[Any]:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def new_settings(request: pytest.FixtureRequest, tmp_path: Path
-                 ) -> Iterator[Callable[..., Settings]]:
+def new_settings(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[Callable[..., Settings]]:
     """Settings for fresh, empty instances on the backend under test."""
     admin = _postgres_admin() if request.param == "postgresql" else None
     schemas: list[str] = []
@@ -71,14 +72,16 @@ def new_settings(request: pytest.FixtureRequest, tmp_path: Path
         admin.execute(f"CREATE SCHEMA {name} AUTHORIZATION {name}")
         admin.execute(f"ALTER ROLE {name} SET search_path = {name}")
         schemas.append(name)
-        return Settings(home=home, instance=instance,
-                        database_url=f"postgresql://{name}@127.0.0.1:5432/test")
+        return Settings(
+            home=home, instance=instance, database_url=f"postgresql://{name}@127.0.0.1:5432/test"
+        )
 
     yield make
     if admin is not None:
         for name in schemas:
-            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                          "WHERE usename = %s", (name,))
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (name,)
+            )
             admin.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
             admin.execute(f"DROP ROLE IF EXISTS {name}")
         admin.close()
@@ -101,8 +104,12 @@ def make_api(new_settings: Callable[..., Settings]) -> Iterator[Callable[..., Ap
         engine, _info, token = open_instance(settings)
         assert token is not None
         app = build_management_app(settings, engine)
-        api = Api(TestClient(app, headers={"Authorization": f"Bearer {token}"}),
-                  TestClient(app), engine, token)
+        api = Api(
+            TestClient(app, headers={"Authorization": f"Bearer {token}"}),
+            TestClient(app),
+            engine,
+            token,
+        )
         made.append(api)
         return api
 
@@ -141,26 +148,52 @@ def url(ident: str, kind: str) -> str:
 
 def register_provider_and_consumer(c: TestClient) -> None:
     ok(c.post("/api/v1/members", json={"legal_id": "10100387143", "name": "ثبت احوال"}), 201)
-    ok(c.post("/api/v1/members", json={"legal_id": "14003000014", "member_class": "GOV",
-                                       "name": "پنجره ملی", "name_en": "National portal"}), 201)
+    ok(
+        c.post(
+            "/api/v1/members",
+            json={
+                "legal_id": "14003000014",
+                "member_class": "GOV",
+                "name": "پنجره ملی",
+                "name_en": "National portal",
+            },
+        ),
+        201,
+    )
     ok(c.post("/api/v1/subsystems", json={"id": PROVIDER, "name": "sabt"}), 201)
     ok(c.post("/api/v1/subsystems", json={"id": CONSUMER}), 201)
-    ok(c.post("/api/v1/services", json={
-        "id": SERVICE, "base_url": "http://127.0.0.1:9/sabt/", "personal_data": True,
-        "supplies": ["person.identity"], "openapi": {"openapi": "3.1.0", "info": {"title": "x"}},
-    }), 201)
+    ok(
+        c.post(
+            "/api/v1/services",
+            json={
+                "id": SERVICE,
+                "base_url": "http://127.0.0.1:9/sabt/",
+                "personal_data": True,
+                "supplies": ["person.identity"],
+                "openapi": {"openapi": "3.1.0", "info": {"title": "x"}},
+            },
+        ),
+        201,
+    )
 
 
 def test_an_operator_takes_a_client_from_registration_to_a_revoked_grant(api: Api) -> None:
     c = api.client
     register_provider_and_consumer(c)
     member = ok(c.get(url(PROVIDER_MEMBER, "members")))
-    assert member == {**member, "id": PROVIDER_MEMBER, "member_class": "GOV",
-                      "legal_id": "10100387143", "name": "ثبت احوال", "status": "active"}
+    assert member == {
+        **member,
+        "id": PROVIDER_MEMBER,
+        "member_class": "GOV",
+        "legal_id": "10100387143",
+        "name": "ثبت احوال",
+        "status": "active",
+    }
     assert [m["id"] for m in ok(c.get("/api/v1/members"))] == [PROVIDER_MEMBER, CONSUMER_MEMBER]
     assert ok(c.get(url(CONSUMER, "subsystems")))["member_id"] == CONSUMER_MEMBER
-    assert [s["id"] for s in ok(c.get("/api/v1/subsystems", params={"member": CONSUMER_MEMBER}))] \
-        == [CONSUMER]
+    assert [
+        s["id"] for s in ok(c.get("/api/v1/subsystems", params={"member": CONSUMER_MEMBER}))
+    ] == [CONSUMER]
 
     # Keys: add an Ed25519 key, rotate it to a P-256 one, revoke that.
     keys_url = url(CONSUMER, "subsystems") + "/keys"
@@ -176,30 +209,60 @@ def test_an_operator_takes_a_client_from_registration_to_a_revoked_grant(api: Ap
 
     # The service, its provider's OpenAPI document, and a change of settings.
     service = ok(c.get(url(SERVICE, "services")))
-    assert service == {**service, "subsystem_id": PROVIDER, "base_url": "http://127.0.0.1:9/sabt",
-                       "personal_data": True, "supplies": ["person.identity"],
-                       "has_openapi": True, "maintenance": False, "status": "active"}
+    assert service == {
+        **service,
+        "subsystem_id": PROVIDER,
+        "base_url": "http://127.0.0.1:9/sabt",
+        "personal_data": True,
+        "supplies": ["person.identity"],
+        "has_openapi": True,
+        "maintenance": False,
+        "status": "active",
+    }
     assert ok(c.get(url(SERVICE, "services") + "/openapi"))["openapi"] == "3.1.0"
-    changed = ok(c.patch(url(SERVICE, "services"), json={
-        "maintenance": True, "timeout_s": 2.5, "supplies": ["person.identity", "person.address"],
-        "title": "استعلام فرد"}))
-    assert changed == {**changed, "maintenance": True, "timeout_s": 2.5, "title": "استعلام فرد",
-                       "supplies": ["person.address", "person.identity"]}
-    assert [s["id"] for s in ok(c.get("/api/v1/services", params={"provider": PROVIDER}))] \
-        == [SERVICE]
+    changed = ok(
+        c.patch(
+            url(SERVICE, "services"),
+            json={
+                "maintenance": True,
+                "timeout_s": 2.5,
+                "supplies": ["person.identity", "person.address"],
+                "title": "استعلام فرد",
+            },
+        )
+    )
+    assert changed == {
+        **changed,
+        "maintenance": True,
+        "timeout_s": 2.5,
+        "title": "استعلام فرد",
+        "supplies": ["person.address", "person.identity"],
+    }
+    assert [s["id"] for s in ok(c.get("/api/v1/services", params={"provider": PROVIDER}))] == [
+        SERVICE
+    ]
 
     # A consumer asks, the provider approves, the operator revokes.
-    grant = ok(c.post("/api/v1/grants", json={
-        "client_id": CONSUMER, "service_id": SERVICE, "purposes": ["identity-check"]}), 201)
-    assert (grant["status"], grant["purposes"], grant["decided_by"]) == \
-        ("requested", ["identity-check"], None)
+    grant = ok(
+        c.post(
+            "/api/v1/grants",
+            json={"client_id": CONSUMER, "service_id": SERVICE, "purposes": ["identity-check"]},
+        ),
+        201,
+    )
+    assert (grant["status"], grant["purposes"], grant["decided_by"]) == (
+        "requested",
+        ["identity-check"],
+        None,
+    )
     approved = ok(c.post(f"/api/v1/grants/{grant['id']}/approve"))
     assert (approved["status"], approved["decided_by"]) == ("approved", "api:operator")
     assert ok(c.get(f"/api/v1/grants/{grant['id']}"))["status"] == "approved"
     listed = ok(c.get("/api/v1/grants", params={"client": CONSUMER, "status": "approved"}))
     assert [g["id"] for g in listed] == [grant["id"]]
-    revoked_grant = ok(c.post(f"/api/v1/grants/{grant['id']}/revoke",
-                              json={"reason": "no longer needed"}))
+    revoked_grant = ok(
+        c.post(f"/api/v1/grants/{grant['id']}/revoke", json={"reason": "no longer needed"})
+    )
     assert (revoked_grant["status"], revoked_grant["reason"]) == ("revoked", "no longer needed")
     assert ok(c.get("/api/v1/grants", params={"status": "approved"})) == []
 
@@ -212,39 +275,74 @@ def test_an_operator_takes_a_client_from_registration_to_a_revoked_grant(api: Ap
 def test_a_rejected_request_keeps_its_reason_and_can_no_longer_be_approved(api: Api) -> None:
     c = api.client
     register_provider_and_consumer(c)
-    grant = ok(c.post("/api/v1/grants", json={
-        "client_id": CONSUMER, "service_id": SERVICE, "purposes": ["identity-check", "audit"],
-    }), 201)
-    rejected = ok(c.post(f"/api/v1/grants/{grant['id']}/reject",
-                         json={"reason": "هدف با وظایف دستگاه سازگار نیست"}))
-    assert (rejected["status"], rejected["reason"]) == \
-        ("rejected", "هدف با وظایف دستگاه سازگار نیست")
+    grant = ok(
+        c.post(
+            "/api/v1/grants",
+            json={
+                "client_id": CONSUMER,
+                "service_id": SERVICE,
+                "purposes": ["identity-check", "audit"],
+            },
+        ),
+        201,
+    )
+    rejected = ok(
+        c.post(
+            f"/api/v1/grants/{grant['id']}/reject",
+            json={"reason": "هدف با وظایف دستگاه سازگار نیست"},
+        )
+    )
+    assert (rejected["status"], rejected["reason"]) == (
+        "rejected",
+        "هدف با وظایف دستگاه سازگار نیست",
+    )
     problem(c.post(f"/api/v1/grants/{grant['id']}/approve"), 409, "conflict")
     problem(c.post(f"/api/v1/grants/{grant['id']}/revoke"), 409, "conflict")
     # Once rejected, the consumer may ask again.
-    again = ok(c.post("/api/v1/grants", json={
-        "client_id": CONSUMER, "service_id": SERVICE, "purposes": ["identity-check"]}), 201)
+    again = ok(
+        c.post(
+            "/api/v1/grants",
+            json={"client_id": CONSUMER, "service_id": SERVICE, "purposes": ["identity-check"]},
+        ),
+        201,
+    )
     assert again["id"] != grant["id"]
 
 
 def test_the_operators_direct_grant_is_approved_at_once(api: Api) -> None:
     c = api.client
     register_provider_and_consumer(c)
-    grant = ok(c.post("/api/v1/grants", json={
-        "client_id": CONSUMER, "service_id": SERVICE, "purposes": ["b", "a", "a"],
-        "approve": True}), 201)
-    assert (grant["status"], grant["purposes"], grant["decided_by"]) == \
-        ("approved", ["a", "b"], "api:operator")
+    grant = ok(
+        c.post(
+            "/api/v1/grants",
+            json={
+                "client_id": CONSUMER,
+                "service_id": SERVICE,
+                "purposes": ["b", "a", "a"],
+                "approve": True,
+            },
+        ),
+        201,
+    )
+    assert (grant["status"], grant["purposes"], grant["decided_by"]) == (
+        "approved",
+        ["a", "b"],
+        "api:operator",
+    )
 
 
 def test_registering_anything_twice_is_a_conflict(api: Api) -> None:
     c = api.client
     register_provider_and_consumer(c)
-    problem(c.post("/api/v1/members", json={"legal_id": "10100387143", "name": "x"}), 409,
-            "conflict")
+    problem(
+        c.post("/api/v1/members", json={"legal_id": "10100387143", "name": "x"}), 409, "conflict"
+    )
     problem(c.post("/api/v1/subsystems", json={"id": PROVIDER}), 409, "conflict")
-    problem(c.post("/api/v1/services", json={"id": SERVICE, "base_url": "https://a.example"}),
-            409, "conflict")
+    problem(
+        c.post("/api/v1/services", json={"id": SERVICE, "base_url": "https://a.example"}),
+        409,
+        "conflict",
+    )
     jwk = public_jwk(generate_ed25519())
     keys_url = url(CONSUMER, "subsystems") + "/keys"
     ok(c.post(keys_url, json=jwk), 201)
@@ -259,11 +357,13 @@ def test_registering_anything_twice_is_a_conflict(api: Api) -> None:
 
 def test_a_legal_id_with_a_wrong_check_digit_is_a_bad_request_naming_the_field(api: Api) -> None:
     c = api.client
-    body = problem(c.post("/api/v1/members", json={"legal_id": "10100387144", "name": "x"}),
-                   400, "bad-request")
+    body = problem(
+        c.post("/api/v1/members", json={"legal_id": "10100387144", "name": "x"}), 400, "bad-request"
+    )
     assert "body.legal_id" in body["detail"] and "10100387144" in body["detail"]
-    body = problem(c.post("/api/v1/subsystems", json={"id": "DEV/GOV/10100387144/sabt"}),
-                   400, "bad-request")
+    body = problem(
+        c.post("/api/v1/subsystems", json={"id": "DEV/GOV/10100387144/sabt"}), 400, "bad-request"
+    )
     assert "body.id" in body["detail"]
     body = problem(c.get("/api/v1/members/DEV/GOV/10100387144"), 400, "bad-request")
     assert "10100387144" in body["detail"]
@@ -279,21 +379,33 @@ def test_malformed_or_weird_input_is_a_bad_request_never_a_server_error(api: Api
         ("POST", "/api/v1/members", {"legal_id": "10100387143", "name": "x" * 201}),
         ("POST", "/api/v1/members", {"legal_id": "10100387143", "name": "x", "extra": 1}),
         ("POST", "/api/v1/grants", {"client_id": CONSUMER, "service_id": SERVICE, "purposes": []}),
-        ("POST", "/api/v1/grants", {"client_id": CONSUMER, "service_id": SERVICE,
-                                    "purposes": ["Not A Purpose"]}),
+        (
+            "POST",
+            "/api/v1/grants",
+            {"client_id": CONSUMER, "service_id": SERVICE, "purposes": ["Not A Purpose"]},
+        ),
         ("POST", "/api/v1/services", {"id": f"{PROVIDER}/x", "base_url": "http://[::1"}),
         ("POST", "/api/v1/services", {"id": f"{PROVIDER}/x", "base_url": "http://a:99999/x"}),
         ("POST", "/api/v1/services", {"id": f"{PROVIDER}/x", "base_url": "ftp://a.example"}),
-        ("POST", "/api/v1/services", {"id": f"{PROVIDER}/x", "base_url": "http://a.example",
-                                      "timeout_s": 1e308}),
+        (
+            "POST",
+            "/api/v1/services",
+            {"id": f"{PROVIDER}/x", "base_url": "http://a.example", "timeout_s": 1e308},
+        ),
         ("PATCH", url(SERVICE, "services"), {"timeout_s": None}),
         ("PATCH", url(SERVICE, "services"), {"owner": "me"}),
         ("PUT", "/api/v1/quotas", {"client_id": CONSUMER, "per_second": 0}),
         ("PUT", "/api/v1/quotas", {"client_id": CONSUMER, "per_second": 1, "burst": 10**400}),
-        ("POST", url(CONSUMER, "subsystems") + "/keys",
-         {**public_jwk(generate_ed25519()), "d": "private"}),
-        ("POST", url(CONSUMER, "subsystems") + "/keys", {"kty": "EC", "crv": "P-256", "x": "AA",
-                                                         "y": "AA"}),
+        (
+            "POST",
+            url(CONSUMER, "subsystems") + "/keys",
+            {**public_jwk(generate_ed25519()), "d": "private"},
+        ),
+        (
+            "POST",
+            url(CONSUMER, "subsystems") + "/keys",
+            {"kty": "EC", "crv": "P-256", "x": "AA", "y": "AA"},
+        ),
         ("POST", url(CONSUMER, "subsystems") + "/keys", {"kty": "RSA", "n": "x", "e": "AQAB"}),
         ("GET", "/api/v1/grants/99999999999", None),
         ("GET", "/api/v1/grants?client=nobody", None),
@@ -303,22 +415,40 @@ def test_malformed_or_weird_input_is_a_bad_request_never_a_server_error(api: Api
     for method, path, body in cases:
         # json.dumps escapes what httpx would refuse to encode (a lone surrogate).
         content = None if body is None else json.dumps(body)
-        response = c.request(method, path, content=content,
-                             headers={"content-type": "application/json"})
+        response = c.request(
+            method, path, content=content, headers={"content-type": "application/json"}
+        )
         assert response.status_code == 400, (method, path, body, response.text)
         problem(response, 400, "bad-request")
-    problem(c.post("/api/v1/members", content=b'{"legal_id": NaN',
-                   headers={"content-type": "application/json"}), 400, "bad-request")
-    problem(c.post("/api/v1/members", content=b"[" * 100_000,
-                   headers={"content-type": "application/json"}), 400, "bad-request")
+    problem(
+        c.post(
+            "/api/v1/members",
+            content=b'{"legal_id": NaN',
+            headers={"content-type": "application/json"},
+        ),
+        400,
+        "bad-request",
+    )
+    problem(
+        c.post(
+            "/api/v1/members", content=b"[" * 100_000, headers={"content-type": "application/json"}
+        ),
+        400,
+        "bad-request",
+    )
 
 
 def test_a_provider_openapi_document_is_kept_as_sent_whatever_text_it_holds(api: Api) -> None:
     c = api.client
     register_provider_and_consumer(c)
     doc = {"openapi": "3.1.0", "info": {"title": "ثبت \u0000 \U0001f600 \t"}, "paths": {}}
-    ok(c.post("/api/v1/services", json={"id": f"{PROVIDER}/odd.v2", "base_url": "http://a.example",
-                                        "openapi": doc}), 201)
+    ok(
+        c.post(
+            "/api/v1/services",
+            json={"id": f"{PROVIDER}/odd.v2", "base_url": "http://a.example", "openapi": doc},
+        ),
+        201,
+    )
     assert ok(c.get(url(f"{PROVIDER}/odd.v2", "services") + "/openapi")) == doc
     ok(c.patch(url(f"{PROVIDER}/odd.v2", "services"), json={"openapi": None}))
     problem(c.get(url(f"{PROVIDER}/odd.v2", "services") + "/openapi"), 404, "not-found")
@@ -326,8 +456,13 @@ def test_a_provider_openapi_document_is_kept_as_sent_whatever_text_it_holds(api:
 
 def test_a_body_over_the_limit_is_refused_before_it_is_read(api: Api) -> None:
     big = b'{"name": "' + b"x" * (6 * 1024 * 1024) + b'"}'
-    problem(api.client.post("/api/v1/members", content=big,
-                            headers={"content-type": "application/json"}), 413, "payload-too-large")
+    problem(
+        api.client.post(
+            "/api/v1/members", content=big, headers={"content-type": "application/json"}
+        ),
+        413,
+        "payload-too-large",
+    )
 
 
 def test_unknown_paths_and_methods_answer_problems(api: Api) -> None:
@@ -341,8 +476,13 @@ def test_unknown_paths_and_methods_answer_problems(api: Api) -> None:
 def test_the_audit_trail_shows_who_changed_what_with_before_and_after(api: Api) -> None:
     c = api.client
     register_provider_and_consumer(c)
-    grant = ok(c.post("/api/v1/grants", json={
-        "client_id": CONSUMER, "service_id": SERVICE, "purposes": ["identity-check"]}), 201)
+    grant = ok(
+        c.post(
+            "/api/v1/grants",
+            json={"client_id": CONSUMER, "service_id": SERVICE, "purposes": ["identity-check"]},
+        ),
+        201,
+    )
     ok(c.post(f"/api/v1/grants/{grant['id']}/approve"))
     ok(c.patch(url(SERVICE, "services"), json={"maintenance": True}))
     ok(c.post(url(CONSUMER, "subsystems") + "/revoke"))
@@ -359,18 +499,24 @@ def test_the_audit_trail_shows_who_changed_what_with_before_and_after(api: Api) 
 
     on_grant = ok(c.get("/api/v1/audit", params={"target": f"{CONSUMER} -> {SERVICE}"}))
     assert [e["action"] for e in on_grant] == ["registry:grant:approve", "registry:grant:request"]
-    assert (on_grant[0]["before"]["status"], on_grant[0]["after"]["status"]) == \
-        ("requested", "approved")
+    assert (on_grant[0]["before"]["status"], on_grant[0]["after"]["status"]) == (
+        "requested",
+        "approved",
+    )
 
     on_service = ok(c.get("/api/v1/audit", params={"target": SERVICE}))
     assert on_service[0]["action"] == "registry:service:update"
-    assert (on_service[0]["before"]["maintenance"], on_service[0]["after"]["maintenance"]) == \
-        (False, True)
+    assert (on_service[0]["before"]["maintenance"], on_service[0]["after"]["maintenance"]) == (
+        False,
+        True,
+    )
 
     on_client = ok(c.get("/api/v1/audit", params={"target": CONSUMER, "limit": 1}))
     assert len(on_client) == 1 and on_client[0]["action"] == "registry:subsystem:revoke"
-    assert (on_client[0]["before"]["status"], on_client[0]["after"]["status"]) == \
-        ("active", "revoked")
+    assert (on_client[0]["before"]["status"], on_client[0]["after"]["status"]) == (
+        "active",
+        "revoked",
+    )
     assert ok(c.get("/api/v1/audit", params={"limit": 3})) == entries[:3]
 
 
@@ -380,8 +526,11 @@ def test_a_refused_change_leaves_no_trace_in_the_registry_or_the_audit_trail(api
     before = ok(c.get("/api/v1/audit", params={"limit": 1000}))
     keys_url = url(CONSUMER, "subsystems") + "/keys"
     # The new key is added, then revoking an unknown kid fails: the whole rotation is undone.
-    problem(c.post(f"{keys_url}/no-such-kid/rotate", json=public_jwk(generate_ed25519())),
-            404, "not-found")
+    problem(
+        c.post(f"{keys_url}/no-such-kid/rotate", json=public_jwk(generate_ed25519())),
+        404,
+        "not-found",
+    )
     assert ok(c.get(keys_url)) == []
     assert ok(c.get("/api/v1/audit", params={"limit": 1000})) == before
 
@@ -391,8 +540,9 @@ def test_a_sandbox_issues_a_client_secret_once_and_keeps_only_its_hash(api: Api)
     body = ok(api.client.post(url(CONSUMER, "subsystems") + "/secret"))
     assert body["client_id"] == CONSUMER and len(body["client_secret"]) >= 32
     with api.engine.connect() as conn:
-        stored = conn.execute(select(subsystems.c.secret_hash)
-                              .where(subsystems.c.id == CONSUMER)).scalar()
+        stored = conn.execute(
+            select(subsystems.c.secret_hash).where(subsystems.c.id == CONSUMER)
+        ).scalar()
     assert stored != body["client_secret"] and check_secret(body["client_secret"], stored)
     assert "client_secret" not in ok(api.client.get(url(CONSUMER, "subsystems")))
     audit = ok(api.client.get("/api/v1/audit", params={"target": CONSUMER}))
@@ -404,8 +554,11 @@ def test_a_sandbox_issues_a_client_secret_once_and_keeps_only_its_hash(api: Api)
 def test_a_production_instance_refuses_client_secrets(make_api: Callable[..., Api]) -> None:
     api = make_api("IR")
     c = api.client
-    assert ok(c.get("/api/v1/instance")) == {**ok(c.get("/api/v1/instance")),
-                                             "code": "IR", "sandbox": False}
+    assert ok(c.get("/api/v1/instance")) == {
+        **ok(c.get("/api/v1/instance")),
+        "code": "IR",
+        "sandbox": False,
+    }
     ok(c.post("/api/v1/members", json={"legal_id": "10100387143", "name": "ثبت احوال"}), 201)
     ok(c.post("/api/v1/subsystems", json={"id": "IR/GOV/10100387143/sabt"}), 201)
     body = problem(c.post("/api/v1/subsystems/IR/GOV/10100387143/sabt/secret"), 400, "bad-request")
@@ -425,13 +578,21 @@ def test_quotas_are_set_replaced_and_listed_per_client_and_service(api: Api) -> 
     wide = ok(c.put("/api/v1/quotas", json={"client_id": CONSUMER, "per_second": 5}))
     assert (wide["service_id"], wide["per_second"], wide["burst"]) == (None, 5.0, 5.0)
     ok(c.put("/api/v1/quotas", json={"client_id": CONSUMER, "per_second": 10, "burst": 20}))
-    ok(c.put("/api/v1/quotas", json={"client_id": CONSUMER, "service_id": SERVICE,
-                                     "per_second": 1}))
+    ok(
+        c.put(
+            "/api/v1/quotas", json={"client_id": CONSUMER, "service_id": SERVICE, "per_second": 1}
+        )
+    )
     listed = ok(c.get("/api/v1/quotas", params={"client": CONSUMER}))
-    assert [(q["service_id"], q["per_second"], q["burst"]) for q in listed] == \
-        [(None, 10.0, 20.0), (SERVICE, 1.0, 1.0)]
-    problem(c.put("/api/v1/quotas", json={"client_id": f"{CONSUMER_MEMBER}/ghost",
-                                          "per_second": 1}), 404, "not-found")
+    assert [(q["service_id"], q["per_second"], q["burst"]) for q in listed] == [
+        (None, 10.0, 20.0),
+        (SERVICE, 1.0, 1.0),
+    ]
+    problem(
+        c.put("/api/v1/quotas", json={"client_id": f"{CONSUMER_MEMBER}/ghost", "per_second": 1}),
+        404,
+        "not-found",
+    )
 
 
 def test_the_openapi_document_is_public_and_every_error_is_a_problem(api: Api) -> None:
@@ -475,20 +636,25 @@ def live_server(new_settings: Callable[..., Settings]) -> Iterator[tuple[str, st
 
 
 def test_the_api_answers_over_real_http_as_the_server_composes_it(
-        live_server: tuple[str, str]) -> None:
+    live_server: tuple[str, str],
+) -> None:
     base, token = live_server
     with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}) as c:
         ok(c.post("/api/v1/members", json={"legal_id": "10100387143", "name": "ثبت احوال"}), 201)
         assert ok(c.get(url(PROVIDER_MEMBER, "members")))["name"] == "ثبت احوال"
-        problem(c.get("/api/v1/members", headers={"Authorization": "Bearer nope"}), 401,
-                "unauthenticated")
+        problem(
+            c.get("/api/v1/members", headers={"Authorization": "Bearer nope"}),
+            401,
+            "unauthenticated",
+        )
         rid = "3b241101-e2bb-4255-8caf-4136c566a962"
         response = c.get("/api/v1/nothing", headers={"GSB-Request-Id": rid})
         assert problem(response, 404, "not-found")["request_id"] == rid
 
 
 def test_concurrent_changes_are_applied_or_refused_never_failed(
-        live_server: tuple[str, str]) -> None:
+    live_server: tuple[str, str],
+) -> None:
     base, token = live_server
     headers = {"Authorization": f"Bearer {token}"}
     with httpx.Client(base_url=base, headers=headers) as c:

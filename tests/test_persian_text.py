@@ -12,7 +12,9 @@ from dargah.core.jalali import format_date, format_datetime, from_jalali
 from dargah.core.persian import compact, normalize, to_latin_digits, to_persian_digits
 
 
-@pytest.mark.parametrize("variant", ["گواهی‌نامه", "گواهی نامه", "گواهينامه", "گواهینامه", "گواهی‌نامـه"])
+@pytest.mark.parametrize(
+    "variant", ["گواهی‌نامه", "گواهی نامه", "گواهينامه", "گواهینامه", "گواهی‌نامـه"]
+)
 def test_variant_spellings_of_one_word_meet_in_compact_form(variant: str) -> None:
     assert compact(variant) == "گواهینامه"
 

@@ -40,8 +40,9 @@ ADMIN = "operator@ito"
 
 @pytest.fixture
 def engine(tmp_path: Path, database_url: str) -> Iterator[Engine]:
-    eng, info, token = open_instance(Settings(home=tmp_path / "home", database_url=database_url,
-                                              instance="TEST"))
+    eng, info, token = open_instance(
+        Settings(home=tmp_path / "home", database_url=database_url, instance="TEST")
+    )
     assert info.code == "TEST" and info.sandbox and token
     try:
         yield eng
@@ -71,8 +72,15 @@ def audit_count(engine: Engine) -> int:
         return int(conn.execute(select(func.count()).select_from(audit_log)).scalar_one())
 
 
-def change(engine: Engine, fn: Callable[[Any], T], action: Action, target: str, *,
-           before: bool | None = None, after: bool = True) -> T:
+def change(
+    engine: Engine,
+    fn: Callable[[Any], T],
+    action: Action,
+    target: str,
+    *,
+    before: bool | None = None,
+    after: bool = True,
+) -> T:
     """Run one registry change in a transaction and check its audit entry and version bump."""
     with engine.connect() as conn:
         version = audit.current_version(conn)
@@ -113,20 +121,34 @@ def refused(engine: Engine, exc: type[Exception], fn: Callable[[Any], object]) -
 def test_members_and_subsystems_are_added_listed_and_revoked_with_an_audit_entry_each(
     engine: Engine,
 ) -> None:
-    row = change(engine, lambda c: members.add_member(c, PROVIDER, "  ثبت احوال ", ADMIN, "NOCR"),
-                 Action.MEMBER_ADD, PROVIDER, before=False)
+    row = change(
+        engine,
+        lambda c: members.add_member(c, PROVIDER, "  ثبت احوال ", ADMIN, "NOCR"),
+        Action.MEMBER_ADD,
+        PROVIDER,
+        before=False,
+    )
     assert row["name"] == "ثبت احوال" and row["legal_id"] == "10100387143"
     assert row["member_class"] == "GOV" and row["status"] == "active"
-    change(engine, lambda c: members.add_member(c, CONSUMER, "آزمون", ADMIN), Action.MEMBER_ADD,
-           CONSUMER)
+    change(
+        engine,
+        lambda c: members.add_member(c, CONSUMER, "آزمون", ADMIN),
+        Action.MEMBER_ADD,
+        CONSUMER,
+    )
     with engine.connect() as conn:
         assert [m["id"] for m in members.list_members(conn)] == sorted([PROVIDER, CONSUMER])
         assert members.get_member(conn, PROVIDER)["name_en"] == "NOCR"
         entry = audit.entries(conn, PROVIDER)[0]
         assert entry["after"]["name"] == "ثبت احوال"  # Persian text survives the audit trail
 
-    sub = change(engine, lambda c: members.add_subsystem(c, PROV, ADMIN, "سامانه"),
-                 Action.SUBSYSTEM_ADD, PROV, before=False)
+    sub = change(
+        engine,
+        lambda c: members.add_subsystem(c, PROV, ADMIN, "سامانه"),
+        Action.SUBSYSTEM_ADD,
+        PROV,
+        before=False,
+    )
     assert sub == {**sub, "id": PROV, "member_id": PROVIDER, "status": "active", "name": "سامانه"}
     assert "secret_hash" not in sub
     change(engine, lambda c: members.add_subsystem(c, CONS, ADMIN), Action.SUBSYSTEM_ADD, CONS)
@@ -137,8 +159,13 @@ def test_members_and_subsystems_are_added_listed_and_revoked_with_an_audit_entry
     snap = snapshot(engine)
     assert snap.clients[PROV].active and snap.clients[CONS].active
 
-    revoked = change(engine, lambda c: members.revoke_subsystem(c, CONS, ADMIN),
-                     Action.SUBSYSTEM_REVOKE, CONS, before=True)
+    revoked = change(
+        engine,
+        lambda c: members.revoke_subsystem(c, CONS, ADMIN),
+        Action.SUBSYSTEM_REVOKE,
+        CONS,
+        before=True,
+    )
     assert revoked["status"] == "revoked"
     with engine.connect() as conn:
         entry = audit.entries(conn, CONS)[0]
@@ -146,25 +173,45 @@ def test_members_and_subsystems_are_added_listed_and_revoked_with_an_audit_entry
     assert not snapshot(engine).clients[CONS].active
 
     # a revoked member takes its subsystems with it
-    change(engine, lambda c: members.set_member_status(c, PROVIDER, "revoked", ADMIN),
-           Action.MEMBER_REVOKE, PROVIDER, before=True)
+    change(
+        engine,
+        lambda c: members.set_member_status(c, PROVIDER, "revoked", ADMIN),
+        Action.MEMBER_REVOKE,
+        PROVIDER,
+        before=True,
+    )
     assert not snapshot(engine).clients[PROV].active
     refused(engine, Conflict, lambda c: members.add_subsystem(c, f"{PROVIDER}/second", ADMIN))
-    change(engine, lambda c: members.set_member_status(c, PROVIDER, "active", ADMIN),
-           Action.MEMBER_UPDATE, PROVIDER, before=True)
+    change(
+        engine,
+        lambda c: members.set_member_status(c, PROVIDER, "active", ADMIN),
+        Action.MEMBER_UPDATE,
+        PROVIDER,
+        before=True,
+    )
     assert snapshot(engine).clients[PROV].active
 
 
 def test_malformed_duplicate_foreign_and_unknown_members_and_subsystems_are_refused(
     engine: Engine,
 ) -> None:
-    change(engine, lambda c: members.add_member(c, PROVIDER, "ثبت احوال", ADMIN), Action.MEMBER_ADD,
-           PROVIDER)
+    change(
+        engine,
+        lambda c: members.add_member(c, PROVIDER, "ثبت احوال", ADMIN),
+        Action.MEMBER_ADD,
+        PROVIDER,
+    )
     refused(engine, Conflict, lambda c: members.add_member(c, PROVIDER, "again", ADMIN))
-    refused(engine, InvalidIdentifier, lambda c: members.add_member(c, "TEST/GOV/10100387144", "x",
-                                                                    ADMIN))
-    refused(engine, InvalidIdentifier, lambda c: members.add_member(c, "TEST/XXX/14003000014", "x",
-                                                                    ADMIN))
+    refused(
+        engine,
+        InvalidIdentifier,
+        lambda c: members.add_member(c, "TEST/GOV/10100387144", "x", ADMIN),
+    )
+    refused(
+        engine,
+        InvalidIdentifier,
+        lambda c: members.add_member(c, "TEST/XXX/14003000014", "x", ADMIN),
+    )
     refused(engine, BadRequest, lambda c: members.add_member(c, "DEV/GOV/14003000014", "x", ADMIN))
     refused(engine, BadRequest, lambda c: members.add_member(c, CONSUMER, "   ", ADMIN))
     refused(engine, NotFound, lambda c: members.add_subsystem(c, CONS, ADMIN))  # no such member
@@ -184,14 +231,23 @@ def test_malformed_duplicate_foreign_and_unknown_members_and_subsystems_are_refu
 def test_client_secrets_are_hashed_replace_each_other_and_appear_in_the_snapshot(
     populated: Engine,
 ) -> None:
-    first = change(populated, lambda c: members.new_client_secret(c, CONS, ADMIN),
-                   Action.SUBSYSTEM_SECRET, CONS)
-    second = change(populated, lambda c: members.new_client_secret(c, CONS, ADMIN),
-                    Action.SUBSYSTEM_SECRET, CONS)
+    first = change(
+        populated,
+        lambda c: members.new_client_secret(c, CONS, ADMIN),
+        Action.SUBSYSTEM_SECRET,
+        CONS,
+    )
+    second = change(
+        populated,
+        lambda c: members.new_client_secret(c, CONS, ADMIN),
+        Action.SUBSYSTEM_SECRET,
+        CONS,
+    )
     assert first != second and len(second) >= 40
     with populated.connect() as conn:
         stored = conn.execute(
-            select(subsystems.c.secret_hash).where(subsystems.c.id == CONS)).scalar()
+            select(subsystems.c.secret_hash).where(subsystems.c.id == CONS)
+        ).scalar()
         trail = json.dumps(audit.entries(conn, CONS), ensure_ascii=False)
     assert check_secret(second, stored) and not check_secret(first, stored)
     assert second not in trail and first not in trail and stored not in trail
@@ -205,8 +261,13 @@ def test_keys_are_added_rotated_and_revoked_and_private_or_duplicate_keys_are_re
     populated: Engine,
 ) -> None:
     ed, ec = public_jwk(generate_ed25519()), public_jwk(generate_p256())
-    k1 = change(populated, lambda c: members.add_key(c, CONS, ed, ADMIN), Action.KEY_ADD,
-                f"{CONS}#{ed['kid']}", before=False)
+    k1 = change(
+        populated,
+        lambda c: members.add_key(c, CONS, ed, ADMIN),
+        Action.KEY_ADD,
+        f"{CONS}#{ed['kid']}",
+        before=False,
+    )
     assert k1["kid"] == ed["kid"] and k1["alg"] == "EdDSA" and k1["status"] == "active"
     assert k1["jwk"] == {"kty": "OKP", "crv": "Ed25519", "x": ed["x"]}
     snap = snapshot(populated)
@@ -218,10 +279,12 @@ def test_keys_are_added_rotated_and_revoked_and_private_or_duplicate_keys_are_re
     # a private key is refused, and never stored
     private = {**public_jwk(generate_ed25519()), "d": "c2VjcmV0"}
     refused(populated, BadRequest, lambda c: members.add_key(c, CONS, private, ADMIN))
-    for bad in ({"kty": "RSA", "n": "AQAB", "e": "AQAB"},
-                {"kty": "OKP", "crv": "Ed25519", "x": "AA"},
-                {"kty": "EC", "crv": "P-256", "x": ed["x"]},
-                {"kty": "OKP", "crv": "X25519", "x": ed["x"]}):
+    for bad in (
+        {"kty": "RSA", "n": "AQAB", "e": "AQAB"},
+        {"kty": "OKP", "crv": "Ed25519", "x": "AA"},
+        {"kty": "EC", "crv": "P-256", "x": ed["x"]},
+        {"kty": "OKP", "crv": "X25519", "x": ed["x"]},
+    ):
         refused(populated, BadRequest, lambda c, bad=bad: members.add_key(c, CONS, bad, ADMIN))
     refused(populated, NotFound, lambda c: members.add_key(c, f"{CONSUMER}/nobody", ec, ADMIN))
 
@@ -249,14 +312,20 @@ def test_keys_are_added_rotated_and_revoked_and_private_or_duplicate_keys_are_re
 
     # revoking: only the owner's key, and it shows in the snapshot
     refused(populated, NotFound, lambda c: members.revoke_key(c, PROV, ec["kid"], ADMIN))
-    out = change(populated, lambda c: members.revoke_key(c, CONS, ec["kid"], ADMIN),
-                 Action.KEY_REVOKE, f"{CONS}#{ec['kid']}", before=True)
+    out = change(
+        populated,
+        lambda c: members.revoke_key(c, CONS, ec["kid"], ADMIN),
+        Action.KEY_REVOKE,
+        f"{CONS}#{ec['kid']}",
+        before=True,
+    )
     assert out["status"] == "revoked"
     assert not snapshot(populated).keys[ec["kid"]].active
 
     # a revoked subsystem takes no new key
-    change(populated, lambda c: members.revoke_subsystem(c, CONS, ADMIN), Action.SUBSYSTEM_REVOKE,
-           CONS)
+    change(
+        populated, lambda c: members.revoke_subsystem(c, CONS, ADMIN), Action.SUBSYSTEM_REVOKE, CONS
+    )
     refused(populated, Conflict, lambda c: members.add_key(c, CONS, other, ADMIN))
 
 
@@ -268,11 +337,23 @@ def test_services_are_added_updated_and_removed_with_their_settings_validated(
 ) -> None:
     sid = f"{PROV}/address.v2"
     doc = {"openapi": "3.1.0", "info": {"title": "آدرس", "version": "2"}, "paths": {}}
-    row = change(populated, lambda c: services.add_service(
-        c, sid, "https://provider.example:8443/api/", ADMIN, title="نشانی", timeout_s=5,
-        max_body=1024, openapi=json.dumps(doc), supplies=["address.postal", "address.postal",
-                                                          "person.identity"]),
-        Action.SERVICE_ADD, sid, before=False)
+    row = change(
+        populated,
+        lambda c: services.add_service(
+            c,
+            sid,
+            "https://provider.example:8443/api/",
+            ADMIN,
+            title="نشانی",
+            timeout_s=5,
+            max_body=1024,
+            openapi=json.dumps(doc),
+            supplies=["address.postal", "address.postal", "person.identity"],
+        ),
+        Action.SERVICE_ADD,
+        sid,
+        before=False,
+    )
     assert row["base_url"] == "https://provider.example:8443/api"
     assert row["supplies"] == ["address.postal", "person.identity"]
     assert row["timeout_s"] == 5.0 and row["max_body"] == 1024 and row["has_openapi"]
@@ -284,13 +365,31 @@ def test_services_are_added_updated_and_removed_with_their_settings_validated(
         assert services.list_services(conn, CONS) == []
     entry = snapshot(populated).services[sid]
     assert (entry.scheme, entry.host, entry.port, entry.base_path) == (
-        "https", "provider.example", 8443, "/api")
+        "https",
+        "provider.example",
+        8443,
+        "/api",
+    )
     assert entry.timeout_s == 5.0 and entry.max_body == 1024 and entry.active
     assert entry.provider == PROV and entry.title == "نشانی"
 
-    updated = change(populated, lambda c: services.update_service(
-        c, sid, {"maintenance": True, "timeout_s": 1.5, "base_url": "http://10.0.0.1/v2/",
-                 "supplies": ["person.address"]}, ADMIN), Action.SERVICE_UPDATE, sid, before=True)
+    updated = change(
+        populated,
+        lambda c: services.update_service(
+            c,
+            sid,
+            {
+                "maintenance": True,
+                "timeout_s": 1.5,
+                "base_url": "http://10.0.0.1/v2/",
+                "supplies": ["person.address"],
+            },
+            ADMIN,
+        ),
+        Action.SERVICE_UPDATE,
+        sid,
+        before=True,
+    )
     assert updated["maintenance"] and updated["base_url"] == "http://10.0.0.1/v2"
     with populated.connect() as conn:
         entry_audit = audit.entries(conn, sid)[0]
@@ -300,15 +399,27 @@ def test_services_are_added_updated_and_removed_with_their_settings_validated(
     assert entry.base_path == "/v2" and entry.scheme == "http"
 
     refused(populated, BadRequest, lambda c: services.update_service(c, sid, {"id": "x"}, ADMIN))
-    refused(populated, BadRequest,
-            lambda c: services.update_service(c, sid, {"subsystem_id": CONS}, ADMIN))
-    refused(populated, BadRequest,
-            lambda c: services.update_service(c, sid, {"max_body": 0}, ADMIN))
-    refused(populated, NotFound,
-            lambda c: services.update_service(c, f"{PROV}/nothing", {"maintenance": True}, ADMIN))
+    refused(
+        populated,
+        BadRequest,
+        lambda c: services.update_service(c, sid, {"subsystem_id": CONS}, ADMIN),
+    )
+    refused(
+        populated, BadRequest, lambda c: services.update_service(c, sid, {"max_body": 0}, ADMIN)
+    )
+    refused(
+        populated,
+        NotFound,
+        lambda c: services.update_service(c, f"{PROV}/nothing", {"maintenance": True}, ADMIN),
+    )
 
-    removed = change(populated, lambda c: services.remove_service(c, sid, ADMIN),
-                     Action.SERVICE_REMOVE, sid, before=True)
+    removed = change(
+        populated,
+        lambda c: services.remove_service(c, sid, ADMIN),
+        Action.SERVICE_REMOVE,
+        sid,
+        before=True,
+    )
     assert removed["status"] == "removed"
     assert not snapshot(populated).services[sid].active
     refused(populated, Conflict, lambda c: services.add_service(c, sid, "http://h", ADMIN))
@@ -340,47 +451,74 @@ def test_services_are_added_updated_and_removed_with_their_settings_validated(
     ],
     ids=lambda v: repr(v)[:30],
 )
-def test_a_service_with_an_invalid_setting_is_refused(populated: Engine, field: str,
-                                                      value: Any) -> None:
+def test_a_service_with_an_invalid_setting_is_refused(
+    populated: Engine, field: str, value: Any
+) -> None:
     kwargs: dict[str, Any] = {"base_url": "http://127.0.0.1:9/x"}
     kwargs[field] = value
     base_url = kwargs.pop("base_url")
-    refused(populated, BadRequest,
-            lambda c: services.add_service(c, f"{PROV}/bad.v1", base_url, ADMIN, **kwargs))
+    refused(
+        populated,
+        BadRequest,
+        lambda c: services.add_service(c, f"{PROV}/bad.v1", base_url, ADMIN, **kwargs),
+    )
     if field != "base_url":
-        refused(populated, BadRequest,
-                lambda c: services.update_service(c, SERVICE, {field: value}, ADMIN))
+        refused(
+            populated,
+            BadRequest,
+            lambda c: services.update_service(c, SERVICE, {field: value}, ADMIN),
+        )
     else:
-        refused(populated, BadRequest,
-                lambda c: services.update_service(c, SERVICE, {"base_url": value}, ADMIN))
+        refused(
+            populated,
+            BadRequest,
+            lambda c: services.update_service(c, SERVICE, {"base_url": value}, ADMIN),
+        )
 
 
 def test_a_service_must_belong_to_an_active_existing_subsystem_and_have_a_valid_id(
     populated: Engine,
 ) -> None:
-    refused(populated, InvalidIdentifier,
-            lambda c: services.add_service(c, f"{PROV}/Bad", "http://h", ADMIN))
-    refused(populated, InvalidIdentifier,
-            lambda c: services.add_service(c, f"{PROV}/x/y", "http://h", ADMIN))
-    refused(populated, NotFound,
-            lambda c: services.add_service(c, f"{PROVIDER}/ghost/svc", "http://h", ADMIN))
-    change(populated, lambda c: members.revoke_subsystem(c, PROV, ADMIN), Action.SUBSYSTEM_REVOKE,
-           PROV)
-    refused(populated, Conflict,
-            lambda c: services.add_service(c, f"{PROV}/late.v1", "http://h", ADMIN))
+    refused(
+        populated,
+        InvalidIdentifier,
+        lambda c: services.add_service(c, f"{PROV}/Bad", "http://h", ADMIN),
+    )
+    refused(
+        populated,
+        InvalidIdentifier,
+        lambda c: services.add_service(c, f"{PROV}/x/y", "http://h", ADMIN),
+    )
+    refused(
+        populated,
+        NotFound,
+        lambda c: services.add_service(c, f"{PROVIDER}/ghost/svc", "http://h", ADMIN),
+    )
+    change(
+        populated, lambda c: members.revoke_subsystem(c, PROV, ADMIN), Action.SUBSYSTEM_REVOKE, PROV
+    )
+    refused(
+        populated, Conflict, lambda c: services.add_service(c, f"{PROV}/late.v1", "http://h", ADMIN)
+    )
 
 
-@pytest.mark.parametrize("base_url", ["http://provider:99999/x", "http://provider:http/x",
-                                      "http://[::1/x"])
+@pytest.mark.parametrize(
+    "base_url", ["http://provider:99999/x", "http://provider:http/x", "http://[::1/x"]
+)
 def test_a_service_url_with_an_impossible_host_or_port_is_refused_and_never_breaks_the_snapshot(
-    populated: Engine, base_url: str,
+    populated: Engine,
+    base_url: str,
 ) -> None:
     # (a bus process parses every base URL when it loads the snapshot: one such row used to
     # make load_snapshot raise ValueError in every process)
-    refused(populated, BadRequest,
-            lambda c: services.add_service(c, f"{PROV}/port.v1", base_url, ADMIN))
-    refused(populated, BadRequest,
-            lambda c: services.update_service(c, SERVICE, {"base_url": base_url}, ADMIN))
+    refused(
+        populated, BadRequest, lambda c: services.add_service(c, f"{PROV}/port.v1", base_url, ADMIN)
+    )
+    refused(
+        populated,
+        BadRequest,
+        lambda c: services.update_service(c, SERVICE, {"base_url": base_url}, ADMIN),
+    )
     snapshot(populated)
     with populated.connect() as conn:
         assert all(s["id"] != f"{PROV}/port.v1" for s in services.list_services(conn))
@@ -393,9 +531,15 @@ def test_a_grant_goes_from_request_to_approval_to_revocation_and_reaches_the_sna
     populated: Engine,
 ) -> None:
     target = f"{CONS} -> {SERVICE}"
-    g = change(populated, lambda c: grants.request_grant(
-        c, CONS, SERVICE, ["tax-audit", "identity-verification", "tax-audit"], ADMIN),
-        Action.GRANT_REQUEST, target, before=False)
+    g = change(
+        populated,
+        lambda c: grants.request_grant(
+            c, CONS, SERVICE, ["tax-audit", "identity-verification", "tax-audit"], ADMIN
+        ),
+        Action.GRANT_REQUEST,
+        target,
+        before=False,
+    )
     assert g["status"] == "requested" and g["purposes"] == ["identity-verification", "tax-audit"]
     assert g["decided_by"] is None and g["decided_at"] is None
     assert (CONS, SERVICE) not in snapshot(populated).grants  # deny until approved
@@ -403,8 +547,13 @@ def test_a_grant_goes_from_request_to_approval_to_revocation_and_reaches_the_sna
     # a second request while one is live is a conflict
     refused(populated, Conflict, lambda c: grants.request_grant(c, CONS, SERVICE, ["x"], ADMIN))
 
-    approved = change(populated, lambda c: grants.decide(c, g["id"], "approve", ADMIN),
-                      Action.GRANT_APPROVE, target, before=True)
+    approved = change(
+        populated,
+        lambda c: grants.decide(c, g["id"], "approve", ADMIN),
+        Action.GRANT_APPROVE,
+        target,
+        before=True,
+    )
     assert approved["status"] == "approved" and approved["decided_by"] == ADMIN
     assert snapshot(populated).grants[(CONS, SERVICE)] == {"identity-verification", "tax-audit"}
     with populated.connect() as conn:
@@ -418,13 +567,22 @@ def test_a_grant_goes_from_request_to_approval_to_revocation_and_reaches_the_sna
         refused(populated, Conflict, lambda c, d=decision: grants.decide(c, g["id"], d, ADMIN))
 
     # the operator's "grant add" on a live grant replaces its purposes
-    change(populated, lambda c: grants.request_grant(c, CONS, SERVICE, ["statistics"], ADMIN,
-                                                     approve=True),
-           Action.GRANT_APPROVE, target, before=True)
+    change(
+        populated,
+        lambda c: grants.request_grant(c, CONS, SERVICE, ["statistics"], ADMIN, approve=True),
+        Action.GRANT_APPROVE,
+        target,
+        before=True,
+    )
     assert snapshot(populated).grants[(CONS, SERVICE)] == {"statistics"}
 
-    revoked = change(populated, lambda c: grants.revoke_grant(c, CONS, SERVICE, ADMIN),
-                     Action.GRANT_REVOKE, target, before=True)
+    revoked = change(
+        populated,
+        lambda c: grants.revoke_grant(c, CONS, SERVICE, ADMIN),
+        Action.GRANT_REVOKE,
+        target,
+        before=True,
+    )
     assert revoked["status"] == "revoked"
     assert (CONS, SERVICE) not in snapshot(populated).grants
     for decision in ("approve", "reject", "revoke"):
@@ -432,26 +590,47 @@ def test_a_grant_goes_from_request_to_approval_to_revocation_and_reaches_the_sna
     refused(populated, NotFound, lambda c: grants.revoke_grant(c, CONS, SERVICE, ADMIN))
 
     # after a revocation, a new request starts a new grant
-    g2 = change(populated, lambda c: grants.request_grant(c, CONS, SERVICE, ["statistics"], ADMIN),
-                Action.GRANT_REQUEST, target)
+    g2 = change(
+        populated,
+        lambda c: grants.request_grant(c, CONS, SERVICE, ["statistics"], ADMIN),
+        Action.GRANT_REQUEST,
+        target,
+    )
     assert g2["id"] != g["id"]
 
 
 def test_a_rejected_or_withdrawn_request_never_becomes_a_grant(populated: Engine) -> None:
     target = f"{CONS} -> {SERVICE}"
-    g = change(populated, lambda c: grants.request_grant(c, CONS, SERVICE, ["audit"], ADMIN),
-               Action.GRANT_REQUEST, target)
-    rejected = change(populated, lambda c: grants.decide(c, g["id"], "reject", ADMIN, "no basis"),
-                      Action.GRANT_REJECT, target, before=True)
+    g = change(
+        populated,
+        lambda c: grants.request_grant(c, CONS, SERVICE, ["audit"], ADMIN),
+        Action.GRANT_REQUEST,
+        target,
+    )
+    rejected = change(
+        populated,
+        lambda c: grants.decide(c, g["id"], "reject", ADMIN, "no basis"),
+        Action.GRANT_REJECT,
+        target,
+        before=True,
+    )
     assert rejected["status"] == "rejected" and rejected["reason"] == "no basis"
     for decision in ("approve", "reject", "revoke"):
         refused(populated, Conflict, lambda c, d=decision: grants.decide(c, g["id"], d, ADMIN))
     assert (CONS, SERVICE) not in snapshot(populated).grants
 
-    g2 = change(populated, lambda c: grants.request_grant(c, CONS, SERVICE, ["audit"], ADMIN),
-                Action.GRANT_REQUEST, target)
-    change(populated, lambda c: grants.decide(c, g2["id"], "revoke", ADMIN), Action.GRANT_REVOKE,
-           target)
+    g2 = change(
+        populated,
+        lambda c: grants.request_grant(c, CONS, SERVICE, ["audit"], ADMIN),
+        Action.GRANT_REQUEST,
+        target,
+    )
+    change(
+        populated,
+        lambda c: grants.decide(c, g2["id"], "revoke", ADMIN),
+        Action.GRANT_REVOKE,
+        target,
+    )
     refused(populated, Conflict, lambda c: grants.decide(c, g2["id"], "approve", ADMIN))
     assert (CONS, SERVICE) not in snapshot(populated).grants
     refused(populated, NotFound, lambda c: grants.decide(c, 999_999, "approve", ADMIN))
@@ -459,16 +638,31 @@ def test_a_rejected_or_withdrawn_request_never_becomes_a_grant(populated: Engine
 
 def test_a_grant_request_with_bad_purposes_or_unknown_parties_is_refused(populated: Engine) -> None:
     for purposes in ([], ["Tax"], ["tax audit"], ["x" * 65], ["ok", "-bad"], ["مالیات"]):
-        refused(populated, BadRequest,
-                lambda c, p=purposes: grants.request_grant(c, CONS, SERVICE, p, ADMIN))
-    refused(populated, NotFound,
-            lambda c: grants.request_grant(c, f"{CONSUMER}/ghost", SERVICE, ["a"], ADMIN))
-    refused(populated, NotFound,
-            lambda c: grants.request_grant(c, CONS, f"{PROV}/ghost.v1", ["a"], ADMIN))
-    refused(populated, InvalidIdentifier,
-            lambda c: grants.request_grant(c, "cons", SERVICE, ["a"], ADMIN))
-    refused(populated, InvalidIdentifier,
-            lambda c: grants.request_grant(c, CONS, "person-inquiry", ["a"], ADMIN))
+        refused(
+            populated,
+            BadRequest,
+            lambda c, p=purposes: grants.request_grant(c, CONS, SERVICE, p, ADMIN),
+        )
+    refused(
+        populated,
+        NotFound,
+        lambda c: grants.request_grant(c, f"{CONSUMER}/ghost", SERVICE, ["a"], ADMIN),
+    )
+    refused(
+        populated,
+        NotFound,
+        lambda c: grants.request_grant(c, CONS, f"{PROV}/ghost.v1", ["a"], ADMIN),
+    )
+    refused(
+        populated,
+        InvalidIdentifier,
+        lambda c: grants.request_grant(c, "cons", SERVICE, ["a"], ADMIN),
+    )
+    refused(
+        populated,
+        InvalidIdentifier,
+        lambda c: grants.request_grant(c, CONS, "person-inquiry", ["a"], ADMIN),
+    )
 
 
 def test_an_unknown_grant_decision_is_a_bad_request(populated: Engine) -> None:
@@ -481,47 +675,83 @@ def test_an_unknown_grant_decision_is_a_bad_request(populated: Engine) -> None:
 
 
 def test_quotas_are_set_updated_and_removed_and_reach_the_snapshot(populated: Engine) -> None:
-    row = change(populated, lambda c: quotas.set_quota(c, CONS, 10, ADMIN), Action.QUOTA_SET, CONS,
-                 before=False)
+    row = change(
+        populated,
+        lambda c: quotas.set_quota(c, CONS, 10, ADMIN),
+        Action.QUOTA_SET,
+        CONS,
+        before=False,
+    )
     assert row["per_second"] == 10.0 and row["burst"] == 10.0 and row["service_id"] == ""
-    change(populated, lambda c: quotas.set_quota(c, CONS, 0.5, ADMIN, service_id=SERVICE, burst=3),
-           Action.QUOTA_SET, f"{CONS} {SERVICE}", before=False)
+    change(
+        populated,
+        lambda c: quotas.set_quota(c, CONS, 0.5, ADMIN, service_id=SERVICE, burst=3),
+        Action.QUOTA_SET,
+        f"{CONS} {SERVICE}",
+        before=False,
+    )
     snap = snapshot(populated)
     client_wide, per_service = snap.quotas[(CONS, None)], snap.quotas[(CONS, SERVICE)]
     assert (client_wide.per_second, client_wide.burst) == (10.0, 10.0)
     assert (per_service.per_second, per_service.burst) == (0.5, 3.0)
 
-    change(populated, lambda c: quotas.set_quota(c, CONS, 0.25, ADMIN), Action.QUOTA_SET, CONS,
-           before=True)
+    change(
+        populated,
+        lambda c: quotas.set_quota(c, CONS, 0.25, ADMIN),
+        Action.QUOTA_SET,
+        CONS,
+        before=True,
+    )
     with populated.connect() as conn:
         listed = quotas.list_quotas(conn, CONS)
         entry = audit.entries(conn, CONS)[0]
     assert [(q["service_id"], q["per_second"], q["burst"]) for q in listed] == [
-        ("", 0.25, 1.0), (SERVICE, 0.5, 3.0)]
+        ("", 0.25, 1.0),
+        (SERVICE, 0.5, 3.0),
+    ]
     assert entry["before"]["per_second"] == 10.0 and entry["after"]["per_second"] == 0.25
     assert snapshot(populated).quotas[(CONS, None)].burst == 1.0
 
     for per_second, burst in ((0, None), (-1, None), (math.nan, None), (1, 0.5), (1, 0)):
-        refused(populated, BadRequest,
-                lambda c, r=per_second, b=burst: quotas.set_quota(c, CONS, r, ADMIN, burst=b))
+        refused(
+            populated,
+            BadRequest,
+            lambda c, r=per_second, b=burst: quotas.set_quota(c, CONS, r, ADMIN, burst=b),
+        )
     refused(populated, NotFound, lambda c: quotas.set_quota(c, f"{CONSUMER}/ghost", 1, ADMIN))
-    refused(populated, InvalidIdentifier,
-            lambda c: quotas.set_quota(c, CONS, 1, ADMIN, service_id="nope"))
+    refused(
+        populated,
+        InvalidIdentifier,
+        lambda c: quotas.set_quota(c, CONS, 1, ADMIN, service_id="nope"),
+    )
 
-    change(populated, lambda c: quotas.remove_quota(c, CONS, ADMIN, SERVICE), Action.QUOTA_REMOVE,
-           f"{CONS} {SERVICE}", before=True, after=False)
+    change(
+        populated,
+        lambda c: quotas.remove_quota(c, CONS, ADMIN, SERVICE),
+        Action.QUOTA_REMOVE,
+        f"{CONS} {SERVICE}",
+        before=True,
+        after=False,
+    )
     assert (CONS, SERVICE) not in snapshot(populated).quotas
     refused(populated, NotFound, lambda c: quotas.remove_quota(c, CONS, ADMIN, SERVICE))
-    change(populated, lambda c: quotas.remove_quota(c, CONS, ADMIN), Action.QUOTA_REMOVE, CONS,
-           after=False)
+    change(
+        populated,
+        lambda c: quotas.remove_quota(c, CONS, ADMIN),
+        Action.QUOTA_REMOVE,
+        CONS,
+        after=False,
+    )
     assert snapshot(populated).quotas == {}
 
 
 @pytest.mark.parametrize(("per_second", "burst"), [(1.0, math.nan), (math.inf, None)])
-def test_a_quota_that_is_not_a_finite_number_is_refused(populated: Engine, per_second: float,
-                                                        burst: float | None) -> None:
-    refused(populated, BadRequest,
-            lambda c: quotas.set_quota(c, CONS, per_second, ADMIN, burst=burst))
+def test_a_quota_that_is_not_a_finite_number_is_refused(
+    populated: Engine, per_second: float, burst: float | None
+) -> None:
+    refused(
+        populated, BadRequest, lambda c: quotas.set_quota(c, CONS, per_second, ADMIN, burst=burst)
+    )
 
 
 # -- the audit trail and the snapshot as a whole ------------------------------------
@@ -536,8 +766,10 @@ def test_every_change_is_in_the_audit_trail_in_order_and_the_snapshot_tracks_the
         (lambda c: grants.request_grant(c, CONS, SERVICE, ["audit"], ADMIN), Action.GRANT_REQUEST),
         (lambda c: grants.decide(c, 1, "approve", ADMIN), Action.GRANT_APPROVE),
         (lambda c: quotas.set_quota(c, CONS, 5, ADMIN), Action.QUOTA_SET),
-        (lambda c: services.update_service(c, SERVICE, {"maintenance": True}, ADMIN),
-         Action.SERVICE_UPDATE),
+        (
+            lambda c: services.update_service(c, SERVICE, {"maintenance": True}, ADMIN),
+            Action.SERVICE_UPDATE,
+        ),
         (lambda c: members.revoke_key(c, CONS, key["kid"], ADMIN), Action.KEY_REVOKE),
     ]
     with populated.connect() as conn:
@@ -593,14 +825,16 @@ def test_a_change_rolled_back_leaves_neither_an_audit_entry_nor_a_version_bump(
 
 def test_the_migrated_schema_matches_the_models_exactly(engine: Engine) -> None:
     with engine.connect() as conn:
-        context = MigrationContext.configure(conn, opts={"compare_type": True,
-                                                         "compare_server_default": True})
+        context = MigrationContext.configure(
+            conn, opts={"compare_type": True, "compare_server_default": True}
+        )
         diff = compare_metadata(context, metadata)
     assert diff == [], "\n".join(map(str, diff))
 
 
-def test_migrating_an_existing_instance_again_changes_nothing(tmp_path: Path,
-                                                             database_url: str) -> None:
+def test_migrating_an_existing_instance_again_changes_nothing(
+    tmp_path: Path, database_url: str
+) -> None:
     settings = Settings(home=tmp_path / "home", database_url=database_url, instance="TEST")
     eng, _info, token = open_instance(settings)
     assert token is not None

@@ -120,7 +120,8 @@ def test_the_meta_test_catches_a_route_without_authentication(tmp_path: Path) ->
     app.add_api_route("/api/v1/forgotten", forgotten)
 
     assert undeclared_routes(app) == [
-        "/api/v1/forgotten: declares no roles and is not in PUBLIC_PATHS"]
+        "/api/v1/forgotten: declares no roles and is not in PUBLIC_PATHS"
+    ]
     # Even so, authentication fails closed: the middleware refuses it without a token.
     with TestClient(app) as client:
         assert client.get("/api/v1/forgotten").status_code == 401
@@ -128,7 +129,8 @@ def test_the_meta_test_catches_a_route_without_authentication(tmp_path: Path) ->
 
 
 def test_every_protected_route_answers_401_without_a_valid_token(
-        instance: tuple[FastAPI, str]) -> None:
+    instance: tuple[FastAPI, str],
+) -> None:
     app, token = instance
     failures = []
     with TestClient(app) as client:
@@ -141,17 +143,20 @@ def test_every_protected_route_answers_401_without_a_valid_token(
                     headers["Authorization"] = authorization
                 # A malformed body too: authentication comes before anything else.
                 response = client.request(method, url, headers=headers, content=b"{not json")
-                if (response.status_code != 401
-                        or response.headers.get("content-type") != PROBLEM
-                        or response.json().get("code") != "unauthenticated"
-                        or not response.headers.get("www-authenticate", "").startswith("Bearer")):
-                    failures.append(f"{method} {url} with {authorization!r}: "
-                                    f"{response.status_code} {response.text[:200]}")
+                if (
+                    response.status_code != 401
+                    or response.headers.get("content-type") != PROBLEM
+                    or response.json().get("code") != "unauthenticated"
+                    or not response.headers.get("www-authenticate", "").startswith("Bearer")
+                ):
+                    failures.append(
+                        f"{method} {url} with {authorization!r}: "
+                        f"{response.status_code} {response.text[:200]}"
+                    )
     assert failures == []
 
 
-def test_with_the_admin_token_every_route_lets_the_caller_in(
-        instance: tuple[FastAPI, str]) -> None:
+def test_with_the_admin_token_every_route_lets_the_caller_in(instance: tuple[FastAPI, str]) -> None:
     app, token = instance
     with TestClient(app, headers={"Authorization": f"Bearer {token}"}) as client:
         for method, url in concrete_requests(app):
@@ -168,8 +173,9 @@ def test_the_openapi_document_needs_no_token(instance: tuple[FastAPI, str]) -> N
 
 def _request_with(principal: Principal | None) -> Request:
     state: dict[str, Any] = {} if principal is None else {"principal": principal}
-    return Request({"type": "http", "method": "GET", "path": "/api/v1/x", "headers": [],
-                    "state": state})
+    return Request(
+        {"type": "http", "method": "GET", "path": "/api/v1/x", "headers": [], "state": state}
+    )
 
 
 def test_a_role_a_route_does_not_admit_is_refused_with_access_denied() -> None:

@@ -16,7 +16,9 @@ def test_every_setting_appears_in_the_operators_guide() -> None:
 
 
 def test_settings_come_from_the_environment_given() -> None:
-    s = settings_from_env({"DARGAH_PORT": "9123", "DARGAH_SEAL_EVERY_SECONDS": "0.5", "DARGAH_HOME": "/x"})
+    s = settings_from_env(
+        {"DARGAH_PORT": "9123", "DARGAH_SEAL_EVERY_SECONDS": "0.5", "DARGAH_HOME": "/x"}
+    )
     assert s.port == 9123 and s.seal_every_seconds == 0.5 and str(s.home) == "/x"
 
 

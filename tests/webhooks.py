@@ -246,8 +246,15 @@ def add_topic(w: Any, owner: str = "sabt", code: str = TOPIC_CODE) -> str:
     return topic_id
 
 
-def subscribe(w: Any, client: str, topic_id: str, *, webhook: str | None = None,
-              pull: bool = False, grant: bool = True) -> str:
+def subscribe(
+    w: Any,
+    client: str,
+    topic_id: str,
+    *,
+    webhook: str | None = None,
+    pull: bool = False,
+    grant: bool = True,
+) -> str:
     """Grant ``client`` the topic (unless ``grant`` is False), subscribe it; the subscription id."""
     from dargah.registry import grants, topics
 
@@ -255,10 +262,12 @@ def subscribe(w: Any, client: str, topic_id: str, *, webhook: str | None = None,
     try:
         with engine.begin() as conn:
             if grant:
-                grants.request_grant(conn, w.clients[client].id, topic_id, ["notification"], "test",
-                                     approve=True)
-            row = topics.add_subscription(conn, w.clients[client].id, topic_id, "test",
-                                          webhook=webhook, pull=pull)
+                grants.request_grant(
+                    conn, w.clients[client].id, topic_id, ["notification"], "test", approve=True
+                )
+            row = topics.add_subscription(
+                conn, w.clients[client].id, topic_id, "test", webhook=webhook, pull=pull
+            )
     finally:
         engine.dispose()
     return str(row["id"])

@@ -23,9 +23,13 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 class BusApp:
-    def __init__(self, rt: BusRuntime, fallback: ASGIApp | None = None,
-                 on_startup: list[Callable[[], Awaitable[None]]] | None = None,
-                 on_shutdown: list[Callable[[], Awaitable[None]]] | None = None) -> None:
+    def __init__(
+        self,
+        rt: BusRuntime,
+        fallback: ASGIApp | None = None,
+        on_startup: list[Callable[[], Awaitable[None]]] | None = None,
+        on_shutdown: list[Callable[[], Awaitable[None]]] | None = None,
+    ) -> None:
         self.rt = rt
         self.proxy = ProxyHandler(rt)
         wake = asyncio.Event()

@@ -21,17 +21,30 @@ log = logging.getLogger("dargah.bus")
 MAX_TOKEN_REQUEST = 64 * 1024
 
 
-async def send_json(send: Send, status: int, payload: Any, *,
-                    content_type: bytes = b"application/json",
-                    headers: list[tuple[bytes, bytes]] | None = None) -> None:
+async def send_json(
+    send: Send,
+    status: int,
+    payload: Any,
+    *,
+    content_type: bytes = b"application/json",
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
     body = json.dumps(payload, ensure_ascii=False).encode()
     await send_bytes(send, status, body, content_type, headers)
 
 
-async def send_bytes(send: Send, status: int, body: bytes, content_type: bytes,
-                     headers: list[tuple[bytes, bytes]] | None = None) -> None:
-    hdrs = [(b"content-type", content_type), (b"content-length", str(len(body)).encode()),
-            *(headers or [])]
+async def send_bytes(
+    send: Send,
+    status: int,
+    body: bytes,
+    content_type: bytes,
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    hdrs = [
+        (b"content-type", content_type),
+        (b"content-length", str(len(body)).encode()),
+        *(headers or []),
+    ]
     if not any(name == b"cache-control" for name, _ in hdrs):  # no-store unless the caller says
         hdrs.append((b"cache-control", b"no-store"))
     await send({"type": "http.response.start", "status": status, "headers": hdrs})
@@ -80,14 +93,18 @@ async def token_endpoint(rt: BusRuntime, scope: Scope, receive: Receive, send: S
     except OAuthError as exc:
         rt.metrics.tokens_refused += 1
         try:
-            await asyncio.to_thread(rt.audit_token, client, False,
-                                    f"{exc.error}: {exc.description}")
+            await asyncio.to_thread(
+                rt.audit_token, client, False, f"{exc.error}: {exc.description}"
+            )
         except Exception:  # the audit trail is best effort for refusals; issuing fails closed
             log.debug("could not audit a refused token request", exc_info=True)
         headers = [(b"www-authenticate", b'Basic realm="gsb"')] if exc.status == 401 else []
-        await send_json(send, exc.status,
-                        {"error": exc.error, "error_description": exc.description},
-                        headers=headers)
+        await send_json(
+            send,
+            exc.status,
+            {"error": exc.error, "error_description": exc.description},
+            headers=headers,
+        )
 
 
 def _assertion_client(form: dict[str, str]) -> str | None:
@@ -110,9 +127,13 @@ async def meta_endpoint(rt: BusRuntime, scope: Scope, send: Send) -> None:
         if name == b"authorization" and value[:7].lower() == b"bearer ":
             claims = rt.verifier.verify(value[7:].strip().decode("latin-1"), snap, time.time())
     if claims is None:
-        await _send_problem(send, "unauthenticated", "an Authorization: Bearer token is required",
-                            None,
-                            [(b"www-authenticate", b'Bearer realm="gsb"')])
+        await _send_problem(
+            send,
+            "unauthenticated",
+            "an Authorization: Bearer token is required",
+            None,
+            [(b"www-authenticate", b'Bearer realm="gsb"')],
+        )
         return
     raw = scope.get("raw_path")
     path = raw.decode("latin-1") if raw else scope["path"]
@@ -122,19 +143,24 @@ async def meta_endpoint(rt: BusRuntime, scope: Scope, send: Send) -> None:
             svc = snap.services.get(sid)
             if svc is None or not svc.active:
                 continue
-            out.append({
-                "id": sid, "title": svc.title, "personal_data": svc.personal_data,
-                "purposes": sorted(snap.grants[(claims.client, sid)]),
-                "openapi": f"{rt.public_url}/r1/meta/services/{sid}/openapi",
-            })
+            out.append(
+                {
+                    "id": sid,
+                    "title": svc.title,
+                    "personal_data": svc.personal_data,
+                    "purposes": sorted(snap.grants[(claims.client, sid)]),
+                    "openapi": f"{rt.public_url}/r1/meta/services/{sid}/openapi",
+                }
+            )
         await send_json(send, 200, {"services": out})
         return
     if path.startswith("/r1/meta/services/") and path.endswith("/openapi"):
-        sid = path[len("/r1/meta/services/"):-len("/openapi")]
+        sid = path[len("/r1/meta/services/") : -len("/openapi")]
         svc = snap.services.get(sid)
         if svc is None or not svc.active or (claims.client, sid) not in snap.grants:
-            await _send_problem(send, "unknown-service", f"no bus service {sid} that you may call",
-                                None, [])
+            await _send_problem(
+                send, "unknown-service", f"no bus service {sid} that you may call", None, []
+            )
             return
 
         def load() -> str | None:
@@ -156,19 +182,22 @@ async def health_endpoint(rt: BusRuntime, path: str, send: Send) -> None:
         return
     checks = await asyncio.to_thread(rt.readiness)
     ok = all(checks.values())
-    await send_json(send, 200 if ok else 503,
-                    {"status": "ready" if ok else "not-ready", "checks": checks})
+    await send_json(
+        send, 200 if ok else 503, {"status": "ready" if ok else "not-ready", "checks": checks}
+    )
 
 
 async def metrics_endpoint(rt: BusRuntime, send: Send) -> None:
     w = rt.writer
     # Counts of every worker process of this machine; the gauges are this process's.
-    text = rt.shared_metrics.combined().render({
-        "gsb_log_records_committed": w.committed,
-        "gsb_log_batches_committed": w.batches,
-        "gsb_log_writable": 1 if w.healthy else 0,
-        "gsb_registry_version": rt.snapshot.version,
-    })
+    text = rt.shared_metrics.combined().render(
+        {
+            "gsb_log_records_committed": w.committed,
+            "gsb_log_batches_committed": w.batches,
+            "gsb_log_writable": 1 if w.healthy else 0,
+            "gsb_registry_version": rt.snapshot.version,
+        }
+    )
     await send_bytes(send, 200, text.encode(), b"text/plain; version=0.0.4; charset=utf-8")
 
 

@@ -14,7 +14,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+)
 
 
 @dataclass(slots=True)
@@ -38,8 +54,13 @@ class BusMetrics:
         self.log_failures = 0
 
     def observe(
-        self, client: str | None, service: str | None, outcome: str, seconds: float,
-        request_bytes: int, response_bytes: int,
+        self,
+        client: str | None,
+        service: str | None,
+        outcome: str,
+        seconds: float,
+        request_bytes: int,
+        response_bytes: int,
     ) -> None:
         key = (client, service, outcome)
         s = self._series.get(key)
@@ -54,8 +75,10 @@ class BusMetrics:
     def state(self) -> dict[str, Any]:
         """Everything counted, as JSON-ready data (for sharing between worker processes)."""
         return {
-            "series": [[c, s, o, v.count, v.seconds, v.request_bytes, v.response_bytes, v.buckets]
-                       for (c, s, o), v in self._series.items()],
+            "series": [
+                [c, s, o, v.count, v.seconds, v.request_bytes, v.response_bytes, v.buckets]
+                for (c, s, o), v in self._series.items()
+            ],
             "tokens_issued": self.tokens_issued,
             "tokens_refused": self.tokens_refused,
         }
@@ -83,13 +106,19 @@ class BusMetrics:
                 f'gsb_calls_total{{client="{_label(client)}",service="{_label(service)}",'
                 f'outcome="{_label(outcome)}"}} {s.count}'
             )
-        out += ["# HELP gsb_request_bytes_total Request body bytes.", "# TYPE gsb_request_bytes_total counter"]
+        out += [
+            "# HELP gsb_request_bytes_total Request body bytes.",
+            "# TYPE gsb_request_bytes_total counter",
+        ]
         for (client, service, outcome), s in items:
             out.append(
                 f'gsb_request_bytes_total{{client="{_label(client)}",service="{_label(service)}",'
                 f'outcome="{_label(outcome)}"}} {s.request_bytes}'
             )
-        out += ["# HELP gsb_response_bytes_total Response body bytes.", "# TYPE gsb_response_bytes_total counter"]
+        out += [
+            "# HELP gsb_response_bytes_total Response body bytes.",
+            "# TYPE gsb_response_bytes_total counter",
+        ]
         for (client, service, outcome), s in items:
             out.append(
                 f'gsb_response_bytes_total{{client="{_label(client)}",service="{_label(service)}",'
@@ -100,7 +129,9 @@ class BusMetrics:
             "# TYPE gsb_call_duration_seconds histogram",
         ]
         for (client, service, outcome), s in items:
-            labels = f'client="{_label(client)}",service="{_label(service)}",outcome="{_label(outcome)}"'
+            labels = (
+                f'client="{_label(client)}",service="{_label(service)}",outcome="{_label(outcome)}"'
+            )
             running = 0
             for bound, n in zip((*BUCKETS, float("inf")), s.buckets, strict=True):
                 running += n

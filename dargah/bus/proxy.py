@@ -19,7 +19,14 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from dargah.bus.limits import monotonic, retry_after
 from dargah.bus.log.writer import LogUnavailable
-from dargah.bus.request import HOP_BY_HOP, ParsedCall, ParseError, parse_headers, split_target
+from dargah.bus.request import (
+    HOP_BY_HOP,
+    ParsedCall,
+    ParseError,
+    parse_headers,
+    request_id_of,
+    split_target,
+)
 from dargah.bus.runtime import BusRuntime
 from dargah.bus.upstream import UpstreamError
 from dargah.core.clock import now_rfc3339
@@ -30,16 +37,27 @@ Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 # The provider's Date too: the server adds the bus's own, and a response has one Date.
-_STRIP_FROM_PROVIDER = HOP_BY_HOP | {b"content-length", b"date", b"gsb-error", b"gsb-log-id",
-                                     b"gsb-request-id", b"gsb-request-hash"}
+_STRIP_FROM_PROVIDER = HOP_BY_HOP | {
+    b"content-length",
+    b"date",
+    b"gsb-error",
+    b"gsb-log-id",
+    b"gsb-request-id",
+    b"gsb-request-hash",
+}
 _CIRCUIT_FAILURES = frozenset({"provider-unavailable", "provider-timeout"})
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"})
 _ALLOW = [(b"allow", b"GET, HEAD, POST, PUT, PATCH, DELETE")]
 
 
 class Refusal(Exception):
-    def __init__(self, code: str, detail: str, detail_fa: str | None = None,
-                 headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    def __init__(
+        self,
+        code: str,
+        detail: str,
+        detail_fa: str | None = None,
+        headers: list[tuple[bytes, bytes]] | None = None,
+    ) -> None:
         super().__init__(detail)
         self.code = code
         self.detail = detail
@@ -63,8 +81,10 @@ async def _read_body(receive: Receive, limit: int) -> bytes:
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            raise Refusal("payload-too-large",
-                          f"the request body is over the service's limit of {limit} bytes")
+            raise Refusal(
+                "payload-too-large",
+                f"the request body is over the service's limit of {limit} bytes",
+            )
         chunks.append(chunk)
         more = message.get("more_body", False)
     return b"".join(chunks)
@@ -84,11 +104,20 @@ class ProxyHandler:
         query: bytes = scope.get("query_string", b"")
         call = ParsedCall()
         rec: dict[str, Any] = {
-            "ts": ts, "request_id": "", "client": None, "service": None, "method": method,
+            "ts": ts,
+            "request_id": "",
+            "client": None,
+            "service": None,
+            "method": method,
             "path": raw_path[:2048],
             "query_hash": hashlib.sha256(query).hexdigest() if query else None,
-            "purpose": None, "subject_ref": None, "user": None, "request_hash": None,
-            "response_hash": None, "request_bytes": 0, "response_bytes": 0,
+            "purpose": None,
+            "subject_ref": None,
+            "user": None,
+            "request_hash": None,
+            "response_hash": None,
+            "request_bytes": 0,
+            "response_bytes": 0,
         }
         extra_headers: list[tuple[bytes, bytes]] = []
         body = b""
@@ -96,18 +125,25 @@ class ProxyHandler:
             if not rt.writer.healthy:
                 raise LogUnavailable("the message log is not writable")
             try:
+                if "dargah.malformed" in scope:  # the server could not read the headers
+                    raise ParseError(scope["dargah.malformed"])
                 parse_headers(scope["headers"], call)
                 rec["request_id"] = call.request_id
                 service_id, path = split_target(raw_path)
             except ParseError as exc:
                 # A malformed header may have stopped parsing before the id was set or generated.
-                call.request_id = call.request_id or str(uuid.uuid4())
+                call.request_id = (
+                    call.request_id or request_id_of(scope["headers"]) or str(uuid.uuid4())
+                )
                 rec["request_id"] = call.request_id
                 raise Refusal("bad-request", str(exc)) from None
             rec["service"], rec["path"] = service_id, path
             if method not in METHODS:
-                raise Refusal("method-not-allowed", f"method {method} is not one of the protocol's",
-                              headers=_ALLOW)
+                raise Refusal(
+                    "method-not-allowed",
+                    f"method {method} is not one of the protocol's",
+                    headers=_ALLOW,
+                )
             rec["purpose"], rec["user"] = call.purpose, call.user
             if call.subject is not None:
                 rec["subject_ref"] = rt.subject_ref(call.subject)
@@ -115,12 +151,18 @@ class ProxyHandler:
             # authentication
             auth = call.authorization
             if auth is None or not auth[:7].lower() == b"bearer ":
-                raise Refusal("unauthenticated", "an Authorization: Bearer token is required",
-                              headers=[(b"www-authenticate", b'Bearer realm="gsb"')])
+                raise Refusal(
+                    "unauthenticated",
+                    "an Authorization: Bearer token is required",
+                    headers=[(b"www-authenticate", b'Bearer realm="gsb"')],
+                )
             claims = rt.verifier.verify(auth[7:].strip().decode("latin-1"), snap, time.time())
             if claims is None:
-                raise Refusal("unauthenticated", "the token is invalid, expired or revoked",
-                              headers=[(b"www-authenticate", b'Bearer error="invalid_token"')])
+                raise Refusal(
+                    "unauthenticated",
+                    "the token is invalid, expired or revoked",
+                    headers=[(b"www-authenticate", b'Bearer error="invalid_token"')],
+                )
             client = rec["client"] = claims.client
             # the service, the grant, purpose and subject
             svc = snap.services.get(service_id)
@@ -131,16 +173,19 @@ class ProxyHandler:
                 raise Refusal("access-denied", f"{client} has no grant for {service_id}")
             if call.purpose is None:
                 if svc.personal_data:
-                    raise Refusal("purpose-required",
-                                  "this service handles personal data: send GSB-Purpose")
+                    raise Refusal(
+                        "purpose-required", "this service handles personal data: send GSB-Purpose"
+                    )
             elif call.purpose not in purposes:
-                raise Refusal("purpose-not-allowed",
-                              f"purpose {call.purpose!r} is not in the grant "
-                              f"({', '.join(sorted(purposes))})")
+                raise Refusal(
+                    "purpose-not-allowed",
+                    f"purpose {call.purpose!r} is not in the grant ({', '.join(sorted(purposes))})",
+                )
             if call.subject is None:
                 if svc.personal_data:
-                    raise Refusal("subject-required",
-                                  "this service handles personal data: send GSB-Subject")
+                    raise Refusal(
+                        "subject-required", "this service handles personal data: send GSB-Subject"
+                    )
             elif rec["subject_ref"] is None:
                 raise Refusal("subject-invalid", "GSB-Subject is not a valid national code")
             if svc.maintenance:
@@ -150,29 +195,39 @@ class ProxyHandler:
             if quota is not None:
                 wait = rt.limiter.take(client, quota, now)
                 if wait:
-                    raise Refusal("rate-limited", "the client is over its quota",
-                                  headers=[(b"retry-after", retry_after(wait).encode())])
+                    raise Refusal(
+                        "rate-limited",
+                        "the client is over its quota",
+                        headers=[(b"retry-after", retry_after(wait).encode())],
+                    )
             quota = snap.quotas.get((client, service_id))
             if quota is not None:
                 wait = rt.limiter.take(f"{client}|{service_id}", quota, now)
                 if wait:
-                    raise Refusal("rate-limited", "the client is over its quota for this service",
-                                  headers=[(b"retry-after", retry_after(wait).encode())])
+                    raise Refusal(
+                        "rate-limited",
+                        "the client is over its quota for this service",
+                        headers=[(b"retry-after", retry_after(wait).encode())],
+                    )
             if call.content_length is not None and call.content_length > svc.max_body:
-                raise Refusal("payload-too-large",
-                              f"the request body is over the service's limit of "
-                              f"{svc.max_body} bytes")
+                raise Refusal(
+                    "payload-too-large",
+                    f"the request body is over the service's limit of {svc.max_body} bytes",
+                )
             body = await _read_body(receive, svc.max_body)
             rec["request_bytes"] = len(body)
             digest = request_digest(method, path, query, body)
             rec["request_hash"] = digest.hex()
             extra_headers.append(
-                (b"gsb-request-hash", base64.urlsafe_b64encode(digest).rstrip(b"=")))
+                (b"gsb-request-hash", base64.urlsafe_b64encode(digest).rstrip(b"="))
+            )
             wait = rt.breaker.allow(svc.provider, now)
             if wait:
-                raise Refusal("circuit-open",
-                              f"provider {svc.provider} is failing; calls are paused",
-                              headers=[(b"retry-after", retry_after(wait).encode())])
+                raise Refusal(
+                    "circuit-open",
+                    f"provider {svc.provider} is failing; calls are paused",
+                    headers=[(b"retry-after", retry_after(wait).encode())],
+                )
             # forward
             headers = call.forward
             headers += [
@@ -190,18 +245,31 @@ class ProxyHandler:
             if call.user is not None:
                 headers.append((b"gsb-user", call.user.encode("latin-1")))
             iat = int(time.time())
-            headers.append((b"gsb-assertion", rt.assertion_signer.sign({
-                "iss": rt.public_url, "sub": client, "aud": service_id, "rid": call.request_id,
-                "purpose": call.purpose, "subject_present": call.subject is not None,
-                "iat": iat, "exp": iat + rt.settings.assertion_ttl,
-            }).encode()))
+            headers.append(
+                (
+                    b"gsb-assertion",
+                    rt.assertion_signer.sign(
+                        {
+                            "iss": rt.public_url,
+                            "sub": client,
+                            "aud": service_id,
+                            "rid": call.request_id,
+                            "purpose": call.purpose,
+                            "subject_present": call.subject is not None,
+                            "iat": iat,
+                            "exp": iat + rt.settings.assertion_ttl,
+                        }
+                    ).encode(),
+                )
+            )
             target = (svc.base_path + path) or "/"
             if query:
                 target += "?" + query.decode("latin-1")
             pool = rt.pools.get(svc.provider, svc.host, svc.port, svc.scheme == "https")
             try:
-                resp = await pool.request(method, target.encode("latin-1"), headers, body,
-                                          svc.max_body, svc.timeout_s)
+                resp = await pool.request(
+                    method, target.encode("latin-1"), headers, body, svc.max_body, svc.timeout_s
+                )
             except UpstreamError as exc:
                 if exc.code in _CIRCUIT_FAILURES:
                     rt.breaker.failure(svc.provider, monotonic())
@@ -209,8 +277,9 @@ class ProxyHandler:
                     rt.breaker.success(svc.provider)
                 raise Refusal(exc.code, exc.detail) from None
             rt.breaker.success(svc.provider)
-            out_headers = [(n.lower(), v) for n, v in resp.headers
-                           if n.lower() not in _STRIP_FROM_PROVIDER]
+            out_headers = [
+                (n.lower(), v) for n, v in resp.headers if n.lower() not in _STRIP_FROM_PROVIDER
+            ]
             rec["status"] = resp.status
             rec["outcome"] = "ok" if resp.status < 400 else "provider-error"
             rec["response_hash"] = hashlib.sha256(resp.body).hexdigest()
@@ -221,41 +290,87 @@ class ProxyHandler:
                 length = next((v for n, v in resp.headers if n.lower() == b"content-length"), None)
                 if length is not None and not length.isdigit():
                     length = None
-            await self._finish(send, rec, started, resp.status, out_headers + extra_headers,
-                               resp.body, call.request_id, body_rec, length)
+            await self._finish(
+                send,
+                rec,
+                started,
+                resp.status,
+                out_headers + extra_headers,
+                resp.body,
+                call.request_id,
+                body_rec,
+                length,
+            )
         except Refusal as r:
-            await self._refuse(send, rec, started, r.code, r.detail, r.detail_fa,
-                               r.headers + extra_headers, call.request_id)
+            await self._refuse(
+                send,
+                rec,
+                started,
+                r.code,
+                r.detail,
+                r.detail_fa,
+                r.headers + extra_headers,
+                call.request_id,
+            )
         except LogUnavailable as exc:
-            await _send_problem(send, "log-unavailable",
-                                f"the message log cannot be written ({exc})",
-                                call.request_id or rec["request_id"], [])
+            await _send_problem(
+                send,
+                "log-unavailable",
+                f"the message log cannot be written ({exc})",
+                call.request_id or rec["request_id"],
+                [],
+            )
 
-    async def _refuse(self, send: Send, rec: dict[str, Any], started: float, code: str, detail: str,
-                      detail_fa: str | None, headers: list[tuple[bytes, bytes]],
-                      request_id: str) -> None:
+    async def _refuse(
+        self,
+        send: Send,
+        rec: dict[str, Any],
+        started: float,
+        code: str,
+        detail: str,
+        detail_fa: str | None,
+        headers: list[tuple[bytes, bytes]],
+        request_id: str,
+    ) -> None:
         rec["request_id"] = rec["request_id"] or request_id
         body = problem_bytes(problem_body(code, detail, rec["request_id"], detail_fa))
         status = PROBLEMS[code].status
         rec["status"], rec["outcome"] = status, code
         rec["response_hash"] = hashlib.sha256(body).hexdigest()
         rec["response_bytes"] = len(body)
-        hdrs = [(b"content-type", PROBLEM_CONTENT_TYPE.encode()), (b"gsb-error", code.encode()),
-                *headers]
+        hdrs = [
+            (b"content-type", PROBLEM_CONTENT_TYPE.encode()),
+            (b"gsb-error", code.encode()),
+            *headers,
+        ]
         await self._finish(send, rec, started, status, hdrs, body, rec["request_id"], None)
 
-    async def _finish(self, send: Send, rec: dict[str, Any], started: float, status: int,
-                      headers: list[tuple[bytes, bytes]], body: bytes, request_id: str,
-                      body_rec: tuple[str, bytes, bytes | None, bytes | None] | None,
-                      length: bytes | None = None) -> None:
+    async def _finish(
+        self,
+        send: Send,
+        rec: dict[str, Any],
+        started: float,
+        status: int,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        request_id: str,
+        body_rec: tuple[str, bytes, bytes | None, bytes | None] | None,
+        length: bytes | None = None,
+    ) -> None:
         rt = self.rt
         elapsed = time.perf_counter() - started
         rec["duration_us"] = int(elapsed * 1_000_000)
         seq = await rt.writer.append(rec, body_rec)
         # Only registered services get a series of their own: ids a client makes up do not.
         known = rec["service"] if rec["service"] in rt.snapshot.services else None
-        rt.metrics.observe(rec["client"], known, rec["outcome"],
-                           time.perf_counter() - started, rec["request_bytes"], len(body))
+        rt.metrics.observe(
+            rec["client"],
+            known,
+            rec["outcome"],
+            time.perf_counter() - started,
+            rec["request_bytes"],
+            len(body),
+        )
         headers.append((b"gsb-request-id", request_id.encode()))
         headers.append((b"gsb-log-id", str(seq).encode()))
         headers.append((b"content-length", length or str(len(body)).encode()))
@@ -263,8 +378,9 @@ class ProxyHandler:
         await send({"type": "http.response.body", "body": body})
 
 
-def _encrypt(rt: BusRuntime, request_id: str, request: bytes,
-             response: bytes) -> tuple[str, bytes, bytes | None, bytes | None]:
+def _encrypt(
+    rt: BusRuntime, request_id: str, request: bytes, response: bytes
+) -> tuple[str, bytes, bytes | None, bytes | None]:
     kid, key = rt.body_key
     aes = AESGCM(key)
     n1, n2 = os.urandom(12), os.urandom(12)
@@ -272,12 +388,17 @@ def _encrypt(rt: BusRuntime, request_id: str, request: bytes,
     return kid, n1 + n2, aes.encrypt(n1, request, aad), aes.encrypt(n2, response, aad)
 
 
-async def _send_problem(send: Send, code: str, detail: str, request_id: str | None,
-                        headers: list[tuple[bytes, bytes]]) -> None:
+async def _send_problem(
+    send: Send, code: str, detail: str, request_id: str | None, headers: list[tuple[bytes, bytes]]
+) -> None:
     """A problem response with no log record (only when the log itself is down)."""
     body = problem_bytes(problem_body(code, detail, request_id))
-    hdrs = [(b"content-type", PROBLEM_CONTENT_TYPE.encode()), (b"gsb-error", code.encode()),
-            (b"content-length", str(len(body)).encode()), *headers]
+    hdrs = [
+        (b"content-type", PROBLEM_CONTENT_TYPE.encode()),
+        (b"gsb-error", code.encode()),
+        (b"content-length", str(len(body)).encode()),
+        *headers,
+    ]
     if request_id:
         hdrs.append((b"gsb-request-id", request_id.encode()))
     await send({"type": "http.response.start", "status": PROBLEMS[code].status, "headers": hdrs})

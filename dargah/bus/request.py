@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 import random
-import time
 import re
+import time
 import uuid
 from dataclasses import dataclass, field
 from urllib.parse import unquote
@@ -14,8 +14,16 @@ from dargah.core.identifiers import InvalidIdentifier, parse_service_id
 
 HOP_BY_HOP = frozenset(
     {
-        b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te",
-        b"trailer", b"trailers", b"transfer-encoding", b"upgrade", b"proxy-connection",
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"trailers",
+        b"transfer-encoding",
+        b"upgrade",
+        b"proxy-connection",
     }
 )
 # Never forwarded to a provider: credentials, framing, and headers only the bus may set.
@@ -110,6 +118,17 @@ def _uuid7(h: str) -> str:
     ms = f"{time.time_ns() // 1_000_000:012x}"
     variant = "89ab"[int(h[16], 16) & 3]
     return f"{ms[:8]}-{ms[8:12]}-7{h[13:16]}-{variant}{h[17:20]}-{h[20:32]}"
+
+
+def request_id_of(headers: list[tuple[bytes, bytes]]) -> str | None:
+    """The caller's GSB-Request-Id when it is a UUID (for refusing a call that failed parsing)."""
+    for name, value in headers:
+        if name == b"gsb-request-id":
+            try:
+                return str(uuid.UUID(value.decode("latin-1").strip()))
+            except ValueError:
+                return None
+    return None
 
 
 def parse_headers(headers: list[tuple[bytes, bytes]], call: ParsedCall) -> None:

@@ -53,7 +53,9 @@ class BusRuntime:
         seal = load_private_pem(keys["seal"].private.encode())
         from cryptography.hazmat.primitives.asymmetric import ed25519
 
-        if not isinstance(ed, ed25519.Ed25519PrivateKey) or not isinstance(seal, ed25519.Ed25519PrivateKey):
+        if not isinstance(ed, ed25519.Ed25519PrivateKey) or not isinstance(
+            seal, ed25519.Ed25519PrivateKey
+        ):
             raise RuntimeError("the bus's signing keys must be Ed25519")
         self.assertion_signer = EdDSASigner(ed, keys["assertion"].kid)
         self.seal_signer = EdDSASigner(seal, keys["seal"].kid)
@@ -62,8 +64,11 @@ class BusRuntime:
         self._subject_refs: dict[str, str] = {}
         self.body_key = (keys["body"].kid, bytes.fromhex(keys["body"].private))
         self.issuer = TokenIssuer(
-            token_mac, f"{self.public_url}/oauth/token", settings.token_ttl,
-            self.instance.sandbox, self._remember_jti,
+            token_mac,
+            f"{self.public_url}/oauth/token",
+            settings.token_ttl,
+            self.instance.sandbox,
+            self._remember_jti,
         )
         self.verifier = TokenVerifier(token_mac)
         self.pools = Pools(settings.provider_connections)
@@ -153,8 +158,15 @@ class BusRuntime:
     def audit_token(self, client: str | None, ok: bool, detail: str) -> None:
         action = audit.Action.TOKEN_ISSUE if ok else audit.Action.TOKEN_REFUSE
         with self.engine.begin() as conn:
-            audit.record(conn, client or "(unknown)", action, client or "(unknown)", None,
-                         {"detail": detail}, bump=False)
+            audit.record(
+                conn,
+                client or "(unknown)",
+                action,
+                client or "(unknown)",
+                None,
+                {"detail": detail},
+                bump=False,
+            )
 
     def readiness(self) -> dict[str, Any]:
         db_ok = True

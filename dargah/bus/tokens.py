@@ -80,10 +80,15 @@ class TokenIssuer:
             raise OAuthError("invalid_client", "no client authentication given", 401)
         now = int(time.time())
         claims = {
-            "sub": client, "kid": kid, "iat": now, "exp": now + self._ttl, "jti": uuid.uuid4().hex
+            "sub": client,
+            "kid": kid,
+            "iat": now,
+            "exp": now + self._ttl,
+            "jti": uuid.uuid4().hex,
         }
         return {
-            "access_token": self._signer.sign(claims), "token_type": "Bearer",
+            "access_token": self._signer.sign(claims),
+            "token_type": "Bearer",
             "expires_in": self._ttl,
         }
 
@@ -106,7 +111,8 @@ class TokenIssuer:
             raise OAuthError("invalid_client", "unknown or revoked client", 401)
         kid = header.get("kid")
         candidates = [
-            k for k in snap.keys.values()
+            k
+            for k in snap.keys.values()
             if k.client == client and k.active and (kid is None or k.kid == kid)
         ]
         if not candidates:
@@ -132,8 +138,11 @@ class TokenIssuer:
         else:
             raise OAuthError("invalid_client", "client assertion signature does not verify", 401)
         exp, iat = claims["exp"], claims["iat"]
-        if (not isinstance(exp, int) or not isinstance(iat, int)
-                or exp - iat > MAX_ASSERTION_LIFETIME):
+        if (
+            not isinstance(exp, int)
+            or not isinstance(iat, int)
+            or exp - iat > MAX_ASSERTION_LIFETIME
+        ):
             raise OAuthError("invalid_client", "exp must be at most 300 s after iat", 401)
         jti = claims["jti"]
         if not isinstance(jti, str) or not jti or len(jti) > 255:

@@ -82,8 +82,10 @@ class _Connection(asyncio.Protocol):
                 # closes the connection (RFC 9112 §6.3): a clean close completes it.
                 self._finish(keep=False)
             else:
-                self._fail("provider-unavailable",
-                           "provider closed the connection before the response was complete")
+                self._fail(
+                    "provider-unavailable",
+                    "provider closed the connection before the response was complete",
+                )
 
     # httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -106,8 +108,10 @@ class _Connection(asyncio.Protocol):
             return
         p.size += len(body)
         if p.size > p.limit:
-            self._fail("response-too-large",
-                       f"provider's response is over the service's limit of {p.limit} bytes")
+            self._fail(
+                "response-too-large",
+                f"provider's response is over the service's limit of {p.limit} bytes",
+            )
             return
         p.chunks.append(body)
 
@@ -156,8 +160,14 @@ class Pool:
     """Connections to one provider endpoint (host, port), at most ``limit`` at once, or as many
     as ``slots`` allows when several pools share one limit."""
 
-    def __init__(self, host: str, port: int, limit: int, tls: bool = False,
-                 slots: asyncio.Semaphore | None = None) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        limit: int,
+        tls: bool = False,
+        slots: asyncio.Semaphore | None = None,
+    ) -> None:
         self.host = host
         self.port = port
         self._ssl: ssl.SSLContext | None = ssl.create_default_context() if tls else None
@@ -186,14 +196,17 @@ class Pool:
         loop = asyncio.get_running_loop()
         try:
             _, proto = await asyncio.wait_for(
-                loop.create_connection(lambda: _Connection(self), self.host, self.port, ssl=self._ssl),
+                loop.create_connection(
+                    lambda: _Connection(self), self.host, self.port, ssl=self._ssl
+                ),
                 max(timeout, 0.001),
             )
         except TimeoutError:
             raise _timeout(timeout) from None
         except OSError as exc:
-            raise UpstreamError("provider-unavailable",
-                                f"cannot connect to the provider: {exc.strerror or exc}") from exc
+            raise UpstreamError(
+                "provider-unavailable", f"cannot connect to the provider: {exc.strerror or exc}"
+            ) from exc
         return proto
 
     async def request(
@@ -227,8 +240,14 @@ class Pool:
             slots.release()
 
     async def _send(
-        self, loop: asyncio.AbstractEventLoop, method: str, target: bytes,
-        headers: list[tuple[bytes, bytes]], body: bytes, limit: int, deadline: float,
+        self,
+        loop: asyncio.AbstractEventLoop,
+        method: str,
+        target: bytes,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        limit: int,
+        deadline: float,
         timeout: float,
     ) -> UpstreamResponse:
         head = [method.encode(), b" ", target, b" HTTP/1.1\r\nHost: ", self._host_header, b"\r\n"]
@@ -247,8 +266,13 @@ class Pool:
                 return await pending.future
             except UpstreamError as exc:
                 # A kept-alive connection the provider had closed: retry once on a new one.
-                if (attempt == 1 and exc.code == "provider-unavailable" and conn.reused
-                        and not pending.got_bytes and method in IDEMPOTENT):
+                if (
+                    attempt == 1
+                    and exc.code == "provider-unavailable"
+                    and conn.reused
+                    and not pending.got_bytes
+                    and method in IDEMPOTENT
+                ):
                     continue
                 raise
             except asyncio.CancelledError:

@@ -42,18 +42,24 @@ def _summary(report: ImportReport) -> None:
     for f in report.files:
         what = f"{f.kind or '?'}, {f.format}, {f.encoding or '?'}, {f.rows} row(s)"
         click.echo(f"read {f.file} ({what})")
-    click.echo(f"agencies: {report.agencies_created} created, {report.agencies_updated} updated, "
-               f"{report.agencies_unchanged} unchanged, {report.agencies_refused} refused")
-    click.echo(f"services: {report.services_created} created, {report.services_updated} updated, "
-               f"{report.services_unchanged} unchanged, {report.services_refused} refused")
+    click.echo(
+        f"agencies: {report.agencies_created} created, {report.agencies_updated} updated, "
+        f"{report.agencies_unchanged} unchanged, {report.agencies_refused} refused"
+    )
+    click.echo(
+        f"services: {report.services_created} created, {report.services_updated} updated, "
+        f"{report.services_unchanged} unchanged, {report.services_refused} refused"
+    )
     click.echo(f"warnings: {len(report.warnings)}, errors: {len(report.errors)}")
     if report.dry_run:
         click.echo("dry run: nothing written (the counts are what an import would do)")
     elif report.written:
         click.echo(f"written in one transaction ({report.seconds:.1f} s)")
     else:
-        click.echo("refused: nothing written; fix the errors above, or import the good rows "
-                   "with --skip-invalid")
+        click.echo(
+            "refused: nothing written; fix the errors above, or import the good rows "
+            "with --skip-invalid"
+        )
 
 
 @click.group()
@@ -62,18 +68,32 @@ def catalogue() -> None:
 
 
 @catalogue.command("import")
-@click.argument("files", nargs=-1, required=True,
-                type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--map", "mapping", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              default=None, help="A mapping file (TOML): the files' own columns to card fields.")
+@click.argument(
+    "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@click.option(
+    "--map",
+    "mapping",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="A mapping file (TOML): the files' own columns to card fields.",
+)
 @click.option("--dry-run", is_flag=True, help="Validate only; write nothing.")
-@click.option("--skip-invalid", is_flag=True,
-              help="Write the good rows and report the bad ones (default: write nothing "
-                   "when any row is bad).")
+@click.option(
+    "--skip-invalid",
+    is_flag=True,
+    help="Write the good rows and report the bad ones (default: write nothing "
+    "when any row is bad).",
+)
 @home_option
 @reports_errors
-def import_(files: tuple[Path, ...], mapping: Path | None, dry_run: bool, skip_invalid: bool,
-            home: Path | None) -> None:
+def import_(
+    files: tuple[Path, ...],
+    mapping: Path | None,
+    dry_run: bool,
+    skip_invalid: bool,
+    home: Path | None,
+) -> None:
     """Import service cards and agencies from JSON or CSV FILES (one transaction).
 
     Every problem is printed as FILE:LINE (or FILE:JSON-PATH) SERVICE_ID FIELD: REASON. The
@@ -82,9 +102,16 @@ def import_(files: tuple[Path, ...], mapping: Path | None, dry_run: bool, skip_i
     inst = load_instance(home)
     progress = _Progress()
     try:
-        report = import_catalogue(inst.engine, list(files), mapping=mapping, dry_run=dry_run,
-                                  skip_invalid=skip_invalid, actor=inst.actor,
-                                  instance=inst.info.code, progress=progress)
+        report = import_catalogue(
+            inst.engine,
+            list(files),
+            mapping=mapping,
+            dry_run=dry_run,
+            skip_invalid=skip_invalid,
+            actor=inst.actor,
+            instance=inst.info.code,
+            progress=progress,
+        )
     finally:
         progress.close()
     for problem in report.problems:
@@ -96,12 +123,21 @@ def import_(files: tuple[Path, ...], mapping: Path | None, dry_run: bool, skip_i
 
 
 @catalogue.command("export")
-@click.option("--format", "fmt", type=click.Choice(["json", "csv"]), default="json",
-              show_default=True)
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write here instead of standard output.")
-@click.option("--agencies-out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="CSV only: also write the agencies to this file.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["json", "csv"]), default="json", show_default=True
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write here instead of standard output.",
+)
+@click.option(
+    "--agencies-out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="CSV only: also write the agencies to this file.",
+)
 @home_option
 @reports_errors
 def export(fmt: str, out: Path | None, agencies_out: Path | None, home: Path | None) -> None:
@@ -110,8 +146,10 @@ def export(fmt: str, out: Path | None, agencies_out: Path | None, home: Path | N
     inst = load_instance(home)
     counts = export_catalogue(inst.engine, fmt, out or sys.stdout, agencies_out=agencies_out)
     if out is not None:
-        click.echo(f"exported {counts['services']} service(s) and {counts['agencies']} "
-                   f"agencies to {out}", err=True)
+        click.echo(
+            f"exported {counts['services']} service(s) and {counts['agencies']} agencies to {out}",
+            err=True,
+        )
 
 
 commands: list[click.Command] = [catalogue]

@@ -37,7 +37,9 @@ class Instance:
 
 def home_option(f: F) -> F:
     return click.option(
-        "--home", type=click.Path(path_type=Path), default=None,
+        "--home",
+        type=click.Path(path_type=Path),
+        default=None,
         help="Instance directory (default $DARGAH_HOME, then ./.dargah).",
     )(f)
 

@@ -24,13 +24,20 @@ def member() -> None:
 
 @member.command("add")
 @click.argument("legal_id")
-@click.option("--class", "member_class", default="GOV", show_default=True,
-              type=click.Choice(["GOV", "PUB", "COM", "NGO"]))
+@click.option(
+    "--class",
+    "member_class",
+    default="GOV",
+    show_default=True,
+    type=click.Choice(["GOV", "PUB", "COM", "NGO"]),
+)
 @click.option("--name", required=True, help="The member's name (Persian).")
 @click.option("--name-en", default=None, help="The member's English name.")
 @home_option
 @reports_errors
-def member_add(legal_id: str, member_class: str, name: str, name_en: str | None, home: Path | None) -> None:
+def member_add(
+    legal_id: str, member_class: str, name: str, name_en: str | None, home: Path | None
+) -> None:
     """Register a member; LEGAL_ID is the 11-digit national legal ID or a full member id."""
     inst = load_instance(home)
     member_id = legal_id if "/" in legal_id else f"{inst.info.code}/{member_class}/{legal_id}"
@@ -66,13 +73,19 @@ def subsystem() -> None:
 
 @subsystem.command("add")
 @click.argument("client_id")
-@click.option("--key-out", type=click.Path(path_type=Path), default=None,
-              help="Make an Ed25519 key pair, register it, write the private key here (PKCS#8 PEM).")
+@click.option(
+    "--key-out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Make an Ed25519 key pair, register it, write the private key here (PKCS#8 PEM).",
+)
 @click.option("--secret", is_flag=True, help="Print a new client secret (sandbox instances only).")
 @click.option("--name", default=None)
 @home_option
 @reports_errors
-def subsystem_add(client_id: str, key_out: Path | None, secret: bool, name: str | None, home: Path | None) -> None:
+def subsystem_add(
+    client_id: str, key_out: Path | None, secret: bool, name: str | None, home: Path | None
+) -> None:
     """Register a subsystem (CLIENT_ID = INSTANCE/CLASS/LEGAL_ID/CODE)."""
     inst = load_instance(home)
     with inst.engine.begin() as conn:
@@ -178,26 +191,53 @@ def service() -> None:
 @click.option("--url", "base_url", required=True, help="The provider's base URL.")
 @click.option("--title", default=None)
 @click.option("--personal-data", is_flag=True, help="The service handles personal data.")
-@click.option("--timeout", "timeout_s", type=float, default=services.DEFAULT_TIMEOUT_S, show_default=True)
-@click.option("--max-body", type=int, default=services.DEFAULT_MAX_BODY, show_default=True,
-              help="Size limit in bytes, both directions.")
+@click.option(
+    "--timeout", "timeout_s", type=float, default=services.DEFAULT_TIMEOUT_S, show_default=True
+)
+@click.option(
+    "--max-body",
+    type=int,
+    default=services.DEFAULT_MAX_BODY,
+    show_default=True,
+    help="Size limit in bytes, both directions.",
+)
 @click.option("--openapi", type=click.Path(exists=True, path_type=Path), default=None)
-@click.option("--supplies", multiple=True, help="A data item this service is the authentic source of.")
+@click.option(
+    "--supplies", multiple=True, help="A data item this service is the authentic source of."
+)
 @click.option("--store-bodies", is_flag=True, help="Keep request and response bodies, encrypted.")
 @home_option
 @reports_errors
-def service_add(service_id: str, base_url: str, title: str | None, personal_data: bool, timeout_s: float,
-                max_body: int, openapi: Path | None, supplies: tuple[str, ...], store_bodies: bool,
-                home: Path | None) -> None:
+def service_add(
+    service_id: str,
+    base_url: str,
+    title: str | None,
+    personal_data: bool,
+    timeout_s: float,
+    max_body: int,
+    openapi: Path | None,
+    supplies: tuple[str, ...],
+    store_bodies: bool,
+    home: Path | None,
+) -> None:
     """Register a bus service."""
     inst = load_instance(home)
     with inst.engine.begin() as conn:
-        _print(services.add_service(
-            conn, service_id, base_url, inst.actor, title=title, personal_data=personal_data,
-            timeout_s=timeout_s, max_body=max_body,
-            openapi=openapi.read_text(encoding="utf-8") if openapi else None,
-            supplies=list(supplies), store_bodies=store_bodies,
-        ))
+        _print(
+            services.add_service(
+                conn,
+                service_id,
+                base_url,
+                inst.actor,
+                title=title,
+                personal_data=personal_data,
+                timeout_s=timeout_s,
+                max_body=max_body,
+                openapi=openapi.read_text(encoding="utf-8") if openapi else None,
+                supplies=list(supplies),
+                store_bodies=store_bodies,
+            )
+        )
 
 
 @service.command("maintenance")
@@ -209,7 +249,9 @@ def service_maintenance(service_id: str, state: str, home: Path | None) -> None:
     """Put a service in maintenance (calls answer service-disabled) or take it out."""
     inst = load_instance(home)
     with inst.engine.begin() as conn:
-        _print(services.update_service(conn, service_id, {"maintenance": state == "on"}, inst.actor))
+        _print(
+            services.update_service(conn, service_id, {"maintenance": state == "on"}, inst.actor)
+        )
 
 
 @service.command("list")
@@ -233,11 +275,17 @@ def grant() -> None:
 @click.option("--purpose", "purposes", multiple=True, required=True)
 @home_option
 @reports_errors
-def grant_add(client_id: str, service_id: str, purposes: tuple[str, ...], home: Path | None) -> None:
+def grant_add(
+    client_id: str, service_id: str, purposes: tuple[str, ...], home: Path | None
+) -> None:
     """Grant a client access to a service (by the operator: approved at once)."""
     inst = load_instance(home)
     with inst.engine.begin() as conn:
-        _print(grants.request_grant(conn, client_id, service_id, list(purposes), inst.actor, approve=True))
+        _print(
+            grants.request_grant(
+                conn, client_id, service_id, list(purposes), inst.actor, approve=True
+            )
+        )
 
 
 @grant.command("revoke")
@@ -276,12 +324,21 @@ def quota() -> None:
 @click.option("--burst", type=float, default=None, help="Bucket size (default: the rate).")
 @home_option
 @reports_errors
-def quota_set(client_id: str, service_id: str | None, per_second: float, burst: float | None,
-              home: Path | None) -> None:
+def quota_set(
+    client_id: str,
+    service_id: str | None,
+    per_second: float,
+    burst: float | None,
+    home: Path | None,
+) -> None:
     """Set a client's quota (client-wide, or for one service)."""
     inst = load_instance(home)
     with inst.engine.begin() as conn:
-        _print(quotas.set_quota(conn, client_id, per_second, inst.actor, service_id=service_id, burst=burst))
+        _print(
+            quotas.set_quota(
+                conn, client_id, per_second, inst.actor, service_id=service_id, burst=burst
+            )
+        )
 
 
 @click.group()
@@ -345,12 +402,15 @@ def subscription() -> None:
 @click.option("--pull", is_flag=True, help="The subscriber pulls events itself.")
 @home_option
 @reports_errors
-def subscription_add(client_id: str, topic_id: str, webhook: str | None, pull: bool,
-                     home: Path | None) -> None:
+def subscription_add(
+    client_id: str, topic_id: str, webhook: str | None, pull: bool, home: Path | None
+) -> None:
     """Subscribe a client to a topic (it needs a grant on the topic); prints the subscription's id."""
     inst = load_instance(home)
     with inst.engine.begin() as conn:
-        row = topics.add_subscription(conn, client_id, topic_id, inst.actor, webhook=webhook, pull=pull)
+        row = topics.add_subscription(
+            conn, client_id, topic_id, inst.actor, webhook=webhook, pull=pull
+        )
     click.echo(row["id"])
 
 

@@ -16,10 +16,16 @@ def _walk(cmd: click.Command, path: list[str]) -> list[tuple[list[str], click.Co
 
 
 def render() -> str:
-    lines = ["# `dargah` command reference", "",
-             "Generated from the commands' `--help` by `make docs`; a test checks it is current.", ""]
+    lines = [
+        "# `dargah` command reference",
+        "",
+        "Generated from the commands' `--help` by `make docs`; a test checks it is current.",
+        "",
+    ]
     for path, cmd in _walk(main, ["dargah"]):
-        ctx = click.Context(cmd, info_name=" ".join(path), terminal_width=100, max_content_width=100)
+        ctx = click.Context(
+            cmd, info_name=" ".join(path), terminal_width=100, max_content_width=100
+        )
         lines += [f"## `{' '.join(path)}`", "", "```", cmd.get_help(ctx).rstrip(), "```", ""]
     return "\n".join(lines)
 

@@ -14,13 +14,21 @@ from dargah.server import PARTS, build_app, configure_logging
 @click.command()
 @click.argument("parts", nargs=-1, type=click.Choice(PARTS))
 @home_option
-@click.option("--host", default=None, help="Address to listen on (default $DARGAH_HOST or 127.0.0.1).")
+@click.option(
+    "--host", default=None, help="Address to listen on (default $DARGAH_HOST or 127.0.0.1)."
+)
 @click.option("--port", type=int, default=None, help="Port (default $DARGAH_PORT or 8000).")
 @click.option("--workers", type=int, default=None, help="Processes sharing the port.")
 @click.option("--reuse-port", is_flag=True, hidden=True, help="Share the port (set for workers).")
 @reports_errors
-def serve(parts: tuple[str, ...], home: Path | None, host: str | None, port: int | None,
-          workers: int | None, reuse_port: bool) -> None:
+def serve(
+    parts: tuple[str, ...],
+    home: Path | None,
+    host: str | None,
+    port: int | None,
+    workers: int | None,
+    reuse_port: bool,
+) -> None:
     """Run the chosen PARTS (default: bus registry) with configuration from DARGAH_* variables."""
     from dargah.http.server import Site, run_workers
     from dargah.http.server import serve as serve_sites
@@ -32,8 +40,18 @@ def serve(parts: tuple[str, ...], home: Path | None, host: str | None, port: int
         from dargah.registry.instance import open_instance
 
         open_instance(settings)[0].dispose()  # create and migrate once, before the workers start
-        argv = ["serve", *chosen, "--home", str(settings.home), "--host", settings.host,
-                "--port", str(settings.port), "--workers", "1"]
+        argv = [
+            "serve",
+            *chosen,
+            "--home",
+            str(settings.home),
+            "--host",
+            settings.host,
+            "--port",
+            str(settings.port),
+            "--workers",
+            "1",
+        ]
         run_workers(argv, settings.workers, settings.host, settings.port)
         return
     app = build_app(settings, chosen)
@@ -43,7 +61,9 @@ def serve(parts: tuple[str, ...], home: Path | None, host: str | None, port: int
 @click.command()
 @home_option
 @click.option("--host", default=None, help="Address to listen on (default 127.0.0.1).")
-@click.option("--port", type=int, default=None, help="Port of the bus and web pages (default 8000).")
+@click.option(
+    "--port", type=int, default=None, help="Port of the bus and web pages (default 8000)."
+)
 @reports_errors
 def demo(home: Path | None, host: str | None, port: int | None) -> None:
     """Start every part with sandbox agencies and data; write HOME/demo.json."""

@@ -212,7 +212,15 @@ def verify_request_headers(
 def delivery_or_call(h: Mapping[str, str]) -> dict[str, str | None]:
     """The verifier's arguments for a call or for an event delivery."""
     if "gsb-delivery-id" in h:
-        return {"token": h.get("gsb-assertion"), "client": h.get("gsb-client"),
-                "request_id": h.get("gsb-delivery-id"), "service": None}
-    return {"token": h.get("gsb-assertion"), "client": h.get("gsb-client"),
-            "request_id": h.get("gsb-request-id"), "service": h.get("gsb-service")}
+        return {
+            "token": h.get("gsb-assertion"),
+            "client": h.get("gsb-client"),
+            "request_id": h.get("gsb-delivery-id"),
+            "service": None,
+        }
+    return {
+        "token": h.get("gsb-assertion"),
+        "client": h.get("gsb-client"),
+        "request_id": h.get("gsb-request-id"),
+        "service": h.get("gsb-service"),
+    }

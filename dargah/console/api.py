@@ -40,10 +40,12 @@ naming the field.
 
 {ID_NOTE}
 """
-_ALWAYS = {"400": "Invalid input: the detail names the field.",
-           "401": "No or wrong token.",
-           "403": "The caller's role may not do this.",
-           "500": "A bug (logged); never caused by input."}
+_ALWAYS = {
+    "400": "Invalid input: the detail names the field.",
+    "401": "No or wrong token.",
+    "403": "The caller's role may not do this.",
+    "500": "A bug (logged); never caused by input.",
+}
 
 
 class ManagementAPI(FastAPI):

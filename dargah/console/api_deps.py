@@ -59,15 +59,25 @@ def reading(engine: Engine) -> Iterator[Connection]:
         yield conn
 
 
-Instance = Annotated[str, Path(pattern=r"^[A-Z]{2,8}$",
-                               description="Instance code, e.g. DEV or IR.")]
+Instance = Annotated[
+    str, Path(pattern=r"^[A-Z]{2,8}$", description="Instance code, e.g. DEV or IR.")
+]
 Class = Annotated[MemberClass, Path(description="Member class.")]
-LegalId = Annotated[str, Path(pattern=r"^[0-9]{11}$",
-                              description="11-digit national legal ID, checksum-validated.")]
-SubsystemCode = Annotated[str, Path(pattern=r"^[a-z][a-z0-9-]{1,39}$",
-                                    description="The subsystem's code within its member.")]
-ServiceCode = Annotated[str, Path(max_length=64, pattern=r"^[a-z][a-z0-9-]*(\.v[0-9]+)?$",
-                                  description="The service's code, e.g. person-inquiry.v1.")]
+LegalId = Annotated[
+    str, Path(pattern=r"^[0-9]{11}$", description="11-digit national legal ID, checksum-validated.")
+]
+SubsystemCode = Annotated[
+    str,
+    Path(pattern=r"^[a-z][a-z0-9-]{1,39}$", description="The subsystem's code within its member."),
+]
+ServiceCode = Annotated[
+    str,
+    Path(
+        max_length=64,
+        pattern=r"^[a-z][a-z0-9-]*(\.v[0-9]+)?$",
+        description="The service's code, e.g. person-inquiry.v1.",
+    ),
+]
 Kid = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,80}$", description="A key's kid.")]
 GrantId = Annotated[int, Path(ge=1, le=2**31 - 1, description="A grant's number.")]
 

@@ -70,18 +70,26 @@ def request_id_of(scope: Scope) -> str | None:
     return rid if isinstance(rid, str) else None
 
 
-def problem_response(err: DargahError, request_id: str | None,
-                     headers: Mapping[str, str] | None = None) -> Response:
-    return Response(problem_bytes(err.problem(request_id)), status_code=err.status,
-                    media_type=PROBLEM_CONTENT_TYPE, headers=headers)
+def problem_response(
+    err: DargahError, request_id: str | None, headers: Mapping[str, str] | None = None
+) -> Response:
+    return Response(
+        problem_bytes(err.problem(request_id)),
+        status_code=err.status,
+        media_type=PROBLEM_CONTENT_TYPE,
+        headers=headers,
+    )
 
 
-async def send_problem(scope: Scope, send: Send, err: DargahError,
-                       headers: Mapping[str, str] | None = None) -> None:
+async def send_problem(
+    scope: Scope, send: Send, err: DargahError, headers: Mapping[str, str] | None = None
+) -> None:
     """Answer with a problem straight from ASGI code (middleware)."""
     body = problem_bytes(err.problem(request_id_of(scope)))
-    raw = [(b"content-type", PROBLEM_CONTENT_TYPE.encode()),
-           (b"content-length", str(len(body)).encode())]
+    raw = [
+        (b"content-type", PROBLEM_CONTENT_TYPE.encode()),
+        (b"content-length", str(len(body)).encode()),
+    ]
     raw += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]
     await send({"type": "http.response.start", "status": err.status, "headers": raw})
     await send({"type": "http.response.body", "body": body})
@@ -115,8 +123,9 @@ async def _on_dargah_error(request: Request, exc: Exception) -> Response:
 async def _on_validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     detail = validation_detail(exc)
-    return problem_response(BadRequest(detail, f"ورودی نادرست است: {detail}"),
-                            request_id_of(request.scope))
+    return problem_response(
+        BadRequest(detail, f"ورودی نادرست است: {detail}"), request_id_of(request.scope)
+    )
 
 
 async def _on_http_exception(request: Request, exc: Exception) -> Response:
@@ -143,11 +152,17 @@ def _allowed_methods(request: Request) -> list[str]:
 
 
 async def _on_integrity_error(request: Request, exc: Exception) -> Response:
-    log.warning("management API: integrity error on %s %s: %s",
-                request.method, request.url.path, exc.__class__.__name__)
+    log.warning(
+        "management API: integrity error on %s %s: %s",
+        request.method,
+        request.url.path,
+        exc.__class__.__name__,
+    )
     return problem_response(
-        Conflict("the change conflicts with data already registered",
-                 "این تغییر با داده‌های ثبت‌شده سازگار نیست"),
+        Conflict(
+            "the change conflicts with data already registered",
+            "این تغییر با داده‌های ثبت‌شده سازگار نیست",
+        ),
         request_id_of(request.scope),
     )
 
@@ -210,17 +225,28 @@ class GuardMiddleware:
         try:
             await self.app(scope, limited_receive, send_with_id)
         except Exception:
-            log.exception("management API: unexpected error on %s %s (request %s)",
-                          scope.get("method"), scope.get("path"), rid)
+            log.exception(
+                "management API: unexpected error on %s %s (request %s)",
+                scope.get("method"),
+                scope.get("path"),
+                rid,
+            )
             if started:
                 raise
-            await send_problem(scope, send_with_id, ServiceError(
-                "internal", "an unexpected error occurred; it has been logged",
-            ))
+            await send_problem(
+                scope,
+                send_with_id,
+                ServiceError(
+                    "internal",
+                    "an unexpected error occurred; it has been logged",
+                ),
+            )
 
     def _too_large(self) -> DargahError:
-        return ServiceError("payload-too-large",
-                            f"the body is over the management API's limit of {self.max_body} bytes")
+        return ServiceError(
+            "payload-too-large",
+            f"the body is over the management API's limit of {self.max_body} bytes",
+        )
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -22,45 +22,75 @@ from dargah.core.errors import NotFound
 from dargah.registry import services
 
 router = APIRouter(tags=["services"])
-ProviderFilter = Annotated[str | None, Query(
-    alias="provider", max_length=120,
-    pattern=CLIENT_ID_PATTERN,
-    description="Only the services of this provider subsystem (its client id).")]
+ProviderFilter = Annotated[
+    str | None,
+    Query(
+        alias="provider",
+        max_length=120,
+        pattern=CLIENT_ID_PATTERN,
+        description="Only the services of this provider subsystem (its client id).",
+    ),
+]
 
 
 @router.get("/services", name="list_services")
-def list_services(engine: EngineDep, _caller: Operator, provider: ProviderFilter = None
-                  ) -> list[Service]:
+def list_services(
+    engine: EngineDep, _caller: Operator, provider: ProviderFilter = None
+) -> list[Service]:
     """Every bus service, removed ones included (see `status`)."""
     with reading(engine) as conn:
         return [Service(**s) for s in services.list_services(conn, provider)]
 
 
-@router.post("/services", status_code=201, name="add_service",
-             responses=problems({404: "No such provider subsystem.",
-                                 409: "The service exists already, or its provider is inactive."}))
+@router.post(
+    "/services",
+    status_code=201,
+    name="add_service",
+    responses=problems(
+        {
+            404: "No such provider subsystem.",
+            409: "The service exists already, or its provider is inactive.",
+        }
+    ),
+)
 def add_service(body: ServiceIn, engine: EngineDep, caller: Operator) -> Service:
     """Register a bus service of a provider subsystem."""
     doc = None if body.openapi is None else json.dumps(body.openapi, ensure_ascii=False)
     with writing(engine) as conn:
-        return Service(**services.add_service(
-            conn, body.id, body.base_url, caller.actor, title=body.title,
-            personal_data=body.personal_data, timeout_s=body.timeout_s, max_body=body.max_body,
-            openapi=doc, supplies=body.supplies, store_bodies=body.store_bodies,
-        ))
+        return Service(
+            **services.add_service(
+                conn,
+                body.id,
+                body.base_url,
+                caller.actor,
+                title=body.title,
+                personal_data=body.personal_data,
+                timeout_s=body.timeout_s,
+                max_body=body.max_body,
+                openapi=doc,
+                supplies=body.supplies,
+                store_bodies=body.store_bodies,
+            )
+        )
 
 
-@router.get(SERVICE_PATH, name="get_service", description=ID_NOTE,
-            responses=problems({404: "No such service."}))
+@router.get(
+    SERVICE_PATH,
+    name="get_service",
+    description=ID_NOTE,
+    responses=problems({404: "No such service."}),
+)
 def get_service(service: ServiceId, engine: EngineDep, _caller: Operator) -> Service:
     with reading(engine) as conn:
         return Service(**services.get_service(conn, service))
 
 
-@router.get(SERVICE_PATH + "/openapi", name="get_service_openapi",
-            responses=problems({404: "No such service, or it has no OpenAPI document."}))
-def get_service_openapi(service: ServiceId, engine: EngineDep, _caller: Operator
-                        ) -> dict[str, Any]:
+@router.get(
+    SERVICE_PATH + "/openapi",
+    name="get_service_openapi",
+    responses=problems({404: "No such service, or it has no OpenAPI document."}),
+)
+def get_service_openapi(service: ServiceId, engine: EngineDep, _caller: Operator) -> dict[str, Any]:
     """The provider's OpenAPI document of the service."""
     with reading(engine) as conn:
         doc = services.get_openapi(conn, service)
@@ -70,10 +100,10 @@ def get_service_openapi(service: ServiceId, engine: EngineDep, _caller: Operator
     return parsed
 
 
-@router.patch(SERVICE_PATH, name="update_service",
-              responses=problems({404: "No such service."}))
-def update_service(service: ServiceId, body: ServicePatch, engine: EngineDep, caller: Operator
-                   ) -> Service:
+@router.patch(SERVICE_PATH, name="update_service", responses=problems({404: "No such service."}))
+def update_service(
+    service: ServiceId, body: ServicePatch, engine: EngineDep, caller: Operator
+) -> Service:
     """Change some of a service's settings; fields left out keep their value.
     `maintenance: true` makes calls answer `service-disabled`."""
     changes = body.changes()
@@ -83,8 +113,7 @@ def update_service(service: ServiceId, body: ServicePatch, engine: EngineDep, ca
         return Service(**services.update_service(conn, service, changes, caller.actor))
 
 
-@router.delete(SERVICE_PATH, name="remove_service",
-               responses=problems({404: "No such service."}))
+@router.delete(SERVICE_PATH, name="remove_service", responses=problems({404: "No such service."}))
 def remove_service(service: ServiceId, engine: EngineDep, caller: Operator) -> Service:
     """Remove a service (kept with status `removed`, for the audit trail and the message log)."""
     with writing(engine) as conn:

@@ -106,10 +106,15 @@ class AuthMiddleware:
         if principal is None:
             reason = "no bearer token" if bearer_token(header) is None else "unknown token"
             log.info("management API: refused %s %s (%s)", scope.get("method"), path, reason)
-            await send_problem(scope, send, Unauthenticated(
-                "send 'Authorization: Bearer <admin API token>'",
-                "برای این درخواست توکن معتبر مدیریت لازم است",
-            ), {"WWW-Authenticate": 'Bearer realm="dargah"'})
+            await send_problem(
+                scope,
+                send,
+                Unauthenticated(
+                    "send 'Authorization: Bearer <admin API token>'",
+                    "برای این درخواست توکن معتبر مدیریت لازم است",
+                ),
+                {"WWW-Authenticate": 'Bearer realm="dargah"'},
+            )
             return
         scope.setdefault("state", {})["principal"] = principal
         await self.app(scope, receive, send)
@@ -134,16 +139,20 @@ class RequireRole:
         self.roles = frozenset(roles)
 
     def __call__(
-        self, request: Request,
+        self,
+        request: Request,
         _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> Principal:
         principal = request.scope.get("state", {}).get("principal")
         if not isinstance(principal, Principal):
-            raise Unauthenticated("this route needs an authenticated caller",
-                                  "برای این درخواست توکن معتبر مدیریت لازم است")
+            raise Unauthenticated(
+                "this route needs an authenticated caller",
+                "برای این درخواست توکن معتبر مدیریت لازم است",
+            )
         if principal.role not in self.roles:
-            raise AccessDenied(f"role {principal.role} may not call this route",
-                               "نقش شما اجازه این کار را ندارد")
+            raise AccessDenied(
+                f"role {principal.role} may not call this route", "نقش شما اجازه این کار را ندارد"
+            )
         return principal
 
     def __repr__(self) -> str:

@@ -61,35 +61,64 @@ def _http_url(value: str) -> str:
     return value
 
 
-Name = Annotated[str, Field(min_length=1, max_length=200, examples=["سازمان ثبت احوال کشور"]),
-                 AfterValidator(_clean_text)]
+Name = Annotated[
+    str,
+    Field(min_length=1, max_length=200, examples=["سازمان ثبت احوال کشور"]),
+    AfterValidator(_clean_text),
+]
 Reason = Annotated[str, Field(min_length=1, max_length=1000), AfterValidator(_clean_text)]
 MemberClass = Literal["GOV", "PUB", "COM", "NGO"]
 MEMBER_ID_PATTERN = r"^[A-Z]{2,8}/(GOV|PUB|COM|NGO)/[0-9]{11}$"
 CLIENT_ID_PATTERN = MEMBER_ID_PATTERN.removesuffix("$") + r"/[a-z][a-z0-9-]{1,39}$"
 SERVICE_ID_PATTERN = CLIENT_ID_PATTERN.removesuffix("$") + r"/[a-z][a-z0-9-]*(\.v[0-9]+)?$"
-LegalId = Annotated[str, Field(pattern=r"^[0-9]{11}$", description="11-digit national legal ID "
-                               "(شناسه ملی), checksum-validated", examples=["10100387143"]),
-                    AfterValidator(_legal_id)]
-ClientId = Annotated[str, Field(
-    max_length=120, pattern=CLIENT_ID_PATTERN,
-    description="Client id of a subsystem: INSTANCE/CLASS/LEGAL_ID/CODE",
-    examples=["DEV/GOV/10100387143/sabt"]), AfterValidator(_client_id)]
-ServiceId = Annotated[str, Field(
-    max_length=200,
-    pattern=SERVICE_ID_PATTERN,
-    description="Bus service id: INSTANCE/CLASS/LEGAL_ID/SUBSYSTEM/CODE",
-    examples=["DEV/GOV/10100387143/sabt/person-inquiry.v1"]), AfterValidator(_service_id)]
-Purpose = Annotated[str, Field(pattern=f"^{PURPOSE_RE.pattern}$", max_length=64,
-                               examples=["identity-check"])]
-DataItem = Annotated[str, Field(pattern=f"^{DATA_ITEM_RE.pattern}$", max_length=100,
-                                examples=["person.identity"])]
-BaseUrl = Annotated[str, Field(min_length=1, max_length=2000, examples=["https://sabt.example/api"]),
-                    AfterValidator(_clean_text), AfterValidator(_http_url)]
-Timeout = Annotated[float, Field(gt=0, le=300, allow_inf_nan=False,
-                                 description="Seconds the bus waits for the provider.")]
-MaxBody = Annotated[int, Field(gt=0, le=1 << 30,
-                               description="Size limit in bytes, both directions.")]
+LegalId = Annotated[
+    str,
+    Field(
+        pattern=r"^[0-9]{11}$",
+        description="11-digit national legal ID (شناسه ملی), checksum-validated",
+        examples=["10100387143"],
+    ),
+    AfterValidator(_legal_id),
+]
+ClientId = Annotated[
+    str,
+    Field(
+        max_length=120,
+        pattern=CLIENT_ID_PATTERN,
+        description="Client id of a subsystem: INSTANCE/CLASS/LEGAL_ID/CODE",
+        examples=["DEV/GOV/10100387143/sabt"],
+    ),
+    AfterValidator(_client_id),
+]
+ServiceId = Annotated[
+    str,
+    Field(
+        max_length=200,
+        pattern=SERVICE_ID_PATTERN,
+        description="Bus service id: INSTANCE/CLASS/LEGAL_ID/SUBSYSTEM/CODE",
+        examples=["DEV/GOV/10100387143/sabt/person-inquiry.v1"],
+    ),
+    AfterValidator(_service_id),
+]
+Purpose = Annotated[
+    str, Field(pattern=f"^{PURPOSE_RE.pattern}$", max_length=64, examples=["identity-check"])
+]
+DataItem = Annotated[
+    str, Field(pattern=f"^{DATA_ITEM_RE.pattern}$", max_length=100, examples=["person.identity"])
+]
+BaseUrl = Annotated[
+    str,
+    Field(min_length=1, max_length=2000, examples=["https://sabt.example/api"]),
+    AfterValidator(_clean_text),
+    AfterValidator(_http_url),
+]
+Timeout = Annotated[
+    float,
+    Field(gt=0, le=300, allow_inf_nan=False, description="Seconds the bus waits for the provider."),
+]
+MaxBody = Annotated[
+    int, Field(gt=0, le=1 << 30, description="Size limit in bytes, both directions.")
+]
 B64Url = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_-]+$")]
 
 
@@ -191,11 +220,14 @@ class ServiceIn(_In):
     personal_data: bool = False
     timeout_s: Timeout = DEFAULT_TIMEOUT_S
     max_body: MaxBody = DEFAULT_MAX_BODY
-    openapi: dict[str, Any] | None = Field(default=None,
-                                           description="The provider's OpenAPI document.")
+    openapi: dict[str, Any] | None = Field(
+        default=None, description="The provider's OpenAPI document."
+    )
     supplies: list[DataItem] = Field(
-        default_factory=list, max_length=100,
-        description="Data items this service is the authentic source of.")
+        default_factory=list,
+        max_length=100,
+        description="Data items this service is the authentic source of.",
+    )
     store_bodies: bool = False
 
 
@@ -214,8 +246,9 @@ class ServicePatch(_In):
 
     @model_validator(mode="after")
     def _no_nulls(self) -> ServicePatch:
-        nulls = sorted(k for k in self.model_fields_set
-                       if k != "openapi" and getattr(self, k) is None)
+        nulls = sorted(
+            k for k in self.model_fields_set if k != "openapi" and getattr(self, k) is None
+        )
         if nulls:
             raise ValueError(f"{', '.join(nulls)} may not be null")
         return self
@@ -249,8 +282,9 @@ class GrantIn(_In):
     client_id: ClientId
     service_id: ServiceId
     purposes: list[Purpose] = Field(min_length=1, max_length=20)
-    approve: bool = Field(default=False,
-                          description="The operator's direct grant: approved at once.")
+    approve: bool = Field(
+        default=False, description="The operator's direct grant: approved at once."
+    )
 
 
 class Decision(_In):
@@ -277,8 +311,13 @@ class QuotaIn(_In):
     client_id: ClientId
     service_id: ServiceId | None = Field(default=None, description="Absent: the client-wide quota.")
     per_second: float = Field(gt=0, le=1_000_000, allow_inf_nan=False)
-    burst: float | None = Field(default=None, ge=1, le=10_000_000, allow_inf_nan=False,
-                                description="Bucket size; defaults to the rate.")
+    burst: float | None = Field(
+        default=None,
+        ge=1,
+        le=10_000_000,
+        allow_inf_nan=False,
+        description="Bucket size; defaults to the rate.",
+    )
 
 
 class Quota(BaseModel):

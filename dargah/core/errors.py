@@ -26,7 +26,9 @@ PROBLEMS: dict[str, ProblemType] = {
         ProblemType("bad-request", 400, "Bad request", "درخواست نادرست است"),
         ProblemType("unauthenticated", 401, "Unauthenticated", "هویت درخواست‌کننده احراز نشد"),
         ProblemType("access-denied", 403, "Access denied", "دسترسی مجاز نیست"),
-        ProblemType("purpose-required", 400, "Purpose required", "هدف استفاده از داده اعلام نشده است"),
+        ProblemType(
+            "purpose-required", 400, "Purpose required", "هدف استفاده از داده اعلام نشده است"
+        ),
         ProblemType(
             "purpose-not-allowed", 403, "Purpose not allowed", "این هدف در مجوز دسترسی نیامده است"
         ),
@@ -34,7 +36,9 @@ PROBLEMS: dict[str, ProblemType] = {
         ProblemType("subject-invalid", 400, "Subject invalid", "کد ملی شخص معتبر نیست"),
         ProblemType("unknown-service", 404, "Unknown service", "چنین خدمتی وجود ندارد"),
         ProblemType("service-disabled", 503, "Service disabled", "خدمت در حال نگهداری است"),
-        ProblemType("payload-too-large", 413, "Payload too large", "حجم درخواست بیش از حد مجاز است"),
+        ProblemType(
+            "payload-too-large", 413, "Payload too large", "حجم درخواست بیش از حد مجاز است"
+        ),
         ProblemType("rate-limited", 429, "Rate limited", "تعداد درخواست‌ها بیش از سهمیه است"),
         ProblemType("circuit-open", 503, "Circuit open", "ارائه‌دهنده موقتاً در دسترس نیست"),
         ProblemType(
@@ -42,7 +46,10 @@ PROBLEMS: dict[str, ProblemType] = {
         ),
         ProblemType("provider-timeout", 504, "Provider timeout", "ارائه‌دهنده به موقع پاسخ نداد"),
         ProblemType(
-            "response-too-large", 502, "Response too large", "حجم پاسخ ارائه‌دهنده بیش از حد مجاز است"
+            "response-too-large",
+            502,
+            "Response too large",
+            "حجم پاسخ ارائه‌دهنده بیش از حد مجاز است",
         ),
         ProblemType("internal", 500, "Internal error", "خطای داخلی رخ داد"),
         # Added by Dargah (allowed by the protocol: new codes only).
@@ -53,6 +60,15 @@ PROBLEMS: dict[str, ProblemType] = {
             "ثبت رویدادها ممکن نیست؛ درخواست برای حفظ امنیت پذیرفته نشد",
         ),
         ProblemType("not-found", 404, "Not found", "یافت نشد"),
+        ProblemType(
+            "uri-too-long", 414, "Request target too long", "نشانی درخواست بیش از حد طولانی است"
+        ),
+        ProblemType(
+            "headers-too-large",
+            431,
+            "Request headers too large",
+            "سرآیندهای درخواست بیش از حد بزرگ است",
+        ),
         ProblemType("conflict", 409, "Conflict", "با وضعیت فعلی سازگار نیست"),
         ProblemType("method-not-allowed", 405, "Method not allowed", "این روش مجاز نیست"),
     )

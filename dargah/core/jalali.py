@@ -10,8 +10,20 @@ import jdatetime
 from dargah.core.persian import to_persian_digits
 
 TEHRAN = ZoneInfo("Asia/Tehran")
-MONTHS = ("فروردین", "اردیبهشت", "خرداد", "تیر", "مرداد", "شهریور",
-          "مهر", "آبان", "آذر", "دی", "بهمن", "اسفند")
+MONTHS = (
+    "فروردین",
+    "اردیبهشت",
+    "خرداد",
+    "تیر",
+    "مرداد",
+    "شهریور",
+    "مهر",
+    "آبان",
+    "آذر",
+    "دی",
+    "بهمن",
+    "اسفند",
+)
 
 
 def to_jalali(day: date | datetime) -> jdatetime.date:
@@ -27,7 +39,11 @@ def from_jalali(year: int, month: int, day: int) -> date:
 def format_date(day: date | datetime, *, persian_digits: bool = True, long: bool = False) -> str:
     """``1403/12/11`` (or ``۱۱ اسفند ۱۴۰۳`` when ``long``), in Persian digits by default."""
     j = to_jalali(day)
-    text = f"{j.day} {MONTHS[j.month - 1]} {j.year}" if long else f"{j.year:04d}/{j.month:02d}/{j.day:02d}"
+    text = (
+        f"{j.day} {MONTHS[j.month - 1]} {j.year}"
+        if long
+        else f"{j.year:04d}/{j.month:02d}/{j.day:02d}"
+    )
     return to_persian_digits(text) if persian_digits else text
 
 

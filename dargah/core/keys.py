@@ -58,7 +58,11 @@ def load_private_pem(data: bytes) -> PrivateKey:
 
 def public_jwk(key: PrivateKey | PublicKey) -> dict[str, str]:
     """The public JWK of a key, with ``kid`` set to its RFC 7638 thumbprint."""
-    pub = key.public_key() if isinstance(key, ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey) else key
+    pub = (
+        key.public_key()
+        if isinstance(key, ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey)
+        else key
+    )
     if isinstance(pub, ed25519.Ed25519PublicKey):
         raw = pub.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
         jwk = {"kty": "OKP", "crv": "Ed25519", "x": b64url(raw)}
@@ -121,7 +125,8 @@ class EdDSASigner:
 
     def __init__(self, key: ed25519.Ed25519PrivateKey, kid: str, typ: str = "JWT") -> None:
         seed = key.private_bytes(
-            serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
+            serialization.Encoding.Raw,
+            serialization.PrivateFormat.Raw,
             serialization.NoEncryption(),
         )
         self._sign = nacl.signing.SigningKey(seed).sign
@@ -157,9 +162,7 @@ class HS256:
         payload, dot, mac = rest.partition(".")
         if not dot or not payload or not mac:
             return None
-        expected = hmac.new(
-            self._secret, f"{header}.{payload}".encode(), hashlib.sha256
-        ).digest()
+        expected = hmac.new(self._secret, f"{header}.{payload}".encode(), hashlib.sha256).digest()
         try:
             if not hmac.compare_digest(b64url_decode(mac), expected):
                 return None

@@ -16,13 +16,36 @@ ZWNJ = "\u200c"
 _DIGITS_FA = "۰۱۲۳۴۵۶۷۸۹"
 _DIGITS_AR = "٠١٢٣٤٥٦٧٨٩"
 _LETTERS = {
-    "ي": "ی", "ى": "ی", "ئ": "ی", "ك": "ک", "ة": "ه", "ۀ": "ه", "أ": "ا", "إ": "ا", "آ": "ا",
-    "ٱ": "ا", "ؤ": "و", "ڪ": "ک", "ھ": "ه", "ہ": "ه",
+    "ي": "ی",
+    "ى": "ی",
+    "ئ": "ی",
+    "ك": "ک",
+    "ة": "ه",
+    "ۀ": "ه",
+    "أ": "ا",
+    "إ": "ا",
+    "آ": "ا",
+    "ٱ": "ا",
+    "ؤ": "و",
+    "ڪ": "ک",
+    "ھ": "ه",
+    "ہ": "ه",
 }
 _TABLE = str.maketrans(
-    {**_LETTERS, **{f: str(i) for i, f in enumerate(_DIGITS_FA)}, **{a: str(i) for i, a in enumerate(_DIGITS_AR)},
-     "ـ": None, ZWNJ: None, "\u200d": None, "\u200e": None, "\u200f": None, "\u00ad": None,
-     "،": ",", "؛": ";", "؟": "?"}
+    {
+        **_LETTERS,
+        **{f: str(i) for i, f in enumerate(_DIGITS_FA)},
+        **{a: str(i) for i, a in enumerate(_DIGITS_AR)},
+        "ـ": None,
+        ZWNJ: None,
+        "\u200d": None,
+        "\u200e": None,
+        "\u200f": None,
+        "\u00ad": None,
+        "،": ",",
+        "؛": ";",
+        "؟": "?",
+    }
 )
 _SPACES = re.compile(r"\s+")
 _TO_FA = str.maketrans({str(i): f for i, f in enumerate(_DIGITS_FA)})
@@ -46,8 +69,12 @@ def compact(text: str) -> str:
 
 
 def to_latin_digits(text: str) -> str:
-    return text.translate({**{ord(f): str(i) for i, f in enumerate(_DIGITS_FA)},
-                           **{ord(a): str(i) for i, a in enumerate(_DIGITS_AR)}})
+    return text.translate(
+        {
+            **{ord(f): str(i) for i, f in enumerate(_DIGITS_FA)},
+            **{ord(a): str(i) for i, a in enumerate(_DIGITS_AR)},
+        }
+    )
 
 
 def to_persian_digits(value: object) -> str:

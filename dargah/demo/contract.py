@@ -12,8 +12,9 @@ from dargah.sandbox.agencies import AGENCIES
 from dargah.sandbox.citizens import Citizen
 
 
-def client_entry(client: SandboxClient, instance: str, allowed: list[tuple[str, list[str]]],
-                 denied: list[str]) -> dict[str, Any]:
+def client_entry(
+    client: SandboxClient, instance: str, allowed: list[tuple[str, list[str]]], denied: list[str]
+) -> dict[str, Any]:
     specs = {a.service_id(instance, s.code): s for a in AGENCIES for s in a.services}
     return {
         "id": client.id,
@@ -33,8 +34,14 @@ def client_entry(client: SandboxClient, instance: str, allowed: list[tuple[str, 
 
 
 def write_demo_json(
-    home: Path, *, instance: str, bus_url: str, admin: dict[str, str], clients: list[dict[str, Any]],
-    citizens: list[Citizen], extra: dict[str, Any] | None = None,
+    home: Path,
+    *,
+    instance: str,
+    bus_url: str,
+    admin: dict[str, str],
+    clients: list[dict[str, Any]],
+    citizens: list[Citizen],
+    extra: dict[str, Any] | None = None,
 ) -> Path:
     base = bus_url.rstrip("/")
     doc: dict[str, Any] = {
@@ -46,7 +53,11 @@ def write_demo_json(
         "admin": admin,
         "clients": clients,
         "citizens": [
-            {"national_code": c.national_code, "mobile": c.mobile, "name": f"{c.first_name} {c.last_name}"}
+            {
+                "national_code": c.national_code,
+                "mobile": c.mobile,
+                "name": f"{c.first_name} {c.last_name}",
+            }
             for c in citizens
         ],
         **(extra or {}),

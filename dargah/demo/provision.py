@@ -102,9 +102,15 @@ def provision_agencies(engine: Engine, instance: str, sandbox_url: str) -> None:
                     current = services.get_service(conn, sid)
                 except NotFound:
                     services.add_service(
-                        conn, sid, url, ACTOR, title=spec.title_fa, personal_data=spec.personal_data,
+                        conn,
+                        sid,
+                        url,
+                        ACTOR,
+                        title=spec.title_fa,
+                        personal_data=spec.personal_data,
                         openapi=json.dumps(openapi_document(agency, spec), ensure_ascii=False),
-                        supplies=list(spec.supplies), timeout_s=10,
+                        supplies=list(spec.supplies),
+                        timeout_s=10,
                     )
                     continue
                 if current["base_url"] != url:
@@ -112,7 +118,13 @@ def provision_agencies(engine: Engine, instance: str, sandbox_url: str) -> None:
 
 
 def provision_client(
-    engine: Engine, home: Path, instance: str, code: str, *, legal_id: str, member_name: str,
+    engine: Engine,
+    home: Path,
+    instance: str,
+    code: str,
+    *,
+    legal_id: str,
+    member_name: str,
     grants_for: list[tuple[str, list[str]]],
 ) -> SandboxClient:
     """A client subsystem with a key file and a secret, granted ``grants_for`` (service, purposes)."""
@@ -132,7 +144,10 @@ def provision_client(
             key_file.chmod(0o600)
         if created or f"secret:{client_id}" not in secrets:
             secrets[f"secret:{client_id}"] = members.new_client_secret(conn, client_id, ACTOR)
-        live = {(g["service_id"]) for g in grants.list_grants(conn, client_id=client_id, status="approved")}
+        live = {
+            (g["service_id"])
+            for g in grants.list_grants(conn, client_id=client_id, status="approved")
+        }
         for service_id, purposes in grants_for:
             if service_id not in live:
                 grants.request_grant(conn, client_id, service_id, purposes, ACTOR, approve=True)

@@ -49,7 +49,9 @@ def run_demo(settings: Settings) -> None:
     home = settings.home
     engine, info, fresh_token = open_instance(settings)
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
-    bus_url = settings.public_url.rstrip("/") if settings.public_url else f"http://{host}:{settings.port}"
+    bus_url = (
+        settings.public_url.rstrip("/") if settings.public_url else f"http://{host}:{settings.port}"
+    )
     sandbox_port = _free_port_after(settings.host, settings.port)
     sandbox_url = f"http://{host}:{sandbox_port}"
 
@@ -61,11 +63,20 @@ def run_demo(settings: Settings) -> None:
         _save_secrets(home, secrets)
     provision_agencies(engine, info.code, sandbox_url)
     allowed, denied = tester_grants(info.code)
-    tester = provision_client(engine, home, info.code, "tester", legal_id=TESTER_LEGAL_ID,
-                              member_name=TESTER_NAME, grants_for=allowed)
+    tester = provision_client(
+        engine,
+        home,
+        info.code,
+        "tester",
+        legal_id=TESTER_LEGAL_ID,
+        member_name=TESTER_NAME,
+        grants_for=allowed,
+    )
     citizens = generate_citizens()
     path = write_demo_json(
-        home, instance=info.code, bus_url=bus_url,
+        home,
+        instance=info.code,
+        bus_url=bus_url,
         admin={"username": "admin", "password": secrets["admin_password"], "api_token": token},
         clients=[client_entry(tester, info.code, allowed, denied)],
         citizens=citizens,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -32,6 +33,12 @@ HIGH_WATER = 1024 * 1024
 IDLE_TIMEOUT = 5.0
 _REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
 _NO_BODY = frozenset({204, 304})
+# Requests refused before an application sees them: (problem code, title, Persian title).
+_REJECTIONS = {
+    400: ("bad-request", "Bad request", "درخواست نادرست است"),
+    414: ("uri-too-long", "Request target too long", "نشانی درخواست بیش از حد طولانی است"),
+    431: ("headers-too-large", "Request headers too large", "سرآیندهای درخواست بیش از حد بزرگ است"),
+}
 
 
 class _TooLarge(Exception):
@@ -52,9 +59,11 @@ class _DateHeader:
         now = int(time.time())
         if now != self._second:
             self._second = now
-            self._value = b"date: " + time.strftime(
-                "%a, %d %b %Y %H:%M:%S GMT", time.gmtime(now)
-            ).encode() + b"\r\n"
+            self._value = (
+                b"date: "
+                + time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(now)).encode()
+                + b"\r\n"
+            )
         return self._value
 
 
@@ -91,8 +100,9 @@ class Cycle:
         "status",
     )
 
-    def __init__(self, proto: HttpProtocol, scope: dict[str, Any], keep_alive: bool,
-                 expect_100: bool) -> None:
+    def __init__(
+        self, proto: HttpProtocol, scope: dict[str, Any], keep_alive: bool, expect_100: bool
+    ) -> None:
         self.proto = proto
         self.scope = scope
         self.keep_alive = keep_alive
@@ -203,6 +213,8 @@ class HttpProtocol(asyncio.Protocol):
         self.write_paused = False
         self._drained: asyncio.Event | None = None
         self._idle: asyncio.TimerHandle | None = None
+        self._pending_reject: tuple[int, str] | None = None
+        self.reject_hook = _malformed_to_app
 
     # -- asyncio.Protocol ---------------------------------------------------
 
@@ -305,7 +317,8 @@ class HttpProtocol(asyncio.Protocol):
             "method": method,
             "root_path": "",
             "path": unquote(raw_path.decode("latin-1"), encoding="utf-8", errors="replace")
-            if b"%" in raw_path else raw_path.decode("latin-1"),
+            if b"%" in raw_path
+            else raw_path.decode("latin-1"),
             "raw_path": raw_path,
             "query_string": query,
             "headers": self.headers,
@@ -371,6 +384,8 @@ class HttpProtocol(asyncio.Protocol):
             return
         if self.queue:
             self._run(self.queue.popleft())
+        elif self._pending_reject is not None:
+            self._reject(*self._pending_reject)
         else:
             self.resume_reading()
             self._arm_idle()
@@ -386,16 +401,40 @@ class HttpProtocol(asyncio.Protocol):
             self.transport.resume_reading()
 
     def _reject(self, status: int, detail: str) -> None:
-        """Answer a request that cannot be read, then close the connection."""
+        """Answer a request that cannot be read, then close the connection.
+
+        Requests before it on the same connection are answered first, in order.
+        """
         transport = self.transport
         if transport is None or transport.is_closing():
             return
-        body = (b'{"type":"urn:gsb:problem:bad-request","title":"Bad request","status":%d,'
-                b'"code":"bad-request","detail":"%s"}' % (status, detail.encode()))
+        self.current = None
+        if self.running is not None or self.queue:
+            self._pending_reject = (status, detail)
+            self.pause_reading()
+            return
+        if self.url.startswith((b"/r1/", b"/e1/")) and self.reject_hook is not None:
+            # The application records even calls it cannot read (the bus's message log).
+            self.pause_reading()
+            self.reject_hook(self, detail)
+            return
+        code, title, title_fa = _REJECTIONS.get(status, _REJECTIONS[400])
+        body = json.dumps(
+            {
+                "type": f"urn:gsb:problem:{code}",
+                "title": title,
+                "status": status,
+                "code": code,
+                "request_id": None,
+                "detail": detail,
+                "detail_fa": title_fa,
+            },
+            ensure_ascii=False,
+        ).encode()
         transport.write(
             b"HTTP/1.1 %d %s\r\n%scontent-type: application/problem+json\r\n"
-            b"gsb-error: bad-request\r\ncontent-length: %d\r\nconnection: close\r\n\r\n%s"
-            % (status, _REASONS.get(status, b"Error"), DATE.get(), len(body), body)
+            b"gsb-error: %s\r\ncontent-length: %d\r\nconnection: close\r\n\r\n%s"
+            % (status, _REASONS.get(status, b"Error"), DATE.get(), code.encode(), len(body), body)
         )
         transport.close()
 
@@ -420,7 +459,43 @@ class HttpProtocol(asyncio.Protocol):
             self.transport.close()
 
 
+def _malformed_to_app(proto: HttpProtocol, detail: str) -> None:
+    """Hand a request whose headers could not be read to the application, flagged, then close."""
+    try:
+        method = proto.parser.get_method().decode("ascii")
+    except Exception:
+        method = "GET"
+    raw_path, _, query = proto.url.partition(b"?")
+    scope: dict[str, Any] = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1",
+        "server": proto.state.server_addr,
+        "client": proto.client,
+        "scheme": "http",
+        "method": method,
+        "root_path": "",
+        "path": raw_path.decode("latin-1"),
+        "raw_path": raw_path[:MAX_URL],
+        "query_string": query[:MAX_URL],
+        "headers": proto.headers[:MAX_HEADERS],
+        "state": {},
+        "dargah.malformed": detail,
+    }
+    cycle = Cycle(proto, scope, keep_alive=False, expect_100=False)
+    cycle.complete = True
+    proto._run(cycle)
+
+
 async def _send_plain(cycle: Cycle, status: int, body: bytes) -> None:
-    await cycle.send({"type": "http.response.start", "status": status, "headers": [
-        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await cycle.send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
     await cycle.send({"type": "http.response.body", "body": body})

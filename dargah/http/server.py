@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 import socket
@@ -86,8 +87,11 @@ async def _serve(sites: list[Site], grace: float, started: asyncio.Event | None)
                 lifespans.append(ls)
             state = ServerState(site.app, site.host, site.port)
             server = await loop.create_server(
-                lambda state=state: HttpProtocol(state), site.host, site.port,  # type: ignore[misc]
-                reuse_port=site.reuse_port, backlog=2048,
+                functools.partial(HttpProtocol, state),
+                site.host,
+                site.port,
+                reuse_port=site.reuse_port,
+                backlog=2048,
             )
             servers.append((server, state))
             log.info("%s listening on http://%s:%d", site.name, site.host, site.port)
@@ -128,7 +132,9 @@ def run_workers(argv: list[str], workers: int, host: str, port: int) -> None:
     procs: dict[int, subprocess.Popen[bytes]] = {}
 
     def start(slot: int) -> None:
-        procs[slot] = subprocess.Popen([sys.executable, "-m", "dargah.cli.main", *argv, "--reuse-port"])
+        procs[slot] = subprocess.Popen(
+            [sys.executable, "-m", "dargah.cli.main", *argv, "--reuse-port"]
+        )
 
     def on_signal(signum: int, _frame: Any) -> None:
         nonlocal stopping
@@ -155,4 +161,3 @@ def run_workers(argv: list[str], workers: int, host: str, port: int) -> None:
                 time.sleep(1.0)
             restarts[slot] = time.monotonic()
             start(slot)
-

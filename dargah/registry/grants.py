@@ -35,7 +35,9 @@ def _purposes(purposes: list[str]) -> list[str]:
 
 def _out(row: dict[str, Any]) -> dict[str, Any]:
     out = dict(row)
-    out["purposes"] = json.loads(row["purposes"]) if isinstance(row["purposes"], str) else row["purposes"]
+    out["purposes"] = (
+        json.loads(row["purposes"]) if isinstance(row["purposes"], str) else row["purposes"]
+    )
     return out
 
 
@@ -44,30 +46,43 @@ def _target(client_id: str, service_id: str) -> str:
 
 
 def _live_grant(conn: Connection, client_id: str, service_id: str) -> dict[str, Any] | None:
-    row = conn.execute(
-        select(grants).where(
-            grants.c.client_id == client_id,
-            grants.c.service_id == service_id,
-            grants.c.status.in_(LIVE),
+    row = (
+        conn.execute(
+            select(grants).where(
+                grants.c.client_id == client_id,
+                grants.c.service_id == service_id,
+                grants.c.status.in_(LIVE),
+            )
         )
-    ).mappings().first()
+        .mappings()
+        .first()
+    )
     return dict(row) if row else None
 
 
 def _require_target(conn: Connection, target: str) -> None:
-    """A grant is on a bus service or on a topic; either must exist."""
-    if conn.execute(select(topics.c.id).where(topics.c.id == target)).first() is None:
-        get_service(conn, target)
+    """A grant is on an active bus service or topic."""
+    status = conn.execute(select(topics.c.status).where(topics.c.id == target)).scalar()
+    if status is None:
+        status = get_service(conn, target)["status"]
+    if status != "active":
+        raise Conflict(f"{target} is {status}; it cannot be granted", "این خدمت فعال نیست")
 
 
 def request_grant(
-    conn: Connection, client_id: str, service_id: str, purposes: list[str], actor: str,
-    *, approve: bool = False,
+    conn: Connection,
+    client_id: str,
+    service_id: str,
+    purposes: list[str],
+    actor: str,
+    *,
+    approve: bool = False,
 ) -> dict[str, Any]:
     """A consumer's request; with ``approve`` (the operator's ``grant add``) it is approved at once."""
     parse_subsystem_id(client_id)
     parse_service_id(service_id)
-    get_subsystem(conn, client_id)
+    if get_subsystem(conn, client_id)["status"] != "active":
+        raise Conflict(f"subsystem {client_id} is not active", "سامانه درخواست‌کننده فعال نیست")
     _require_target(conn, service_id)
     clean = _purposes(purposes)
     # Serialise requests for one client (PostgreSQL row lock; SQLite writers are serial anyway),
@@ -77,12 +92,26 @@ def request_grant(
     now = now_rfc3339()
     if existing is not None:
         if not approve:
-            raise Conflict(f"a grant for {_target(client_id, service_id)} is already {existing['status']}",
-                           "برای این سامانه و خدمت مجوز یا درخواستی وجود دارد")
-        values = {"purposes": json.dumps(clean), "status": "approved", "decided_by": actor, "decided_at": now}
+            raise Conflict(
+                f"a grant for {_target(client_id, service_id)} is already {existing['status']}",
+                "برای این سامانه و خدمت مجوز یا درخواستی وجود دارد",
+            )
+        values = {
+            "purposes": json.dumps(clean),
+            "status": "approved",
+            "decided_by": actor,
+            "decided_at": now,
+        }
         conn.execute(update(grants).where(grants.c.id == existing["id"]).values(**values))
         after = {**existing, **values}
-        audit.record(conn, actor, Action.GRANT_APPROVE, _target(client_id, service_id), _out(existing), _out(after))
+        audit.record(
+            conn,
+            actor,
+            Action.GRANT_APPROVE,
+            _target(client_id, service_id),
+            _out(existing),
+            _out(after),
+        )
         return _out(after)
     row = {
         "client_id": client_id,
@@ -96,8 +125,14 @@ def request_grant(
         "decided_at": now if approve else None,
     }
     row["id"] = conn.execute(insert(grants).values(**row)).inserted_primary_key[0]
-    audit.record(conn, actor, Action.GRANT_APPROVE if approve else Action.GRANT_REQUEST,
-                 _target(client_id, service_id), None, _out(row))
+    audit.record(
+        conn,
+        actor,
+        Action.GRANT_APPROVE if approve else Action.GRANT_REQUEST,
+        _target(client_id, service_id),
+        None,
+        _out(row),
+    )
     return _out(row)
 
 
@@ -112,8 +147,12 @@ def get_grant(conn: Connection, grant_id: int) -> dict[str, Any]:
     return _out(_get_row(conn, grant_id))
 
 
-def list_grants(conn: Connection, client_id: str | None = None, service_id: str | None = None,
-                status: str | None = None) -> list[dict[str, Any]]:
+def list_grants(
+    conn: Connection,
+    client_id: str | None = None,
+    service_id: str | None = None,
+    status: str | None = None,
+) -> list[dict[str, Any]]:
     q = select(grants).order_by(grants.c.id)
     if client_id:
         q = q.where(grants.c.client_id == client_id)
@@ -131,19 +170,29 @@ _TRANSITIONS = {
 }
 
 
-def decide(conn: Connection, grant_id: int, decision: str, actor: str, reason: str | None = None) -> dict[str, Any]:
+def decide(
+    conn: Connection, grant_id: int, decision: str, actor: str, reason: str | None = None
+) -> dict[str, Any]:
     if decision not in _TRANSITIONS:
         raise BadRequest(f"decision must be one of {', '.join(_TRANSITIONS)}", "تصمیم نامعتبر است")
     allowed_from, to, action = _TRANSITIONS[decision]
     before = _get_row(conn, grant_id)
     if before["status"] not in allowed_from:
-        raise Conflict(f"grant {grant_id} is {before['status']}; it cannot be {to}",
-                       "وضعیت مجوز اجازه این تغییر را نمی‌دهد")
+        raise Conflict(
+            f"grant {grant_id} is {before['status']}; it cannot be {to}",
+            "وضعیت مجوز اجازه این تغییر را نمی‌دهد",
+        )
     values = {"status": to, "decided_by": actor, "decided_at": now_rfc3339(), "reason": reason}
     conn.execute(update(grants).where(grants.c.id == grant_id).values(**values))
     after = {**before, **values}
-    audit.record(conn, actor, action, _target(before["client_id"], before["service_id"]),
-                 _out(before), _out(after))
+    audit.record(
+        conn,
+        actor,
+        action,
+        _target(before["client_id"], before["service_id"]),
+        _out(before),
+        _out(after),
+    )
     return _out(after)
 
 

@@ -70,11 +70,19 @@ def list_members(conn: Connection) -> list[dict[str, Any]]:
 
 
 def set_member_status(conn: Connection, member_id: str, status: str, actor: str) -> dict[str, Any]:
+    if status not in ("active", "revoked"):
+        raise BadRequest("a member's status is active or revoked", "وضعیت دستگاه نامعتبر است")
     before = get_member(conn, member_id)
     conn.execute(update(members).where(members.c.id == member_id).values(status=status))
     after = {**before, "status": status}
-    audit.record(conn, actor, Action.MEMBER_REVOKE if status == "revoked" else Action.MEMBER_UPDATE,
-                 member_id, before, after)
+    audit.record(
+        conn,
+        actor,
+        Action.MEMBER_REVOKE if status == "revoked" else Action.MEMBER_UPDATE,
+        member_id,
+        before,
+        after,
+    )
     return after
 
 
@@ -86,7 +94,9 @@ def add_subsystem(
     if member["status"] != "active":
         raise Conflict(f"member {member['id']} is {member['status']}", "دستگاه فعال نیست")
     if _row(conn, subsystems, subsystems.c.id, client_id):
-        raise Conflict(f"subsystem {client_id} already exists", f"سامانه {client_id} قبلاً ثبت شده است")
+        raise Conflict(
+            f"subsystem {client_id} already exists", f"سامانه {client_id} قبلاً ثبت شده است"
+        )
     row = {
         "id": client_id,
         "member_id": str(sid.member),
@@ -132,9 +142,13 @@ def new_client_secret(conn: Connection, client_id: str, actor: str) -> str:
     get_subsystem(conn, client_id)
     secret = new_secret()
     conn.execute(
-        update(subsystems).where(subsystems.c.id == client_id).values(secret_hash=hash_secret(secret))
+        update(subsystems)
+        .where(subsystems.c.id == client_id)
+        .values(secret_hash=hash_secret(secret))
     )
-    audit.record(conn, actor, Action.SUBSYSTEM_SECRET, client_id, None, {"secret": "(new, not kept)"})
+    audit.record(
+        conn, actor, Action.SUBSYSTEM_SECRET, client_id, None, {"secret": "(new, not kept)"}
+    )
     return secret
 
 
@@ -143,7 +157,9 @@ def add_key(conn: Connection, client_id: str, jwk: dict[str, Any], actor: str) -
     if sub["status"] != "active":
         raise Conflict(f"subsystem {client_id} is {sub['status']}", "سامانه فعال نیست")
     if not isinstance(jwk, dict) or "d" in jwk:
-        raise BadRequest("send the public JWK only, never the private key", "فقط کلید عمومی را بفرستید")
+        raise BadRequest(
+            "send the public JWK only, never the private key", "فقط کلید عمومی را بفرستید"
+        )
     try:
         _, alg = jwk_to_public_key(jwk)
         kid = jwk_thumbprint({k: str(v) for k, v in jwk.items()})
@@ -174,7 +190,9 @@ def _key_out(row: dict[str, Any]) -> dict[str, Any]:
 
 def list_keys(conn: Connection, client_id: str) -> list[dict[str, Any]]:
     q = select(subsystem_keys).where(subsystem_keys.c.subsystem_id == client_id)
-    return [_key_out(dict(r)) for r in conn.execute(q.order_by(subsystem_keys.c.created_at)).mappings()]
+    return [
+        _key_out(dict(r)) for r in conn.execute(q.order_by(subsystem_keys.c.created_at)).mappings()
+    ]
 
 
 def revoke_key(conn: Connection, client_id: str, kid: str, actor: str) -> dict[str, Any]:
@@ -183,7 +201,9 @@ def revoke_key(conn: Connection, client_id: str, kid: str, actor: str) -> dict[s
         raise NotFound(f"subsystem {client_id} has no key {kid}", "کلید یافت نشد")
     now = now_rfc3339()
     conn.execute(
-        update(subsystem_keys).where(subsystem_keys.c.kid == kid).values(status="revoked", revoked_at=now)
+        update(subsystem_keys)
+        .where(subsystem_keys.c.kid == kid)
+        .values(status="revoked", revoked_at=now)
     )
     after = {**row, "status": "revoked", "revoked_at": now}
     audit.record(conn, actor, Action.KEY_REVOKE, f"{client_id}#{kid}", row, after)

@@ -16,31 +16,53 @@ from dargah.registry.members import get_subsystem
 from dargah.store.tables import quotas
 
 
-def set_quota(conn: Connection, client_id: str, per_second: float, actor: str, *,
-              service_id: str | None = None, burst: float | None = None) -> dict[str, Any]:
+def set_quota(
+    conn: Connection,
+    client_id: str,
+    per_second: float,
+    actor: str,
+    *,
+    service_id: str | None = None,
+    burst: float | None = None,
+) -> dict[str, Any]:
     get_subsystem(conn, client_id)
     if service_id:
         parse_service_id(service_id)
     if not (math.isfinite(per_second) and per_second > 0) or (
         burst is not None and not (math.isfinite(burst) and burst >= 1)
     ):
-        raise BadRequest("the rate must be above 0 and the burst at least 1",
-                         "نرخ باید بیش از صفر و ظرفیت دست‌کم ۱ باشد")
+        raise BadRequest(
+            "the rate must be above 0 and the burst at least 1",
+            "نرخ باید بیش از صفر و ظرفیت دست‌کم ۱ باشد",
+        )
     key = service_id or ""
-    row = {"client_id": client_id, "service_id": key, "per_second": float(per_second),
-           "burst": float(burst if burst is not None else max(1.0, per_second)), "updated_at": now_rfc3339()}
+    row = {
+        "client_id": client_id,
+        "service_id": key,
+        "per_second": float(per_second),
+        "burst": float(burst if burst is not None else max(1.0, per_second)),
+        "updated_at": now_rfc3339(),
+    }
     where = (quotas.c.client_id == client_id) & (quotas.c.service_id == key)
     before = conn.execute(select(quotas).where(where)).mappings().first()
     if before is None:
         conn.execute(insert(quotas).values(**row))
     else:
         conn.execute(update(quotas).where(where).values(**row))
-    audit.record(conn, actor, Action.QUOTA_SET, f"{client_id} {key}".strip(),
-                 dict(before) if before else None, row)
+    audit.record(
+        conn,
+        actor,
+        Action.QUOTA_SET,
+        f"{client_id} {key}".strip(),
+        dict(before) if before else None,
+        row,
+    )
     return row
 
 
-def remove_quota(conn: Connection, client_id: str, actor: str, service_id: str | None = None) -> None:
+def remove_quota(
+    conn: Connection, client_id: str, actor: str, service_id: str | None = None
+) -> None:
     key = service_id or ""
     where = (quotas.c.client_id == client_id) & (quotas.c.service_id == key)
     before = conn.execute(select(quotas).where(where)).mappings().first()

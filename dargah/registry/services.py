@@ -20,8 +20,17 @@ from dargah.store.tables import services
 DEFAULT_TIMEOUT_S = 30.0
 DEFAULT_MAX_BODY = 10 * 1024 * 1024
 DATA_ITEM_RE = re.compile(r"[a-z][a-z0-9_-]*(\.[a-z][a-z0-9_-]*)+")
-_MUTABLE = {"title", "base_url", "openapi", "personal_data", "timeout_s", "max_body",
-            "maintenance", "store_bodies", "supplies"}
+_MUTABLE = {
+    "title",
+    "base_url",
+    "openapi",
+    "personal_data",
+    "timeout_s",
+    "max_body",
+    "maintenance",
+    "store_bodies",
+    "supplies",
+}
 
 
 def _validate(values: dict[str, Any]) -> None:
@@ -36,25 +45,37 @@ def _validate(values: dict[str, Any]) -> None:
         if not ok or url.query or url.fragment:
             raise BadRequest(problem, "نشانی ارائه‌دهنده باید یک نشانی http یا https معتبر باشد")
     if "timeout_s" in values and not (0 < float(values["timeout_s"]) <= 300):
-        raise BadRequest("timeout must be between 0 and 300 seconds", "مهلت پاسخ باید بین ۰ و ۳۰۰ ثانیه باشد")
+        raise BadRequest(
+            "timeout must be between 0 and 300 seconds", "مهلت پاسخ باید بین ۰ و ۳۰۰ ثانیه باشد"
+        )
     if "max_body" in values and not (0 < int(values["max_body"]) <= 1 << 30):
         raise BadRequest("body limit must be between 1 byte and 1 GiB", "سقف حجم نامعتبر است")
     for item in values.get("supplies") or []:
         if not DATA_ITEM_RE.fullmatch(item):
-            raise BadRequest(f"data item {item!r} must look like 'person.identity'",
-                             f"نام قلم داده {item} نامعتبر است")
+            raise BadRequest(
+                f"data item {item!r} must look like 'person.identity'",
+                f"نام قلم داده {item} نامعتبر است",
+            )
     if "openapi" in values and values["openapi"] is not None:
         try:
-            doc = json.loads(values["openapi"]) if isinstance(values["openapi"], str) else values["openapi"]
+            doc = (
+                json.loads(values["openapi"])
+                if isinstance(values["openapi"], str)
+                else values["openapi"]
+            )
         except ValueError as exc:
-            raise BadRequest("the OpenAPI document is not valid JSON", "سند OpenAPI معتبر نیست") from exc
+            raise BadRequest(
+                "the OpenAPI document is not valid JSON", "سند OpenAPI معتبر نیست"
+            ) from exc
         if not isinstance(doc, dict):
             raise BadRequest("the OpenAPI document must be a JSON object", "سند OpenAPI معتبر نیست")
 
 
 def _out(row: dict[str, Any]) -> dict[str, Any]:
     out = dict(row)
-    out["supplies"] = json.loads(row["supplies"]) if isinstance(row["supplies"], str) else row["supplies"]
+    out["supplies"] = (
+        json.loads(row["supplies"]) if isinstance(row["supplies"], str) else row["supplies"]
+    )
     out["has_openapi"] = bool(row.get("openapi"))
     out.pop("openapi", None)
     return out
@@ -77,12 +98,21 @@ def add_service(
     sid = parse_service_id(service_id)
     provider = get_subsystem(conn, str(sid.subsystem))
     if provider["status"] != "active":
-        raise Conflict(f"provider {provider['id']} is {provider['status']}", "سامانه ارائه‌دهنده فعال نیست")
-    values = {"base_url": base_url, "timeout_s": timeout_s, "max_body": max_body,
-              "supplies": supplies or [], "openapi": openapi}
+        raise Conflict(
+            f"provider {provider['id']} is {provider['status']}", "سامانه ارائه‌دهنده فعال نیست"
+        )
+    values = {
+        "base_url": base_url,
+        "timeout_s": timeout_s,
+        "max_body": max_body,
+        "supplies": supplies or [],
+        "openapi": openapi,
+    }
     _validate(values)
     if conn.execute(select(services.c.id).where(services.c.id == service_id)).first():
-        raise Conflict(f"service {service_id} already exists", f"خدمت {service_id} قبلاً ثبت شده است")
+        raise Conflict(
+            f"service {service_id} already exists", f"خدمت {service_id} قبلاً ثبت شده است"
+        )
     row = {
         "id": service_id,
         "subsystem_id": str(sid.subsystem),
@@ -125,10 +155,14 @@ def list_services(conn: Connection, provider: str | None = None) -> list[dict[st
     return [_out(dict(r)) for r in conn.execute(q).mappings()]
 
 
-def update_service(conn: Connection, service_id: str, changes: dict[str, Any], actor: str) -> dict[str, Any]:
+def update_service(
+    conn: Connection, service_id: str, changes: dict[str, Any], actor: str
+) -> dict[str, Any]:
     unknown = set(changes) - _MUTABLE
     if unknown:
-        raise BadRequest(f"cannot change {', '.join(sorted(unknown))}", "این ویژگی‌ها تغییرپذیر نیستند")
+        raise BadRequest(
+            f"cannot change {', '.join(sorted(unknown))}", "این ویژگی‌ها تغییرپذیر نیستند"
+        )
     before = _get_row(conn, service_id)
     _validate(changes)
     values = dict(changes)
@@ -136,10 +170,15 @@ def update_service(conn: Connection, service_id: str, changes: dict[str, Any], a
         values["supplies"] = json.dumps(sorted(set(values["supplies"] or [])))
     if "base_url" in values:
         values["base_url"] = str(values["base_url"]).rstrip("/")
-    if "openapi" in values and values["openapi"] is not None and not isinstance(values["openapi"], str):
+    if (
+        "openapi" in values
+        and values["openapi"] is not None
+        and not isinstance(values["openapi"], str)
+    ):
         values["openapi"] = json.dumps(values["openapi"])
-    if values:
-        conn.execute(update(services).where(services.c.id == service_id).values(**values))
+    if not values or all(before.get(k) == v for k, v in values.items()):
+        return _out(before)  # nothing changes: no audit entry, no new registry version
+    conn.execute(update(services).where(services.c.id == service_id).values(**values))
     after = {**before, **values}
     audit.record(conn, actor, Action.SERVICE_UPDATE, service_id, _out(before), _out(after))
     return _out(after)

@@ -117,7 +117,12 @@ def load_snapshot(conn: Connection) -> Snapshot:
             r.id, r.status == "active" and member_active.get(r.member_id, False), r.secret_hash
         )
         for r in conn.execute(
-            select(subsystems.c.id, subsystems.c.member_id, subsystems.c.status, subsystems.c.secret_hash)
+            select(
+                subsystems.c.id,
+                subsystems.c.member_id,
+                subsystems.c.status,
+                subsystems.c.secret_hash,
+            )
         )
     }
     keys: dict[str, KeyEntry] = {}
@@ -126,7 +131,9 @@ def load_snapshot(conn: Connection) -> Snapshot:
             public_key, alg = jwk_to_public_key(json.loads(k["jwk"]))
         except ValueError:
             continue
-        keys[k["kid"]] = KeyEntry(k["kid"], k["subsystem_id"], alg, public_key, k["status"] == "active")
+        keys[k["kid"]] = KeyEntry(
+            k["kid"], k["subsystem_id"], alg, public_key, k["status"] == "active"
+        )
     svc = {}
     for s in conn.execute(select(services)).mappings():
         entry = _service_entry(dict(s))
@@ -147,8 +154,12 @@ def load_snapshot(conn: Connection) -> Snapshot:
         for r in conn.execute(select(quotas))
     }
     topic_map = {
-        t.id: TopicEntry(t.id, t.subsystem_id, t.status == "active"
-                         and bool(clients.get(t.subsystem_id) and clients[t.subsystem_id].active))
+        t.id: TopicEntry(
+            t.id,
+            t.subsystem_id,
+            t.status == "active"
+            and bool(clients.get(t.subsystem_id) and clients[t.subsystem_id].active),
+        )
         for t in conn.execute(select(topics.c.id, topics.c.subsystem_id, topics.c.status))
     }
     return Snapshot(version, clients, keys, svc, grant_map, quota_map, topic_map)

@@ -22,16 +22,22 @@ from dargah.registry.members import get_subsystem
 from dargah.store.tables import deliveries, grants, subscriptions, topics
 
 
-def add_topic(conn: Connection, topic_id: str, actor: str,
-              title: str | None = None) -> dict[str, Any]:
+def add_topic(
+    conn: Connection, topic_id: str, actor: str, title: str | None = None
+) -> dict[str, Any]:
     tid = parse_topic_id(topic_id)
     owner = get_subsystem(conn, str(tid.subsystem))
     if owner["status"] != "active":
         raise Conflict(f"subsystem {owner['id']} is {owner['status']}", "سامانه فعال نیست")
     if conn.execute(select(topics.c.id).where(topics.c.id == topic_id)).first():
         raise Conflict(f"topic {topic_id} already exists", f"موضوع {topic_id} قبلاً ثبت شده است")
-    row = {"id": topic_id, "subsystem_id": str(tid.subsystem), "title": title or tid.code,
-           "status": "active", "created_at": now_rfc3339()}
+    row = {
+        "id": topic_id,
+        "subsystem_id": str(tid.subsystem),
+        "title": title or tid.code,
+        "status": "active",
+        "created_at": now_rfc3339(),
+    }
     conn.execute(insert(topics).values(**row))
     audit.record(conn, actor, Action.TOPIC_ADD, topic_id, None, row)
     return row
@@ -55,46 +61,71 @@ def _check_webhook(url: str) -> None:
     except ValueError:
         ok = False
     if not ok:
-        raise BadRequest("the webhook must be an http(s) URL with a host",
-                         "نشانی وب‌هوک باید یک نشانی http یا https باشد")
+        raise BadRequest(
+            "the webhook must be an http(s) URL with a host",
+            "نشانی وب‌هوک باید یک نشانی http یا https باشد",
+        )
 
 
-def add_subscription(conn: Connection, client_id: str, topic_id: str, actor: str, *,
-                     webhook: str | None = None, pull: bool = False) -> dict[str, Any]:
+def add_subscription(
+    conn: Connection,
+    client_id: str,
+    topic_id: str,
+    actor: str,
+    *,
+    webhook: str | None = None,
+    pull: bool = False,
+) -> dict[str, Any]:
     parse_subsystem_id(client_id)
     get_subsystem(conn, client_id)
     topic = get_topic(conn, topic_id)
     if (webhook is None) == (not pull):
-        raise BadRequest("a subscription is either a webhook or pulled, not both or neither",
-                         "اشتراک یا با وب‌هوک است یا با دریافت مستقیم")
+        raise BadRequest(
+            "a subscription is either a webhook or pulled, not both or neither",
+            "اشتراک یا با وب‌هوک است یا با دریافت مستقیم",
+        )
     if webhook is not None:
         _check_webhook(webhook)
-    granted = conn.execute(select(grants.c.id).where(
-        grants.c.client_id == client_id, grants.c.service_id == topic_id,
-        grants.c.status == "approved",
-    )).first()
+    granted = conn.execute(
+        select(grants.c.id).where(
+            grants.c.client_id == client_id,
+            grants.c.service_id == topic_id,
+            grants.c.status == "approved",
+        )
+    ).first()
     if granted is None:
-        raise Conflict(f"{client_id} has no approved grant on {topic['id']}",
-                       "برای این موضوع مجوز تأییدشده‌ای وجود ندارد")
-    row = {"id": str(uuid.uuid4()), "client_id": client_id, "topic_id": topic_id,
-           "mode": "pull" if pull else "webhook", "webhook_url": webhook, "status": "active",
-           "created_at": now_rfc3339()}
+        raise Conflict(
+            f"{client_id} has no approved grant on {topic['id']}",
+            "برای این موضوع مجوز تأییدشده‌ای وجود ندارد",
+        )
+    row = {
+        "id": str(uuid.uuid4()),
+        "client_id": client_id,
+        "topic_id": topic_id,
+        "mode": "pull" if pull else "webhook",
+        "webhook_url": webhook,
+        "status": "active",
+        "created_at": now_rfc3339(),
+    }
     conn.execute(insert(subscriptions).values(**row))
     audit.record(conn, actor, Action.SUBSCRIPTION_ADD, f"{client_id} -> {topic_id}", None, row)
     return row
 
 
 def get_subscription(conn: Connection, subscription_id: str) -> dict[str, Any]:
-    row = conn.execute(
-        select(subscriptions).where(subscriptions.c.id == subscription_id)
-    ).mappings().first()
+    row = (
+        conn.execute(select(subscriptions).where(subscriptions.c.id == subscription_id))
+        .mappings()
+        .first()
+    )
     if row is None:
         raise NotFound(f"no subscription {subscription_id}", "اشتراک یافت نشد")
     return dict(row)
 
 
-def list_subscriptions(conn: Connection, client_id: str | None = None,
-                       topic_id: str | None = None) -> list[dict[str, Any]]:
+def list_subscriptions(
+    conn: Connection, client_id: str | None = None, topic_id: str | None = None
+) -> list[dict[str, Any]]:
     q = select(subscriptions).order_by(subscriptions.c.created_at)
     if client_id:
         q = q.where(subscriptions.c.client_id == client_id)
@@ -105,8 +136,9 @@ def list_subscriptions(conn: Connection, client_id: str | None = None,
 
 def remove_subscription(conn: Connection, subscription_id: str, actor: str) -> dict[str, Any]:
     before = get_subscription(conn, subscription_id)
-    conn.execute(update(subscriptions).where(subscriptions.c.id == subscription_id)
-                 .values(status="removed"))
+    conn.execute(
+        update(subscriptions).where(subscriptions.c.id == subscription_id).values(status="removed")
+    )
     after = {**before, "status": "removed"}
     audit.record(conn, actor, Action.SUBSCRIPTION_REMOVE, subscription_id, before, after)
     return after
@@ -121,8 +153,15 @@ def redeliver(conn: Connection, subscription_id: str, actor: str) -> int:
         .where(deliveries.c.subscription_id == subscription_id, deliveries.c.status == "dead")
         .values(status="pending", attempts=0, created=now, next_attempt_at=now, lease_until=None)
     ).rowcount
-    audit.record(conn, actor, Action.SUBSCRIPTION_REDELIVER, subscription_id, None, {"requeued": n},
-                 bump=False)
+    audit.record(
+        conn,
+        actor,
+        Action.SUBSCRIPTION_REDELIVER,
+        subscription_id,
+        None,
+        {"requeued": n},
+        bump=False,
+    )
     return int(n)
 
 

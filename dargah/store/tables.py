@@ -327,7 +327,9 @@ subscriptions = Table(
 events = Table(
     "events",
     metadata,
-    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column(
+        "seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
     Column("topic_id", String(200), nullable=False),
     Column("event_id", String(255), nullable=False),
     Column("body", Text, nullable=False),
@@ -341,7 +343,9 @@ events = Table(
 deliveries = Table(
     "deliveries",
     metadata,
-    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
     Column("subscription_id", String(36), ForeignKey("subscriptions.id"), nullable=False),
     Column("event_seq", BigInteger, nullable=False),
     Column("status", String(16), nullable=False),

@@ -18,7 +18,7 @@ from urllib.parse import parse_qs
 from dargah.bus.events import store
 from dargah.bus.log.writer import LogUnavailable
 from dargah.bus.proxy import ProxyHandler, Receive, Refusal, Scope, Send, _read_body, _send_problem
-from dargah.bus.request import ParsedCall, ParseError, parse_headers
+from dargah.bus.request import ParsedCall, ParseError, parse_headers, request_id_of
 from dargah.bus.runtime import BusRuntime
 from dargah.core.clock import now_rfc3339
 from dargah.core.identifiers import InvalidIdentifier, parse_topic_id
@@ -98,9 +98,13 @@ class EventsHandler:
             if not rt.writer.healthy:
                 raise LogUnavailable("the message log is not writable")
             try:
+                if "dargah.malformed" in scope:  # the server could not read the headers
+                    raise ParseError(scope["dargah.malformed"])
                 parse_headers(scope["headers"], call)
             except ParseError as exc:
-                call.request_id = call.request_id or str(uuid.uuid4())
+                call.request_id = (
+                    call.request_id or request_id_of(scope["headers"]) or str(uuid.uuid4())
+                )
                 raise Refusal("bad-request", str(exc)) from None
             finally:
                 rec["request_id"] = call.request_id or str(uuid.uuid4())

@@ -59,7 +59,10 @@ class SqliteLog:
     def __init__(self, path: str, durability: str) -> None:
         # mode=rw: never create an empty database where the instance's should be.
         self._conn = sqlite3.connect(
-            f"file:{path}?mode=rw", uri=True, isolation_level=None, check_same_thread=False,
+            f"file:{path}?mode=rw",
+            uri=True,
+            isolation_level=None,
+            check_same_thread=False,
             timeout=30,
         )
         self._conn.execute("PRAGMA journal_mode=WAL")
@@ -104,8 +107,7 @@ class SqliteLog:
 
     def add_seal(self, seq: int, hash_: str, ts: str, kid: str, signature: str) -> None:
         self._conn.execute(
-            "INSERT INTO message_log_seal (seq, hash, ts, kid, signature)"
-            " VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO message_log_seal (seq, hash, ts, kid, signature) VALUES (?, ?, ?, ?, ?)",
             (seq, hash_, ts, kid, signature),
         )
 

@@ -14,8 +14,8 @@ import logging
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from dargah.bus.log.backends import Body, LogBackend

@@ -11,5 +11,13 @@ from dargah.registry.catalogue.levels import definition_level
 from dargah.registry.catalogue.mapping import Mapping, MappingError, load_mapping
 from dargah.registry.catalogue.models import ImportReport, Problem
 
-__all__ = ["ImportReport", "Mapping", "MappingError", "Problem", "definition_level",
-           "export_catalogue", "import_catalogue", "load_mapping"]
+__all__ = [
+    "ImportReport",
+    "Mapping",
+    "MappingError",
+    "Problem",
+    "definition_level",
+    "export_catalogue",
+    "import_catalogue",
+    "load_mapping",
+]

@@ -58,8 +58,10 @@ def boolean(value: Any) -> bool | None:
             return True
         if token in FALSE:
             return False
-    raise Invalid(f"{value!r} is not a boolean: use true/false, yes/no, Y/N or بله/خیر",
-                  "مقدار بله/خیر نامعتبر است")
+    raise Invalid(
+        f"{value!r} is not a boolean: use true/false, yes/no, Y/N or بله/خیر",
+        "مقدار بله/خیر نامعتبر است",
+    )
 
 
 def integer(value: Any, low: int = 0, high: int | None = None) -> int | None:
@@ -78,8 +80,10 @@ def integer(value: Any, low: int = 0, high: int | None = None) -> int | None:
         raise Invalid(f"{value!r} is not a whole number", "باید عدد صحیح باشد")
     if value < low or (high is not None and value > high):
         bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
-        raise Invalid(f"{value} must be {bounds}", f"عدد باید دست‌کم {low} باشد"
-                      if high is None else f"عدد باید بین {low} و {high} باشد")
+        raise Invalid(
+            f"{value} must be {bounds}",
+            f"عدد باید دست‌کم {low} باشد" if high is None else f"عدد باید بین {low} و {high} باشد",
+        )
     return value
 
 
@@ -96,8 +100,9 @@ def number(value: Any, low: float, high: float) -> float | None:
     if not isinstance(value, int | float):
         raise Invalid(f"{value!r} is not a number", "باید عدد باشد")
     if not (low <= value <= high):
-        raise Invalid(f"{value} must be between {low:g} and {high:g}",
-                      f"عدد باید بین {low:g} و {high:g} باشد")
+        raise Invalid(
+            f"{value} must be between {low:g} and {high:g}", f"عدد باید بین {low:g} و {high:g} باشد"
+        )
     return float(value)
 
 
@@ -134,8 +139,10 @@ def enum(value: Any, allowed: tuple[str, ...]) -> str | None:
     if token is None:
         return None
     if token not in allowed:
-        raise Invalid(f"{token!r} is not one of {', '.join(allowed)}",
-                      f"«{token}» مجاز نیست؛ یکی از {'، '.join(allowed)}")
+        raise Invalid(
+            f"{token!r} is not one of {', '.join(allowed)}",
+            f"«{token}» مجاز نیست؛ یکی از {'، '.join(allowed)}",
+        )
     return token
 
 
@@ -145,8 +152,10 @@ def enum_list(value: Any, allowed: tuple[str, ...]) -> list[str] | None:
         return None
     bad = [i for i in items if i not in allowed]
     if bad:
-        raise Invalid(f"{', '.join(map(repr, bad))} not one of {', '.join(allowed)}",
-                      f"«{'، '.join(bad)}» مجاز نیست؛ یکی از {'، '.join(allowed)}")
+        raise Invalid(
+            f"{', '.join(map(repr, bad))} not one of {', '.join(allowed)}",
+            f"«{'، '.join(bad)}» مجاز نیست؛ یکی از {'، '.join(allowed)}",
+        )
     return list(dict.fromkeys(items))
 
 
@@ -160,11 +169,16 @@ def url(value: Any) -> str | None:
     except ValueError:
         host = None
         parts = None
-    if parts is None or parts.scheme not in ("http", "https") or not host or any(
-        c.isspace() for c in token
+    if (
+        parts is None
+        or parts.scheme not in ("http", "https")
+        or not host
+        or any(c.isspace() for c in token)
     ):
-        raise Invalid(f"{token!r} is not an http(s) URL with a host",
-                      "نشانی باید یک نشانی http یا https با نام میزبان باشد")
+        raise Invalid(
+            f"{token!r} is not an http(s) URL with a host",
+            "نشانی باید یک نشانی http یا https با نام میزبان باشد",
+        )
     return token
 
 

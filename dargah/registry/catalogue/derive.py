@@ -57,11 +57,15 @@ def resolve(namespace: str, records: list[Record]) -> list[Problem]:
                 candidate = derive_id(namespace, kind, key, attempt)
             if attempt:
                 shown = key.replace("\x1f", " / ")
-                problems.append(by_key[key].problem(
-                    "warning", "service_id" if kind == "service" else "legal_id",
-                    f"the {kind} ID derived from {shown!r} collided with another; re-derived as "
-                    f"{candidate} (attempt {attempt})",
-                    "شناسهٔ ساخته‌شده تکراری بود و دوباره ساخته شد"))
+                problems.append(
+                    by_key[key].problem(
+                        "warning",
+                        "service_id" if kind == "service" else "legal_id",
+                        f"the {kind} ID derived from {shown!r} collided with another; re-derived as "
+                        f"{candidate} (attempt {attempt})",
+                        "شناسهٔ ساخته‌شده تکراری بود و دوباره ساخته شد",
+                    )
+                )
             taken[kind].add(candidate)
             ids[(kind, key)] = candidate
     for record in records:

@@ -30,8 +30,11 @@ from dargah.registry.catalogue.service import load_agencies, load_cards
 from dargah.store.db import READ_ONLY
 from dargah.store.tables import services
 
-NOT_MEASURED = reason("not-measured", "verified level not measured yet: oversight has no evidence "
-                      "for this service", "سطح تأییدشده هنوز سنجیده نشده است")
+NOT_MEASURED = reason(
+    "not-measured",
+    "verified level not measured yet: oversight has no evidence for this service",
+    "سطح تأییدشده هنوز سنجیده نشده است",
+)
 
 
 def supplied_items(conn: Connection) -> set[str]:
@@ -53,15 +56,23 @@ def computed(card: dict[str, Any], supplied: set[str]) -> dict[str, Any]:
     verified: int | None = None
     counted = False
     why: list[Reason] = [*reasons, NOT_MEASURED]
-    return {"definition_level": level, "verified_level": verified, "counted": counted,
-            "reasons": why}
+    return {
+        "definition_level": level,
+        "verified_level": verified,
+        "counted": counted,
+        "reasons": why,
+    }
 
 
 def _plain(value: Any) -> bool:
     """Whether a value survives being a '|'-joined item of a CSV cell."""
     if isinstance(value, str):
-        return (value == value.strip() and value not in NULLS and LIST_SEP not in value
-                and not value.startswith(("[", "{")))
+        return (
+            value == value.strip()
+            and value not in NULLS
+            and LIST_SEP not in value
+            and not value.startswith(("[", "{"))
+        )
     return value is None or isinstance(value, bool | int | float)
 
 
@@ -113,7 +124,7 @@ def flatten_card(card: dict[str, Any]) -> dict[str, str]:
     row: dict[str, str] = {}
     for name in CARD_FIELDS:
         if name.startswith("steps."):
-            row[name] = _scalar((card.get("steps") or {}).get(name[len("steps."):]))
+            row[name] = _scalar((card.get("steps") or {}).get(name[len("steps.") :]))
         elif name in LIST_FIELDS:
             row[name] = _list_cell(card.get(name))
         elif name in OBJECT_LISTS:
@@ -146,8 +157,9 @@ def _opened(out: Path | TextIO) -> Iterator[TextIO]:
         yield out
 
 
-def _write_csv(out: Path | TextIO, head: list[str], rows: list[dict[str, str]],
-               tail: tuple[str, ...] = ()) -> None:
+def _write_csv(
+    out: Path | TextIO, head: list[str], rows: list[dict[str, str]], tail: tuple[str, ...] = ()
+) -> None:
     extra = sorted({k for r in rows for k in r if k.startswith("extra.")})
     with _opened(out) as f:
         writer = csv.DictWriter(f, [*head, *extra, *tail], restval="", lineterminator="\n")
@@ -155,8 +167,13 @@ def _write_csv(out: Path | TextIO, head: list[str], rows: list[dict[str, str]],
         writer.writerows(rows)
 
 
-def export_catalogue(engine: Engine, fmt: str = "json", out: Path | TextIO | None = None, *,
-                     agencies_out: Path | TextIO | None = None) -> dict[str, int]:
+def export_catalogue(
+    engine: Engine,
+    fmt: str = "json",
+    out: Path | TextIO | None = None,
+    *,
+    agencies_out: Path | TextIO | None = None,
+) -> dict[str, int]:
     """Write the catalogue to ``out`` (a path or a text stream); returns the counts written.
 
     ``fmt`` is ``json`` or ``csv``; for CSV, ``agencies_out`` receives the agencies.

@@ -28,8 +28,11 @@ from dargah.registry.catalogue.validate import validate_agency, validate_card
 from dargah.store.db import READ_ONLY
 
 Progress = Callable[[str, int, int], None]
-_CARD_ONLY = (set(CARD_FIELDS) - {"url"}) | {"documents.name_fa", "documents.name_en",
-                                             "reported.period"}
+_CARD_ONLY = (set(CARD_FIELDS) - {"url"}) | {
+    "documents.name_fa",
+    "documents.name_en",
+    "reported.period",
+}
 _AGENCY_ONLY = {"legal_id", "name_fa", "name_en", "member_class", "parent_legal_id", "website"}
 
 
@@ -55,31 +58,45 @@ def _csv_kind(raw: RawFile, mapping: Mapping) -> Kind | None:
     kinds: tuple[Kind, ...] = ("services", "agencies")
     fields = {k: mapping.provides(k, header) for k in kinds}
     complete = [k for k in fields if not _required(k, fields[k])]
-    own = {"services": len(mapping.provides("services", header, False) & _CARD_ONLY),
-           "agencies": len(mapping.provides("agencies", header, False) & _AGENCY_ONLY)}
+    own = {
+        "services": len(mapping.provides("services", header, False) & _CARD_ONLY),
+        "agencies": len(mapping.provides("agencies", header, False) & _AGENCY_ONLY),
+    }
     kind: Kind
     if complete:
         kind = complete[0]
     elif own["services"] or own["agencies"]:
         kind = "services" if own["services"] >= own["agencies"] else "agencies"
     else:
-        raw.fail("cannot tell whether this file holds service cards or agencies: its header has "
-                 "neither card columns (service_id, title_fa, ...) nor agency columns (legal_id, "
-                 "name_fa, ...)" + (" once mapped" if mapping.sections else ""),
-                 "ستون‌های پرونده نه با شناسنامهٔ خدمت می‌خواند نه با دستگاه", 1)
+        raw.fail(
+            "cannot tell whether this file holds service cards or agencies: its header has "
+            "neither card columns (service_id, title_fa, ...) nor agency columns (legal_id, "
+            "name_fa, ...)" + (" once mapped" if mapping.sections else ""),
+            "ستون‌های پرونده نه با شناسنامهٔ خدمت می‌خواند نه با دستگاه",
+            1,
+        )
         return None
     raw.summary.kind = kind
     missing = _required(kind, fields[kind])
     if missing:
         what = "cards" if kind == "services" else "agencies"
-        raw.fail(f"a file of {what} must have the column(s): {', '.join(missing)}"
-                 + (" (after the mapping)" if mapping.sections else ""),
-                 f"ستون‌های لازم نیامده است: {'، '.join(missing)}", 1)
+        raw.fail(
+            f"a file of {what} must have the column(s): {', '.join(missing)}"
+            + (" (after the mapping)" if mapping.sections else ""),
+            f"ستون‌های لازم نیامده است: {'، '.join(missing)}",
+            1,
+        )
         return None
     for column in mapping.absent_columns(kind, header):
-        raw.problems.append(Problem("warning", raw.summary.file, f"the mapping names column "
-                                    f"{column!r}, which this file does not have", "ستونی که در "
-                                    "نگاشت آمده در پرونده نیست", line=1))
+        raw.problems.append(
+            Problem(
+                "warning",
+                raw.summary.file,
+                f"the mapping names column {column!r}, which this file does not have",
+                "ستونی که در نگاشت آمده در پرونده نیست",
+                line=1,
+            )
+        )
     return kind
 
 
@@ -93,30 +110,47 @@ def _duplicates(records: list[Record], field: str) -> list[Problem]:
         if len(recs) < 2:
             continue
         for rec in recs:
-            others = ", ".join(Problem("error", o.file, "", line=o.line, path=o.path).where
-                               for o in recs if o is not rec)
-            problems.append(rec.problem(
-                "error", field, f"{field} {key} appears {len(recs)} times in this import "
-                f"(also at {others})", f"{field} {key} تکراری است",
-                key if field == "service_id" else None))
+            others = ", ".join(
+                Problem("error", o.file, "", line=o.line, path=o.path).where
+                for o in recs
+                if o is not rec
+            )
+            problems.append(
+                rec.problem(
+                    "error",
+                    field,
+                    f"{field} {key} appears {len(recs)} times in this import (also at {others})",
+                    f"{field} {key} تکراری است",
+                    key if field == "service_id" else None,
+                )
+            )
             rec.errors += 1
             rec.value = None
     return problems
 
 
-def _agency_checks(agencies: list[Record], cards: list[Record],
-                   registry: dict[str, dict[str, Any]]) -> list[Problem]:
+def _agency_checks(
+    agencies: list[Record], cards: list[Record], registry: dict[str, dict[str, Any]]
+) -> list[Problem]:
     problems = []
     in_files: dict[str, bool] = {}
     for rec in agencies:
         member = registry.get(rec.key or "")
         given = rec.values.get("member_class")
-        if rec.value is not None and member is not None and rec.value["member_class"] not in (
-            None, member["member_class"]
+        if (
+            rec.value is not None
+            and member is not None
+            and rec.value["member_class"] not in (None, member["member_class"])
         ):
-            problems.append(rec.problem(
-                "error", "member_class", f"agency {rec.key} is registered as {member['id']}; an "
-                f"import cannot change its class to {given}", "ردهٔ دستگاه ثبت‌شده تغییر نمی‌کند"))
+            problems.append(
+                rec.problem(
+                    "error",
+                    "member_class",
+                    f"agency {rec.key} is registered as {member['id']}; an "
+                    f"import cannot change its class to {given}",
+                    "ردهٔ دستگاه ثبت‌شده تغییر نمی‌کند",
+                )
+            )
             rec.errors += 1
             rec.value = None
         if rec.key is not None:
@@ -128,11 +162,15 @@ def _agency_checks(agencies: list[Record], cards: list[Record],
         if ok is None and rec.ref in registry:
             continue
         if ok is None:
-            reason = (f"unknown agency: no agency with legal ID {rec.ref} in the files or the "
-                      "registry", f"دستگاهی با شناسهٔ ملی {rec.ref} نه در پرونده‌ها هست نه در ثبت")
+            reason = (
+                f"unknown agency: no agency with legal ID {rec.ref} in the files or the registry",
+                f"دستگاهی با شناسهٔ ملی {rec.ref} نه در پرونده‌ها هست نه در ثبت",
+            )
         elif not ok:
-            reason = (f"agency {rec.ref} is refused in this import (see its row)",
-                      f"دستگاه {rec.ref} در این ورود پذیرفته نشد")
+            reason = (
+                f"agency {rec.ref} is refused in this import (see its row)",
+                f"دستگاه {rec.ref} در این ورود پذیرفته نشد",
+            )
         else:
             continue
         problems.append(rec.problem("error", "agency_legal_id", *reason, rec.key))
@@ -153,9 +191,15 @@ def _validate(records: list[Record], report: ImportReport, tick: Progress) -> No
             tick("validating", i, len(records))
     for (file, kind, name), count in sorted(unknown.items()):
         what = "a card field" if kind == "services" else "an agency field"
-        report.problems.append(Problem(
-            "warning", file, f"{name!r} is not {what}: kept in extra ({count} row(s))",
-            f"«{name}» فیلد شناخته‌شده‌ای نیست و در extra نگه داشته شد", field=name))
+        report.problems.append(
+            Problem(
+                "warning",
+                file,
+                f"{name!r} is not {what}: kept in extra ({count} row(s))",
+                f"«{name}» فیلد شناخته‌شده‌ای نیست و در extra نگه داشته شد",
+                field=name,
+            )
+        )
 
 
 def _order(files: list[str]) -> Callable[[Problem], tuple[int, int, str, int]]:
@@ -208,16 +252,23 @@ def import_catalogue(
     report.problems += _duplicates(agencies, "legal_id") + _duplicates(cards, "service_id")
     # One transaction: the registry read for the checks is the one the writes go to. A dry
     # run only reads, so on SQLite it does not take the write lock.
-    with engine.connect().execution_options(**(READ_ONLY if dry_run else {})) as conn, \
-            conn.begin() as tx:
+    with (
+        engine.connect().execution_options(**(READ_ONLY if dry_run else {})) as conn,
+        conn.begin() as tx,
+    ):
         registry = service.registry_agencies(conn)
         report.problems += _agency_checks(agencies, cards, registry)
         report.agencies_refused = sum(1 for r in agencies if r.errors)
         report.services_refused = sum(1 for r in cards if r.errors)
         refused = bool(report.errors) and not skip_invalid
         if dry_run or not refused:
-            plan = service.plan_import(conn, [r.value for r in agencies if r.value],
-                                       [r.value for r in cards if r.value], registry, instance)
+            plan = service.plan_import(
+                conn,
+                [r.value for r in agencies if r.value],
+                [r.value for r in cards if r.value],
+                registry,
+                instance,
+            )
             report.agencies_created = len(plan.new_agencies)
             report.agencies_updated = plan.updated_agencies
             report.agencies_unchanged = plan.same_agencies
@@ -227,10 +278,21 @@ def import_catalogue(
         if dry_run or refused:
             tx.rollback()
         else:
-            summary = {"files": [f.file for f in report.files], "dry_run": False,
-                       **{k: getattr(report, k) for k in (
-                           "agencies_created", "agencies_updated", "services_created",
-                           "services_updated", "services_unchanged", "services_refused")}}
+            summary = {
+                "files": [f.file for f in report.files],
+                "dry_run": False,
+                **{
+                    k: getattr(report, k)
+                    for k in (
+                        "agencies_created",
+                        "agencies_updated",
+                        "services_created",
+                        "services_updated",
+                        "services_unchanged",
+                        "services_refused",
+                    )
+                },
+            }
             service.apply_plan(conn, plan, actor, summary, tick)
             tx.commit()
             report.written = True

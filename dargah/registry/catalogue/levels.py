@@ -24,18 +24,36 @@ from typing import Any
 Reason = dict[str, str]
 
 _STEP_REASONS = {
-    "sign_in_online": ("sign-in-offline", "signing in is not online "
-                       "(steps.sign_in_online is false)", "ورود به سامانه برخط نیست"),
-    "apply_online": ("apply-offline", "the citizen cannot apply online (steps.apply_online is not "
-                     "true)", "ثبت درخواست برخط ممکن نیست"),
-    "pay_online": ("payment-offline", "the fee cannot be paid online (steps.pay_online is false)",
-                   "پرداخت هزینه برخط ممکن نیست"),
-    "decision_online": ("decision-offline", "the decision is not made online "
-                        "(steps.decision_online is false)", "رسیدگی و تصمیم برخط نیست"),
-    "issue_online": ("issuance-offline", "the output is not issued digitally "
-                     "(steps.issue_online is false)", "خروجی خدمت به‌صورت الکترونیکی صادر نمی‌شود"),
-    "track_online": ("tracking-offline", "there is no online tracking "
-                     "(steps.track_online is false)", "پیگیری برخط با کد رهگیری ممکن نیست"),
+    "sign_in_online": (
+        "sign-in-offline",
+        "signing in is not online (steps.sign_in_online is false)",
+        "ورود به سامانه برخط نیست",
+    ),
+    "apply_online": (
+        "apply-offline",
+        "the citizen cannot apply online (steps.apply_online is not true)",
+        "ثبت درخواست برخط ممکن نیست",
+    ),
+    "pay_online": (
+        "payment-offline",
+        "the fee cannot be paid online (steps.pay_online is false)",
+        "پرداخت هزینه برخط ممکن نیست",
+    ),
+    "decision_online": (
+        "decision-offline",
+        "the decision is not made online (steps.decision_online is false)",
+        "رسیدگی و تصمیم برخط نیست",
+    ),
+    "issue_online": (
+        "issuance-offline",
+        "the output is not issued digitally (steps.issue_online is false)",
+        "خروجی خدمت به‌صورت الکترونیکی صادر نمی‌شود",
+    ),
+    "track_online": (
+        "tracking-offline",
+        "there is no online tracking (steps.track_online is false)",
+        "پیگیری برخط با کد رهگیری ممکن نیست",
+    ),
 }
 
 
@@ -50,16 +68,20 @@ def _level1(card: Mapping[str, Any]) -> list[Reason]:
     if not (card.get("description_fa") or card.get("description_en")):
         out.append(reason("no-description", "the card has no description", "خدمت شرح ندارد"))
     if not card.get("channels"):
-        out.append(reason("no-channels", "the card lists no channel",
-                          "مجرای ارائهٔ خدمت ثبت نشده است"))
+        out.append(
+            reason("no-channels", "the card lists no channel", "مجرای ارائهٔ خدمت ثبت نشده است")
+        )
     if card.get("documents") is None:
         out.append(_no_documents())
     return out
 
 
 def _no_documents() -> Reason:
-    return reason("no-documents", "the required documents are not stated (documents is null; "
-                  "[] means none are required)", "مدارک لازم اعلام نشده است")
+    return reason(
+        "no-documents",
+        "the required documents are not stated (documents is null; [] means none are required)",
+        "مدارک لازم اعلام نشده است",
+    )
 
 
 def _apply(card: Mapping[str, Any]) -> list[Reason]:
@@ -80,11 +102,17 @@ def _level3(card: Mapping[str, Any]) -> list[Reason]:
             out.append(reason(code, en, fa))
     visits = card.get("in_person_visits")
     if visits:
-        out.append(reason("in-person-visit", f"the citizen must visit in person ({visits} "
-                          "visit(s))", f"{visits} بار مراجعهٔ حضوری لازم است"))
+        out.append(
+            reason(
+                "in-person-visit",
+                f"the citizen must visit in person ({visits} visit(s))",
+                f"{visits} بار مراجعهٔ حضوری لازم است",
+            )
+        )
     if card.get("paper_required") is True:
-        out.append(reason("paper-required", "paper documents are required",
-                          "ارائهٔ مدرک کاغذی لازم است"))
+        out.append(
+            reason("paper-required", "paper documents are required", "ارائهٔ مدرک کاغذی لازم است")
+        )
     return out
 
 
@@ -92,21 +120,35 @@ def _level4(card: Mapping[str, Any], supplied: Set[str]) -> list[Reason]:
     documents = card.get("documents")
     if documents is None:
         return [_no_documents()]
-    asked = sorted({d.get("data_item") for d in documents if d.get("source") == "citizen"
-                    and d.get("data_item") in supplied})
+    asked = sorted(
+        {
+            d.get("data_item")
+            for d in documents
+            if d.get("source") == "citizen" and d.get("data_item") in supplied
+        }
+    )
     if not asked:
         return []
     items = ", ".join(asked)
-    return [reason("citizen-supplies-bus-data", f"the citizen must bring {items}, which a bus "
-                   "service already supplies", f"شهروند باید {items} را بیاورد که خدمتی روی "
-                   "گذرگاه آن را ارائه می‌کند")]
+    return [
+        reason(
+            "citizen-supplies-bus-data",
+            f"the citizen must bring {items}, which a bus service already supplies",
+            f"شهروند باید {items} را بیاورد که خدمتی روی گذرگاه آن را ارائه می‌کند",
+        )
+    ]
 
 
 def _level5(card: Mapping[str, Any]) -> list[Reason]:
     if card.get("proactive_topics"):
         return []
-    return [reason("not-proactive", "no life event starts the service (proactive_topics is empty)",
-                   "هیچ رویداد زندگی خدمت را خودکار آغاز نمی‌کند")]
+    return [
+        reason(
+            "not-proactive",
+            "no life event starts the service (proactive_topics is empty)",
+            "هیچ رویداد زندگی خدمت را خودکار آغاز نمی‌کند",
+        )
+    ]
 
 
 def definition_level(card: Mapping[str, Any], supplied_items: Set[str]) -> tuple[int, list[Reason]]:

@@ -42,8 +42,17 @@ from dargah.registry.catalogue.models import (
     Kind,
 )
 
-_RULE_KEYS = {"column", "derive_from", "constant", "default", "values", "split", "fix",
-              "document_name", "document_source"}
+_RULE_KEYS = {
+    "column",
+    "derive_from",
+    "constant",
+    "default",
+    "values",
+    "split",
+    "fix",
+    "document_name",
+    "document_source",
+}
 _UNSET: Any = object()
 
 
@@ -102,8 +111,10 @@ class Rule:
             elif isinstance(value, str):
                 value = self._map(value.strip())
         if self.document_name is not None and isinstance(value, list):
-            value = [{self.document_name: v, "source": self.document_source} if isinstance(v, str)
-                     else v for v in value]
+            value = [
+                {self.document_name: v, "source": self.document_source} if isinstance(v, str) else v
+                for v in value
+            ]
         if is_null(value) and self.default is not _UNSET:
             return self.default
         return value
@@ -182,16 +193,22 @@ def _rule(where: str, kind: str, name: str, spec: Any) -> Rule:
         raise MappingError(f"{where}: {name} = {{ column = ... }} (a table), not {spec!r}")
     unknown = sorted(set(spec) - _RULE_KEYS)
     if unknown:
-        raise MappingError(f"{where}: {name}: unknown key(s) {', '.join(unknown)}; "
-                           f"allowed: {', '.join(sorted(_RULE_KEYS))}")
+        raise MappingError(
+            f"{where}: {name}: unknown key(s) {', '.join(unknown)}; "
+            f"allowed: {', '.join(sorted(_RULE_KEYS))}"
+        )
     if not name.startswith("extra.") and name not in _targets(kind):
-        raise MappingError(f"{where}: {name!r} is not a field of {kind} in catalogue.md "
-                           f"(write \"extra.{name}\" to keep it as an extra field)")
+        raise MappingError(
+            f"{where}: {name!r} is not a field of {kind} in catalogue.md "
+            f'(write "extra.{name}" to keep it as an extra field)'
+        )
     rule = Rule(name)
     sources = [k for k in ("column", "derive_from", "constant") if k in spec]
     if len(sources) > 1:
-        raise MappingError(f"{where}: {name}: give one of column, derive_from, constant, not "
-                           f"{' and '.join(sources)}")
+        raise MappingError(
+            f"{where}: {name}: give one of column, derive_from, constant, not "
+            f"{' and '.join(sources)}"
+        )
     if "column" in spec:
         if not isinstance(spec["column"], str) or not spec["column"]:
             raise MappingError(f"{where}: {name}: column must be a column name")
@@ -216,12 +233,15 @@ def _rule(where: str, kind: str, name: str, spec: Any) -> Rule:
     if split is not None and (not isinstance(split, str) or not split):
         raise MappingError(f"{where}: {name}: split is the separator of the list's items")
     if split is not None and name not in (*LIST_FIELDS, "documents"):
-        raise MappingError(f"{where}: {name}: split applies to list fields only "
-                           f"({', '.join(LIST_FIELDS)}, documents)")
+        raise MappingError(
+            f"{where}: {name}: split applies to list fields only "
+            f"({', '.join(LIST_FIELDS)}, documents)"
+        )
     rule.split = split
     for pair in spec.get("fix", []):
-        if not (isinstance(pair, list) and len(pair) == 2
-                and all(isinstance(p, str) for p in pair)):
+        if not (
+            isinstance(pair, list) and len(pair) == 2 and all(isinstance(p, str) for p in pair)
+        ):
             raise MappingError(f"{where}: {name}: fix is a list of [regex, replacement] pairs")
         try:
             rule.fix.append((re.compile(pair[0]), pair[1]))
@@ -229,8 +249,10 @@ def _rule(where: str, kind: str, name: str, spec: Any) -> Rule:
             raise MappingError(f"{where}: {name}: bad regex {pair[0]!r}: {exc}") from None
     if "document_name" in spec or "document_source" in spec:
         if name != "documents" or spec.get("document_name") not in DOCUMENT_KEYS[:2]:
-            raise MappingError(f"{where}: document_name (name_fa or name_en) and document_source "
-                               "apply to documents only")
+            raise MappingError(
+                f"{where}: document_name (name_fa or name_en) and document_source "
+                "apply to documents only"
+            )
         rule.document_name = spec["document_name"]
         rule.document_source = str(spec.get("document_source", "citizen"))
     return rule
@@ -240,8 +262,12 @@ def _dotted(fields: dict[str, Any]) -> dict[str, Any]:
     """``steps.apply_online = {...}`` written without quotes is a nested TOML table: flatten it."""
     out: dict[str, Any] = {}
     for name, spec in fields.items():
-        nested = isinstance(spec, dict) and spec and not (set(spec) & _RULE_KEYS) and all(
-            isinstance(v, dict) for v in spec.values())
+        nested = (
+            isinstance(spec, dict)
+            and spec
+            and not (set(spec) & _RULE_KEYS)
+            and all(isinstance(v, dict) for v in spec.values())
+        )
         if nested:
             for sub, value in _dotted(spec).items():
                 out[f"{name}.{sub}"] = value
@@ -269,8 +295,10 @@ def parse_mapping(doc: dict[str, Any], where: str = "mapping") -> Mapping:
         fields = table.get("fields", {})
         if not isinstance(fields, dict):
             raise MappingError(f"{where}: [{kind}.fields] must be a table")
-        rules = {name: _rule(f"{where} [{kind}.fields]", kind, name, spec)
-                 for name, spec in _dotted(fields).items()}
+        rules = {
+            name: _rule(f"{where} [{kind}.fields]", kind, name, spec)
+            for name, spec in _dotted(fields).items()
+        }
         mapping.sections[kind] = Section(rules, frozenset(ignore))
     return mapping
 

@@ -11,20 +11,52 @@ RECIPIENTS = ("citizen", "business", "government")
 CHANNELS = ("online", "in_person", "phone", "mail", "kiosk", "app")
 STATUSES = ("active", "retired")
 CLASSES = MEMBER_CLASSES
-STEPS = ("sign_in_online", "apply_online", "pay_online", "decision_online", "issue_online",
-         "track_online")
+STEPS = (
+    "sign_in_online",
+    "apply_online",
+    "pay_online",
+    "decision_online",
+    "issue_online",
+    "track_online",
+)
 DOCUMENT_KEYS = ("name_fa", "name_en", "data_item", "source")
-REPORT_COUNTS = ("applications_online", "applications_in_person", "applications_other",
-                 "completed", "completed_online", "started", "cost_total_rials",
-                 "cost_per_transaction_rials")
+REPORT_COUNTS = (
+    "applications_online",
+    "applications_in_person",
+    "applications_other",
+    "completed",
+    "completed_online",
+    "started",
+    "cost_total_rials",
+    "cost_per_transaction_rials",
+)
 REPORT_KEYS = ("period", *REPORT_COUNTS, "satisfaction_pct")
 
 # A CARD, in the order of catalogue.md; steps are flattened with dots, as in CSV.
 CARD_FIELDS = (
-    "service_id", "agency_legal_id", "title_fa", "title_en", "description_fa", "description_en",
-    "recipients", "cluster", "life_events", "channels", *(f"steps.{s}" for s in STEPS),
-    "in_person_visits", "paper_required", "documents", "data_sources", "proactive_topics",
-    "form", "submit_to", "fee_rials", "time_limit_days", "declared_level", "reported", "status",
+    "service_id",
+    "agency_legal_id",
+    "title_fa",
+    "title_en",
+    "description_fa",
+    "description_en",
+    "recipients",
+    "cluster",
+    "life_events",
+    "channels",
+    *(f"steps.{s}" for s in STEPS),
+    "in_person_visits",
+    "paper_required",
+    "documents",
+    "data_sources",
+    "proactive_topics",
+    "form",
+    "submit_to",
+    "fee_rials",
+    "time_limit_days",
+    "declared_level",
+    "reported",
+    "status",
     "url",
 )
 AGENCY_FIELDS = ("legal_id", "name_fa", "name_en", "member_class", "parent_legal_id", "website")
@@ -37,8 +69,12 @@ LIST_FIELDS = ("recipients", "life_events", "channels", "data_sources", "proacti
 OBJECT_LISTS = {"documents": DOCUMENT_KEYS, "reported": REPORT_KEYS}
 
 # IDs a mapping may derive, and the kind of ID each is.
-DERIVABLE = {"service_id": "service", "legal_id": "legal", "agency_legal_id": "legal",
-             "parent_legal_id": "legal"}
+DERIVABLE = {
+    "service_id": "service",
+    "legal_id": "legal",
+    "agency_legal_id": "legal",
+    "parent_legal_id": "legal",
+}
 
 Kind = Literal["agencies", "services"]
 Severity = Literal["error", "warning"]
@@ -83,10 +119,17 @@ class Record:
     key: str | None = None  # its valid service_id (cards) or legal_id (agencies), even with errors
     ref: str | None = None  # a card's valid agency_legal_id, even with errors
 
-    def problem(self, severity: Severity, field_name: str | None, reason: str, reason_fa: str = "",
-                service_id: str | None = None) -> Problem:
-        return Problem(severity, self.file, reason, reason_fa, self.line, self.path,
-                       service_id, field_name)
+    def problem(
+        self,
+        severity: Severity,
+        field_name: str | None,
+        reason: str,
+        reason_fa: str = "",
+        service_id: str | None = None,
+    ) -> Problem:
+        return Problem(
+            severity, self.file, reason, reason_fa, self.line, self.path, service_id, field_name
+        )
 
 
 @dataclass(slots=True)

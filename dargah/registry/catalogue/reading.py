@@ -36,8 +36,10 @@ def decode(data: bytes) -> tuple[str, str]:
             "پرونده با UTF-16 ذخیره شده است؛ آن را با UTF-8 ذخیره کنید",
         )
     if b"\x00" in data:
-        raise Unreadable("the file holds NUL bytes: it is not a text file (save it as UTF-8)",
-                         "پرونده متنی نیست؛ آن را با UTF-8 ذخیره کنید")
+        raise Unreadable(
+            "the file holds NUL bytes: it is not a text file (save it as UTF-8)",
+            "پرونده متنی نیست؛ آن را با UTF-8 ذخیره کنید",
+        )
     try:
         encoding = "utf-8-sig" if data.startswith(b"\xef\xbb\xbf") else "utf-8"
         return data.decode("utf-8-sig"), encoding
@@ -75,8 +77,9 @@ def read_file(path: Path, name: str | None = None) -> RawFile:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        return RawFile(FileSummary(name, "?")).fail(f"cannot read the file: {exc.strerror}",
-                                                    "پرونده خوانده نشد")
+        return RawFile(FileSummary(name, "?")).fail(
+            f"cannot read the file: {exc.strerror}", "پرونده خوانده نشد"
+        )
     is_json = path.suffix.lower() == ".json" or data.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] == b"{"
     raw = RawFile(FileSummary(name, "json" if is_json else "csv"))
     try:
@@ -105,8 +108,11 @@ def _read_csv(raw: RawFile, text: str) -> RawFile:
     names = [h.strip() or f"column_{i + 1}" for i, h in enumerate(header)]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
-        return raw.fail(f"column(s) {', '.join(twice)} appear more than once in the header",
-                        "نام ستون تکراری است", 1)
+        return raw.fail(
+            f"column(s) {', '.join(twice)} appear more than once in the header",
+            "نام ستون تکراری است",
+            1,
+        )
     raw.header = names
     last = reader.line_num
     try:
@@ -115,11 +121,15 @@ def _read_csv(raw: RawFile, text: str) -> RawFile:
             if not cells or not any(c.strip() for c in cells):
                 continue
             record = Record("services", file, line, None, dict(zip(names, cells, strict=False)))
-            if len(cells) > len(names) and any(c.strip() for c in cells[len(names):]):
-                raw.problems.append(record.problem(
-                    "error", None,
-                    f"the row has {len(cells)} cells but the header has {len(names)}",
-                    "تعداد خانه‌های سطر با سطر عنوان نمی‌خواند"))
+            if len(cells) > len(names) and any(c.strip() for c in cells[len(names) :]):
+                raw.problems.append(
+                    record.problem(
+                        "error",
+                        None,
+                        f"the row has {len(cells)} cells but the header has {len(names)}",
+                        "تعداد خانه‌های سطر با سطر عنوان نمی‌خواند",
+                    )
+                )
                 record.errors += 1
             raw.records.append(record)
     except csv.Error as exc:
@@ -149,30 +159,43 @@ def _read_json(raw: RawFile, text: str) -> RawFile:
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
-        return raw.fail(f"not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})",
-                        "JSON معتبر نیست", exc.lineno)
+        return raw.fail(
+            f"not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})",
+            "JSON معتبر نیست",
+            exc.lineno,
+        )
     if not isinstance(doc, dict):
-        return raw.fail('a catalogue JSON file is an object {"agencies": [...], "services": [...]}',
-                        "پروندهٔ JSON باید یک شیء با agencies و services باشد")
+        return raw.fail(
+            'a catalogue JSON file is an object {"agencies": [...], "services": [...]}',
+            "پروندهٔ JSON باید یک شیء با agencies و services باشد",
+        )
     for key in doc:
         if key not in ("agencies", "services"):
-            raw.problems.append(Problem(
-                "warning", file, f"top-level key {key!r} is not part of the format and is not "
-                "imported", "کلید ناشناخته وارد نشد", path=key))
+            raw.problems.append(
+                Problem(
+                    "warning",
+                    file,
+                    f"top-level key {key!r} is not part of the format and is not imported",
+                    "کلید ناشناخته وارد نشد",
+                    path=key,
+                )
+            )
     kinds: tuple[Kind, ...] = ("agencies", "services")
     for kind in kinds:
         items = doc.get(kind)
         if items is None:
             continue
         if not isinstance(items, list):
-            raw.problems.append(Problem("error", file, f"{kind} must be a list", "باید فهرست باشد",
-                                        path=kind))
+            raw.problems.append(
+                Problem("error", file, f"{kind} must be a list", "باید فهرست باشد", path=kind)
+            )
             continue
         for i, item in enumerate(items):
             path = f"{kind}[{i}]"
             if not isinstance(item, dict):
-                raw.problems.append(Problem("error", file, "must be an object", "باید یک شیء باشد",
-                                            path=path))
+                raw.problems.append(
+                    Problem("error", file, "must be an object", "باید یک شیء باشد", path=path)
+                )
                 raw.records.append(Record(kind, file, None, path, {}, errors=1))
                 continue
             values, bad = flatten_json(item)

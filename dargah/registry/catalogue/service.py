@@ -31,8 +31,16 @@ from dargah.store.tables import (
 )
 
 CHUNK = 500
-_TEXT = ("title_fa", "title_en", "description_fa", "description_en", "cluster", "submit_to",
-         "status", "url")
+_TEXT = (
+    "title_fa",
+    "title_en",
+    "description_fa",
+    "description_en",
+    "cluster",
+    "submit_to",
+    "status",
+    "url",
+)
 _INTS = ("in_person_visits", "fee_rials", "time_limit_days", "declared_level")
 _JSON = (*LIST_FIELDS, "documents", "form")
 Tick = Callable[[str, int, int], None]
@@ -48,13 +56,16 @@ def _load(value: str | None) -> Any:
 
 def _chunks(items: list[str]) -> Iterator[list[str]]:
     for i in range(0, len(items), CHUNK):
-        yield items[i:i + CHUNK]
+        yield items[i : i + CHUNK]
 
 
 def card_row(card: dict[str, Any], member_id: str) -> dict[str, Any]:
     """A CARD as a ``public_services`` row (without its timestamps)."""
-    row: dict[str, Any] = {"service_id": card["service_id"], "member_id": member_id,
-                           "agency_legal_id": card["agency_legal_id"]}
+    row: dict[str, Any] = {
+        "service_id": card["service_id"],
+        "member_id": member_id,
+        "agency_legal_id": card["agency_legal_id"],
+    }
     row.update({name: card.get(name) for name in (*_TEXT, *_INTS)})
     row.update({name: _dump(card.get(name)) for name in _JSON})
     row.update({f"steps_{s}": (card.get("steps") or {}).get(s) for s in STEPS})
@@ -67,17 +78,26 @@ def report_rows(card: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for position, rep in enumerate(card.get("reported") or []):
         year, quarter = jalali_period(rep["period"])
-        rows.append({"service_id": card["service_id"], "position": position,
-                     "period": rep["period"], "jalali_year": year, "jalali_quarter": quarter,
-                     **{k: rep.get(k) for k in (*REPORT_COUNTS, "satisfaction_pct")},
-                     "extra": _dump(rep.get("extra") or {})})
+        rows.append(
+            {
+                "service_id": card["service_id"],
+                "position": position,
+                "period": rep["period"],
+                "jalali_year": year,
+                "jalali_quarter": quarter,
+                **{k: rep.get(k) for k in (*REPORT_COUNTS, "satisfaction_pct")},
+                "extra": _dump(rep.get("extra") or {}),
+            }
+        )
     return rows
 
 
 def row_card(row: dict[str, Any], reports: list[dict[str, Any]]) -> dict[str, Any]:
     """A stored row (and its report rows) as a CARD, in the JSON shape of catalogue.md."""
-    card: dict[str, Any] = {"service_id": row["service_id"],
-                            "agency_legal_id": row["agency_legal_id"]}
+    card: dict[str, Any] = {
+        "service_id": row["service_id"],
+        "agency_legal_id": row["agency_legal_id"],
+    }
     for name in ("title_fa", "title_en", "description_fa", "description_en"):
         card[name] = row[name]
     card["recipients"] = _load(row["recipients"])
@@ -92,8 +112,11 @@ def row_card(row: dict[str, Any], reports: list[dict[str, Any]]) -> dict[str, An
     for name in ("submit_to", "fee_rials", "time_limit_days", "declared_level"):
         card[name] = row[name]
     card["reported"] = [
-        {"period": r["period"], **{k: r[k] for k in (*REPORT_COUNTS, "satisfaction_pct")},
-         **(_load(r["extra"]) or {})}
+        {
+            "period": r["period"],
+            **{k: r[k] for k in (*REPORT_COUNTS, "satisfaction_pct")},
+            **(_load(r["extra"]) or {}),
+        }
         for r in sorted(reports, key=lambda r: r["position"])
     ] or None
     card["status"] = row["status"]
@@ -136,8 +159,13 @@ def _agency_after(member: dict[str, Any], agency: dict[str, Any]) -> dict[str, A
     return after
 
 
-def _plan_agencies(conn: Connection, plan: Plan, agencies: list[dict[str, Any]],
-                   registry: dict[str, dict[str, Any]], instance: str) -> None:
+def _plan_agencies(
+    conn: Connection,
+    plan: Plan,
+    agencies: list[dict[str, Any]],
+    registry: dict[str, dict[str, Any]],
+    instance: str,
+) -> None:
     plan.member_of = {legal: m["id"] for legal, m in registry.items()}
     stored = {r.member_id: r.extra for r in conn.execute(select(catalogue_agencies))}
     for agency in agencies:
@@ -172,8 +200,13 @@ def _stored_reports(conn: Connection, ids: list[str]) -> dict[str, list[tuple[An
     return out
 
 
-def plan_import(conn: Connection, agencies: list[dict[str, Any]], cards: list[dict[str, Any]],
-                registry: dict[str, dict[str, Any]], instance: str) -> Plan:
+def plan_import(
+    conn: Connection,
+    agencies: list[dict[str, Any]],
+    cards: list[dict[str, Any]],
+    registry: dict[str, dict[str, Any]],
+    instance: str,
+) -> Plan:
     """What writing these (valid) agencies and cards would change; reads only."""
     plan = Plan()
     _plan_agencies(conn, plan, agencies, registry, instance)
@@ -201,46 +234,72 @@ def plan_import(conn: Connection, agencies: list[dict[str, Any]], cards: list[di
     return plan
 
 
-def _executemany(conn: Connection, stmt: Any, rows: list[dict[str, Any]], stage: str,
-                 tick: Tick, done: list[int], total: int) -> None:
+def _executemany(
+    conn: Connection,
+    stmt: Any,
+    rows: list[dict[str, Any]],
+    stage: str,
+    tick: Tick,
+    done: list[int],
+    total: int,
+) -> None:
     for i in range(0, len(rows), CHUNK):
-        part = rows[i:i + CHUNK]
+        part = rows[i : i + CHUNK]
         conn.execute(stmt, part)
         done[0] += len(part)
         tick(stage, done[0], total)
 
 
-def apply_plan(conn: Connection, plan: Plan, actor: str, summary: dict[str, Any],
-               tick: Tick | None = None) -> None:
+def apply_plan(
+    conn: Connection, plan: Plan, actor: str, summary: dict[str, Any], tick: Tick | None = None
+) -> None:
     """Write a plan in the caller's transaction, with one audit entry for the import."""
     tick = tick or (lambda *_: None)
     now = now_rfc3339()
     for agency in plan.new_agencies:
-        members.add_member(conn, agency["id"], agency["name_fa"] or agency["name_en"], actor,
-                           agency["name_en"])
+        members.add_member(
+            conn, agency["id"], agency["name_fa"] or agency["name_en"], actor, agency["name_en"]
+        )
         if agency["parent_legal_id"] or agency["website"]:
-            conn.execute(update(members_table).where(members_table.c.id == agency["id"]).values(
-                parent_legal_id=agency["parent_legal_id"], website=agency["website"]))
+            conn.execute(
+                update(members_table)
+                .where(members_table.c.id == agency["id"])
+                .values(parent_legal_id=agency["parent_legal_id"], website=agency["website"])
+            )
     for before, after in plan.changed_agencies:
-        conn.execute(update(members_table).where(members_table.c.id == before["id"]).values(
-            **{k: after[k] for k in ("name", "name_en", "parent_legal_id", "website")}))
+        conn.execute(
+            update(members_table)
+            .where(members_table.c.id == before["id"])
+            .values(**{k: after[k] for k in ("name", "name_en", "parent_legal_id", "website")})
+        )
         audit.record(conn, actor, Action.MEMBER_UPDATE, before["id"], before, after, bump=False)
     if plan.extras:
         for chunk in _chunks(list(plan.extras)):
-            conn.execute(delete(catalogue_agencies).where(catalogue_agencies.c.member_id.in_(chunk)))
-        conn.execute(insert(catalogue_agencies), [
-            {"member_id": m, "extra": e, "updated_at": now} for m, e in plan.extras.items()])
+            conn.execute(
+                delete(catalogue_agencies).where(catalogue_agencies.c.member_id.in_(chunk))
+            )
+        conn.execute(
+            insert(catalogue_agencies),
+            [{"member_id": m, "extra": e, "updated_at": now} for m, e in plan.extras.items()],
+        )
     total = len(plan.new_cards) + len(plan.changed_cards) + len(plan.reports)
     done = [0]
     new = [{**r, "created_at": now, "updated_at": now} for r in plan.new_cards]
     _executemany(conn, insert(public_services), new, "writing", tick, done, total)
     changed_ids = [r["service_id"] for r in plan.changed_cards]
     for chunk in _chunks(changed_ids):
-        conn.execute(delete(public_service_reports).where(
-            public_service_reports.c.service_id.in_(chunk)))
+        conn.execute(
+            delete(public_service_reports).where(public_service_reports.c.service_id.in_(chunk))
+        )
     stmt = update(public_services).where(public_services.c.service_id == bindparam("b_id"))
-    changed = [{**{k: v for k, v in r.items() if k != "service_id"}, "b_id": r["service_id"],
-                "updated_at": now} for r in plan.changed_cards]
+    changed = [
+        {
+            **{k: v for k, v in r.items() if k != "service_id"},
+            "b_id": r["service_id"],
+            "updated_at": now,
+        }
+        for r in plan.changed_cards
+    ]
     _executemany(conn, stmt, changed, "writing", tick, done, total)
     _executemany(conn, insert(public_service_reports), plan.reports, "writing", tick, done, total)
     audit.record(conn, actor, Action.CATALOGUE_IMPORT, "catalogue", None, summary)
@@ -261,13 +320,15 @@ def load_agencies(conn: Connection) -> list[dict[str, Any]]:
     extras = {r.member_id: _load(r.extra) for r in conn.execute(select(catalogue_agencies))}
     out = []
     for m in conn.execute(select(members_table).order_by(members_table.c.legal_id)).mappings():
-        out.append({
-            "legal_id": m["legal_id"],
-            "name_fa": m["name"] if m["name"] != m["name_en"] else None,
-            "name_en": m["name_en"],
-            "member_class": m["member_class"],
-            "parent_legal_id": m["parent_legal_id"],
-            "website": m["website"],
-            "extra": extras.get(m["id"]) or {},
-        })
+        out.append(
+            {
+                "legal_id": m["legal_id"],
+                "name_fa": m["name"] if m["name"] != m["name_en"] else None,
+                "name_en": m["name_en"],
+                "member_class": m["member_class"],
+                "parent_legal_id": m["parent_legal_id"],
+                "website": m["website"],
+                "extra": extras.get(m["id"]) or {},
+            }
+        )
     return out

@@ -37,8 +37,9 @@ def _bus_id(value: Any, what: str = "service id") -> str | None:
     try:
         (parse_topic_id if what == "topic id" else parse_service_id)(token)
     except InvalidIdentifier as exc:
-        raise Invalid(f"{token!r} is not a bus {what}: {exc.detail}",
-                      f"«{token}» شناسهٔ معتبر گذرگاه نیست") from None
+        raise Invalid(
+            f"{token!r} is not a bus {what}: {exc.detail}", f"«{token}» شناسهٔ معتبر گذرگاه نیست"
+        ) from None
     return token
 
 
@@ -51,32 +52,40 @@ def _bus_ids(what: str) -> Reader:
 
 
 def _legal_id(value: Any) -> str | None:
-    token = coerce.text(str(value) if isinstance(value, int) and not isinstance(value, bool)
-                        else value)
+    token = coerce.text(
+        str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+    )
     if token is None:
         return None
     token = to_latin_digits(token)
     if not is_legal_id(token):
-        raise Invalid(f"{token!r} is not a valid national legal ID (11 digits with a valid "
-                      "check digit)", f"«{token}» شناسهٔ ملی معتبر نیست")
+        raise Invalid(
+            f"{token!r} is not a valid national legal ID (11 digits with a valid check digit)",
+            f"«{token}» شناسهٔ ملی معتبر نیست",
+        )
     return token
 
 
 def _service_id(value: Any) -> str | None:
-    token = coerce.text(str(value) if isinstance(value, int) and not isinstance(value, bool)
-                        else value)
+    token = coerce.text(
+        str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+    )
     if token is None:
         return None
     token = to_latin_digits(token)
     if not (len(token) == 11 and token.isascii() and token.isdigit()):
-        raise Invalid(f"{token!r} is not a public service ID (11 digits)",
-                      f"«{token}» شناسهٔ خدمت (۱۱ رقم) نیست")
+        raise Invalid(
+            f"{token!r} is not a public service ID (11 digits)",
+            f"«{token}» شناسهٔ خدمت (۱۱ رقم) نیست",
+        )
     return token
 
 
 CARD_READERS: dict[str, Reader] = {
-    "title_fa": coerce.text, "title_en": coerce.text,
-    "description_fa": coerce.text, "description_en": coerce.text,
+    "title_fa": coerce.text,
+    "title_en": coerce.text,
+    "description_fa": coerce.text,
+    "description_en": coerce.text,
     "recipients": lambda v: coerce.enum_list(v, RECIPIENTS),
     "cluster": coerce.text,
     "life_events": coerce.str_list,
@@ -95,7 +104,8 @@ CARD_READERS: dict[str, Reader] = {
     **{f"steps.{s}": coerce.boolean for s in STEPS},
 }
 AGENCY_READERS: dict[str, Reader] = {
-    "name_fa": coerce.text, "name_en": coerce.text,
+    "name_fa": coerce.text,
+    "name_en": coerce.text,
     "member_class": lambda v: coerce.enum(v, CLASSES),
     "parent_legal_id": _legal_id,
     "website": coerce.url,
@@ -109,38 +119,51 @@ def _objects(values: dict[str, Any], name: str) -> list[Any] | None:
     whole = values.pop(name, None)
     columns = {k: v for k, v in dotted.items() if not coerce.is_null(v)}
     if columns and not coerce.is_null(whole):
-        raise Invalid(f"give {name} either as one column or as {name}.* columns, not both",
-                      "هم ستون یکجا و هم ستون‌های جزء آمده است")
+        raise Invalid(
+            f"give {name} either as one column or as {name}.* columns, not both",
+            "هم ستون یکجا و هم ستون‌های جزء آمده است",
+        )
     if columns:
-        split = {k: [p.strip() for p in str(v).split(coerce.LIST_SEP)] if isinstance(v, str)
-                 else [v] for k, v in columns.items()}
+        split = {
+            k: [p.strip() for p in str(v).split(coerce.LIST_SEP)] if isinstance(v, str) else [v]
+            for k, v in columns.items()
+        }
         sizes = {len(v) for v in split.values()}
         if len(sizes) > 1:
             detail = ", ".join(f"{name}.{k} has {len(v)}" for k, v in split.items())
-            raise Invalid(f"the {name}.* columns do not have the same number of items ({detail})",
-                          "تعداد اقلام ستون‌های جزء برابر نیست")
-        return [{k: (split[k][i] if k in split else None) for k in keys}
-                for i in range(sizes.pop())]
+            raise Invalid(
+                f"the {name}.* columns do not have the same number of items ({detail})",
+                "تعداد اقلام ستون‌های جزء برابر نیست",
+            )
+        return [
+            {k: (split[k][i] if k in split else None) for k in keys} for i in range(sizes.pop())
+        ]
     if coerce.is_null(whole):
         return None
     if isinstance(whole, str):
         whole = coerce.json_text(whole.strip())
     if not isinstance(whole, list):
-        raise Invalid(f"{name} must be a list of objects (JSON), or {name}.* columns",
-                      "باید فهرستی از شیءها باشد")
+        raise Invalid(
+            f"{name} must be a list of objects (JSON), or {name}.* columns",
+            "باید فهرستی از شیءها باشد",
+        )
     return whole
 
 
 def _document(doc: Any, warn: Callable[[str], None]) -> dict[str, Any]:
     if not isinstance(doc, dict):
-        raise Invalid("each document is an object {name_fa, name_en, data_item, source}",
-                      "هر مدرک باید یک شیء باشد")
+        raise Invalid(
+            "each document is an object {name_fa, name_en, data_item, source}",
+            "هر مدرک باید یک شیء باشد",
+        )
     out: dict[str, Any] = {k: coerce.text(doc.get(k)) for k in DOCUMENT_KEYS}
     if out["name_fa"] is None and out["name_en"] is None:
         raise Invalid("a document needs name_fa or name_en", "مدرک نام ندارد")
     if out["data_item"] is not None and not DATA_ITEM_RE.fullmatch(out["data_item"]):
-        raise Invalid(f"data_item {out['data_item']!r} must look like 'person.identity'",
-                      "نام قلم داده نامعتبر است")
+        raise Invalid(
+            f"data_item {out['data_item']!r} must look like 'person.identity'",
+            "نام قلم داده نامعتبر است",
+        )
     if out["source"] is None:
         out["source"] = "citizen"
     elif out["source"] != "citizen":
@@ -154,8 +177,10 @@ def _document(doc: Any, warn: Callable[[str], None]) -> dict[str, Any]:
 
 def _report(rep: Any, warn: Callable[[str], None]) -> dict[str, Any]:
     if not isinstance(rep, dict):
-        raise Invalid("each report is an object {period, applications_online, ...}",
-                      "هر گزارش باید یک شیء باشد")
+        raise Invalid(
+            "each report is an object {period, applications_online, ...}",
+            "هر گزارش باید یک شیء باشد",
+        )
     period = coerce.text(rep.get("period"))
     if period is None or len(period) > 64:
         raise Invalid("a report needs a period label (up to 64 characters)", "دورهٔ گزارش لازم است")
@@ -170,8 +195,12 @@ def _report(rep: Any, warn: Callable[[str], None]) -> dict[str, Any]:
     return out
 
 
-def _list_of(values: dict[str, Any], name: str, item: Callable[[Any, Callable[[str], None]], Any],
-             warn: Callable[[str], None]) -> list[Any] | None:
+def _list_of(
+    values: dict[str, Any],
+    name: str,
+    item: Callable[[Any, Callable[[str], None]], Any],
+    warn: Callable[[str], None],
+) -> list[Any] | None:
     items = _objects(values, name)
     if items is None:
         return None
@@ -190,7 +219,7 @@ def _extras(values: dict[str, Any], known: set[str], unknown: list[str]) -> dict
         if key in known or key in COMPUTED_FIELDS or coerce.is_null(value):
             continue
         if key.startswith("extra."):
-            extra[key[len("extra."):]] = value.strip() if isinstance(value, str) else value
+            extra[key[len("extra.") :]] = value.strip() if isinstance(value, str) else value
         else:
             extra[key] = value.strip() if isinstance(value, str) else value
             unknown.append(key)
@@ -228,8 +257,11 @@ def validate_card(rec: Record) -> tuple[list[Problem], list[str]]:
     for name, reader in CARD_READERS.items():
         card[name] = read(name, reader)
     if card["title_fa"] is None and card["title_en"] is None:
-        error("title_fa", "a card needs title_fa or title_en",
-              "عنوان خدمت (فارسی یا انگلیسی) لازم است")
+        error(
+            "title_fa",
+            "a card needs title_fa or title_en",
+            "عنوان خدمت (فارسی یا انگلیسی) لازم است",
+        )
     card["status"] = card["status"] or "active"
     card["steps"] = {s: card.pop(f"steps.{s}") for s in STEPS}
     seen: set[str] = set()
@@ -267,11 +299,18 @@ def validate_agency(rec: Record) -> tuple[list[Problem], list[str]]:
             agency[name] = None
             continue
         if name == "legal_id" and agency[name] is None:
-            problems.append(rec.problem("error", name, "legal_id is required",
-                                        "شناسهٔ ملی لازم است"))
+            problems.append(
+                rec.problem("error", name, "legal_id is required", "شناسهٔ ملی لازم است")
+            )
     if agency["name_fa"] is None and agency["name_en"] is None:
-        problems.append(rec.problem("error", "name_fa", "an agency needs name_fa or name_en",
-                                    "نام دستگاه (فارسی یا انگلیسی) لازم است"))
+        problems.append(
+            rec.problem(
+                "error",
+                "name_fa",
+                "an agency needs name_fa or name_en",
+                "نام دستگاه (فارسی یا انگلیسی) لازم است",
+            )
+        )
     rec.key = agency["legal_id"]
     agency["extra"] = _extras(values, {"legal_id", *AGENCY_READERS}, unknown)
     rec.errors += len(problems)
