@@ -117,6 +117,54 @@ def provision_agencies(engine: Engine, instance: str, sandbox_url: str) -> None:
                     services.update_service(conn, sid, {"base_url": url}, ACTOR)
 
 
+BIRTH_TOPIC = ("sabt", "birth-registered.v1")
+BIRTH_SUBSCRIBER = ("behzisti", "/events", "benefit-eligibility")
+
+
+def provision_events(engine: Engine, home: Path, instance: str, sandbox_url: str) -> Path:
+    """The agencies' topics, and the life event of the demo: civil registration publishes
+    births, the welfare agency subscribes (a webhook) and opens the newborn package itself.
+
+    Returns the private key file civil registration publishes with.
+    """
+    from dargah.registry import topics
+
+    owner_code, topic_code = BIRTH_TOPIC
+    sub_code, path, purpose = BIRTH_SUBSCRIBER
+    by_code = {a.subsystem_code: a for a in AGENCIES}
+    owner, subscriber = by_code[owner_code], by_code[sub_code]
+    topic_id = f"{owner.subsystem_id(instance)}/{topic_code}"
+    webhook = f"{sandbox_url.rstrip('/')}/{sub_code}{path}"
+    key_file = home / "keys" / f"{owner_code}.pem"
+    key_file.parent.mkdir(parents=True, exist_ok=True)
+    with engine.begin() as conn:
+        for agency in AGENCIES:
+            for spec in agency.topics:
+                tid = f"{agency.subsystem_id(instance)}/{spec.code}"
+                try:
+                    topics.get_topic(conn, tid)
+                except NotFound:
+                    topics.add_topic(conn, tid, ACTOR, spec.title_fa)
+        if not key_file.exists():
+            key = generate_ed25519()
+            members.add_key(conn, owner.subsystem_id(instance), public_jwk(key), ACTOR)
+            key_file.write_bytes(private_pem(key))
+            key_file.chmod(0o600)
+        client = subscriber.subsystem_id(instance)
+        live = grants.list_grants(conn, client_id=client, service_id=topic_id, status="approved")
+        if not live:
+            grants.request_grant(conn, client, topic_id, [purpose], ACTOR, approve=True)
+        current = [
+            s for s in topics.list_subscriptions(conn, client, topic_id) if s["status"] == "active"
+        ]
+        for sub in current:
+            if sub["webhook_url"] != webhook:  # the sandbox moved to another port
+                topics.remove_subscription(conn, sub["id"], ACTOR)
+        if not any(s["webhook_url"] == webhook for s in current):
+            topics.add_subscription(conn, client, topic_id, ACTOR, webhook=webhook)
+    return key_file.resolve()
+
+
 def provision_client(
     engine: Engine,
     home: Path,

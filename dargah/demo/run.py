@@ -8,13 +8,18 @@ Ctrl-C or SIGTERM (the message log is sealed on the way out).
 
 from __future__ import annotations
 
+import logging
 import socket
+from pathlib import Path
+from typing import Any
 
 import click
 
+from dargah.client.consumer import AsyncGsbClient
 from dargah.core.settings import Settings
 from dargah.demo.contract import client_entry, write_demo_json
 from dargah.demo.provision import (
+    BIRTH_TOPIC,
     TESTER_LEGAL_ID,
     TESTER_NAME,
     _load_secrets,
@@ -22,13 +27,18 @@ from dargah.demo.provision import (
     admin_token,
     provision_agencies,
     provision_client,
+    provision_events,
     tester_grants,
 )
 from dargah.http.server import Site, serve
 from dargah.registry.instance import new_secret, open_instance
+from dargah.sandbox.agencies import AGENCIES
 from dargah.sandbox.apps import build_sandbox_app
 from dargah.sandbox.citizens import generate_citizens
+from dargah.sandbox.providers.common import Publisher
 from dargah.server import build_app, configure_logging
+
+log = logging.getLogger("dargah.demo")
 
 
 def _free_port_after(host: str, port: int) -> int:
@@ -63,6 +73,7 @@ def run_demo(settings: Settings) -> None:
         _save_secrets(home, secrets)
     provision_agencies(engine, info.code, sandbox_url)
     allowed, denied = tester_grants(info.code)
+    publisher_key = provision_events(engine, home, info.code, sandbox_url)
     tester = provision_client(
         engine,
         home,
@@ -85,7 +96,15 @@ def run_demo(settings: Settings) -> None:
     engine.dispose()
 
     main_app = build_app(settings, ["bus", "registry", "console", "portal"])
-    sandbox_app = build_sandbox_app(info.code, bus_url, citizens)
+    sabt = next(a for a in AGENCIES if a.subsystem_code == BIRTH_TOPIC[0])
+    sandbox_app = build_sandbox_app(
+        info.code,
+        bus_url,
+        citizens,
+        publishers={
+            sabt.subsystem_code: _publisher(bus_url, sabt.subsystem_id(info.code), publisher_key)
+        },
+    )
     # The bus starts first (it serves the keys the sandbox verifies against) and stops last.
     sites = [
         Site(main_app, settings.host, settings.port, name="bus"),
@@ -102,3 +121,19 @@ def run_demo(settings: Settings) -> None:
         err=True,
     )
     serve(sites)
+
+
+def _publisher(bus_url: str, client_id: str, key_file: Path) -> Publisher:
+    """How a sandbox agency publishes its events: over the bus, with its own key."""
+    client = AsyncGsbClient(bus_url, client_id, private_key_file=str(key_file))
+
+    async def publish(topic_code: str, event: dict[str, Any]) -> None:
+        try:
+            r = await client.publish(f"{client_id}/{topic_code}", event)
+        except Exception as exc:  # the registration itself stands; the event is reported
+            log.warning("could not publish %s: %s", topic_code, exc)
+            return
+        if r.status_code != 202:
+            log.warning("the bus refused %s: %s %s", topic_code, r.status_code, r.text[:300])
+
+    return publish

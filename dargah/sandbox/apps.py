@@ -30,7 +30,7 @@ from dargah.sandbox.citizens import Citizen
 from dargah.sandbox.directory import CitizenDirectory
 from dargah.sandbox.model import Agency
 from dargah.sandbox.providers import civil_registration, post, tax, traffic, welfare
-from dargah.sandbox.providers.common import ProviderContext
+from dargah.sandbox.providers.common import ProviderContext, Publisher
 
 PROVIDERS: dict[str, Callable[[ProviderContext], list[BaseRoute]]] = {
     "sabt": civil_registration.routes,
@@ -51,12 +51,16 @@ def build_app(
     verifier: AssertionVerifier | None,
     *,
     on_refused: RefusedHook | None = None,
+    publish: Publisher | None = None,
 ) -> ASGIApp:
-    """One agency's provider app; without a verifier it accepts any caller (tests, local dev)."""
+    """One agency's provider app; without a verifier it accepts any caller (tests, local dev).
+
+    ``publish`` sends the agency's own events through the bus (civil registration's births).
+    """
     directory = citizens if isinstance(citizens, CitizenDirectory) else CitizenDirectory(citizens)
     routes = [
         Route("/healthz", healthz),
-        *PROVIDERS[agency.subsystem_code](ProviderContext(agency, directory)),
+        *PROVIDERS[agency.subsystem_code](ProviderContext(agency, directory, publish)),
     ]
     app = Starlette(routes=routes)
     if verifier is None:
@@ -77,6 +81,7 @@ def build_sandbox_app(
     *,
     verifier: AssertionVerifier | None = None,
     on_refused: RefusedHook | None = None,
+    publishers: dict[str, Publisher] | None = None,
 ) -> Starlette:
     """Every sandbox agency under ``/{subsystem_code}`` of one app, verifying the bus's assertions.
 
@@ -92,7 +97,14 @@ def build_sandbox_app(
             f"{bus_url.rstrip('/')}/.well-known/jwks.json", audiences=sandbox_audiences(instance)
         )
     providers: dict[str, ASGIApp] = {
-        a.subsystem_code: build_app(a, directory, verifier, on_refused=on_refused) for a in AGENCIES
+        a.subsystem_code: build_app(
+            a,
+            directory,
+            verifier,
+            on_refused=on_refused,
+            publish=(publishers or {}).get(a.subsystem_code),
+        )
+        for a in AGENCIES
     }
 
     async def index(request: Request) -> Response:

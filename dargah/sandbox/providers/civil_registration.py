@@ -18,6 +18,7 @@ from starlette.routing import BaseRoute, Route
 
 from dargah.core.identifiers import is_national_code, make_national_code
 from dargah.sandbox.citizens import Citizen, jalali
+from dargah.sandbox.events import birth_registered_event
 from dargah.sandbox.providers.common import (
     ProviderContext,
     json_response,
@@ -138,6 +139,8 @@ def routes(ctx: ProviderContext) -> list[BaseRoute]:
         child = register_birth(ctx, body)
         if isinstance(child, Response):
             return child
+        if ctx.publish is not None:  # tell the agencies subscribed to births, through the bus
+            await ctx.publish("birth-registered.v1", birth_registered_event(child))
         return json_response(certificate_view(child), 201)
 
     return [

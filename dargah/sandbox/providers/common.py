@@ -9,7 +9,7 @@ whose data was really returned.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,12 +63,17 @@ def citizen_not_found(code: str) -> Response:
     )
 
 
+Publisher = Callable[[str, dict[str, Any]], Awaitable[None]]
+"""Publishes an event on one of the agency's own topics (by topic code) through the bus."""
+
+
 @dataclass(frozen=True, slots=True)
 class ProviderContext:
     """One agency's view of the sandbox."""
 
     agency: Agency
     directory: CitizenDirectory
+    publish: Publisher | None = None
 
     def refuse(
         self, request: Request, service_code: str, subject: str | None = None
