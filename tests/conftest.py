@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from collections.abc import Iterator
@@ -29,12 +30,9 @@ def _pg_reachable() -> str | None:
 _PG_ERROR = _pg_reachable()
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def database_url(request: pytest.FixtureRequest) -> Iterator[str]:
-    """'' for SQLite in the instance home, or a URL to a fresh PostgreSQL schema."""
-    if request.param == "sqlite":
-        yield ""
-        return
+@contextlib.contextmanager
+def _pg_schema() -> Iterator[str]:
+    """A URL to a fresh PostgreSQL schema, dropped afterwards."""
     if _PG_ERROR is not None:
         if os.environ.get("CI"):
             pytest.fail(f"PostgreSQL must be reachable in CI at {PG_URL}: {_PG_ERROR}")
@@ -45,9 +43,28 @@ def database_url(request: pytest.FixtureRequest) -> Iterator[str]:
     with psycopg.connect(PG_URL, autocommit=True) as conn:
         conn.execute(f"CREATE SCHEMA {schema}")
     sep = "&" if "?" in PG_URL else "?"
-    yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
-    with psycopg.connect(PG_URL, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA {schema} CASCADE")
+    try:
+        yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """'' for SQLite in the instance home, or a URL to a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield ""
+        return
+    with _pg_schema() as url:
+        yield url
+
+
+@pytest.fixture
+def pg_database_url() -> Iterator[str]:
+    """A fresh PostgreSQL schema, for what only a server database can show."""
+    with _pg_schema() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -111,7 +111,7 @@ class World:
     def start(self, **env: str) -> None:
         self.port = self.port or free_port()
         full = {**os.environ, "DARGAH_LOG_LEVEL": "warning", **self.env, **env}
-        if self.settings.database_url:
+        if self.settings.database_url and "DARGAH_DATABASE_URL" not in env:
             full["DARGAH_DATABASE_URL"] = self.settings.database_url
         log = open(self.settings.home / "bus.log", "ab")
         self.bus = subprocess.Popen(
