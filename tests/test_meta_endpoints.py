@@ -11,6 +11,8 @@ import json
 import re
 import time
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import httpx
 import jwt
@@ -244,3 +246,40 @@ def test_metrics_count_calls_latency_and_bytes_per_client_service_and_outcome(mw
     assert [s for s in again if s[0] == "gsb_calls_total"] == [
         s for s in samples if s[0] == "gsb_calls_total"
     ]
+
+
+def test_the_message_log_is_searchable_by_request_id_client_service_outcome_and_citizen(
+    tmp_path: Path, provider: Any
+) -> None:
+    from tests.harness import make_world
+
+    w = make_world(tmp_path / "home", provider.url)
+    sid = w.add_service("person-inquiry.v1", personal_data=True)
+    w.grant("cons", sid)
+    w.start()
+    try:
+        token = w.token()
+        ok = w.call(sid, "/persons/1", token=token)
+        w.call(sid, "/persons/2", token=token, subject="1234567890")  # subject-invalid
+        admin = {"Authorization": f"Bearer {w.admin_token}"}
+
+        def search(**params: Any) -> list[dict[str, Any]]:
+            r = httpx.get(f"{w.url}/api/v1/log", params=params, headers=admin)
+            assert r.status_code == 200, r.text
+            return list(r.json()["records"])
+
+        by_id = search(request_id=ok.headers["gsb-request-id"])
+        assert [rec["seq"] for rec in by_id] == [int(ok.headers["gsb-log-id"])]
+        assert by_id[0]["seal"] is None or by_id[0]["seal"]["seq"] >= by_id[0]["seq"]
+        assert len(by_id[0]["hash"]) == 64 and len(by_id[0]["prev_hash"]) == 64
+        assert {r["outcome"] for r in search(client=w.clients["cons"].id)} == {"ok", "subject-invalid"}
+        assert [r["outcome"] for r in search(service=sid, outcome="subject-invalid")] == ["subject-invalid"]
+        mine = search(national_code="0499370899")
+        assert [r["seq"] for r in mine] == [int(ok.headers["gsb-log-id"])]
+        assert "0499370899" not in str(mine)
+        assert search(national_code="0499370899", since="2999-01-01T00:00:00Z") == []
+        bad = httpx.get(f"{w.url}/api/v1/log", params={"national_code": "1234567890"}, headers=admin)
+        assert bad.status_code == 400 and bad.json()["code"] == "bad-request"
+        assert httpx.get(f"{w.url}/api/v1/log").status_code == 401
+    finally:
+        w.stop()

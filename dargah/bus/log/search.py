@@ -1,0 +1,75 @@
+"""Finding records in the message log: by request id, client, service, outcome, subject and time.
+
+Each result carries its chain position (``seq``, ``prev_hash``, ``hash``) and
+the seal that covers it (the first seal at or after its ``seq``), so that an
+operator following a failure up can show the record is the one the bus wrote.
+Every filter is served by an index of ``message_log``; results come newest
+first, ``before`` pages further back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, select
+
+from dargah.core.clock import rfc3339
+from dargah.store.tables import message_log, message_log_seal
+
+MAX_LIMIT = 500
+
+
+@dataclass(frozen=True)
+class LogQuery:
+    request_id: str | None = None
+    client: str | None = None
+    service: str | None = None
+    outcome: str | None = None
+    subject_ref: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    before: int | None = None
+    limit: int = 50
+
+
+def _ts(moment: datetime) -> str:
+    return rfc3339(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
+
+
+def search_log(conn: Connection, q: LogQuery) -> list[dict[str, Any]]:
+    t = message_log
+    stmt = select(t)
+    for column, value in (
+        (t.c.request_id, q.request_id),
+        (t.c.client, q.client),
+        (t.c.service, q.service),
+        (t.c.outcome, q.outcome),
+        (t.c.subject_ref, q.subject_ref),
+    ):
+        if value is not None:
+            stmt = stmt.where(column == value)
+    if q.since is not None:
+        stmt = stmt.where(t.c.ts >= _ts(q.since))
+    if q.until is not None:
+        stmt = stmt.where(t.c.ts < _ts(q.until))
+    if q.before is not None:
+        stmt = stmt.where(t.c.seq < q.before)
+    stmt = stmt.order_by(t.c.seq.desc()).limit(max(1, min(q.limit, MAX_LIMIT)))
+    rows = [dict(r) for r in conn.execute(stmt).mappings()]
+    for row in rows:
+        seal = (
+            conn.execute(
+                select(message_log_seal)
+                .where(message_log_seal.c.seq >= row["seq"])
+                .order_by(message_log_seal.c.seq, message_log_seal.c.id)
+                .limit(1)
+            )
+            .mappings()
+            .first()
+        )
+        row["seal"] = (
+            {k: seal[k] for k in ("seq", "hash", "ts", "kid", "signature")} if seal else None
+        )
+    return rows
