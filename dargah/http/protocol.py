@@ -13,13 +13,13 @@ import asyncio
 import collections
 import json
 import logging
-import time
 from collections.abc import Awaitable, Callable, MutableMapping
-from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote
 
 import httptools
+
+from dargah.http.cycle import DATE, REASONS, Cycle
 
 log = logging.getLogger("dargah.http")
 
@@ -31,8 +31,6 @@ MAX_HEADER_BYTES = 64 * 1024
 MAX_HEADERS = 200
 HIGH_WATER = 1024 * 1024
 IDLE_TIMEOUT = 5.0
-_REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
-_NO_BODY = frozenset({204, 304})
 # Requests refused before an application sees them: (problem code, title, Persian title).
 _REJECTIONS = {
     400: ("bad-request", "Bad request", "درخواست نادرست است"),
@@ -48,28 +46,6 @@ class _TooLarge(Exception):
         self.detail = detail
 
 
-class _DateHeader:
-    """The Date header, formatted once per second."""
-
-    def __init__(self) -> None:
-        self._second = -1
-        self._value = b""
-
-    def get(self) -> bytes:
-        now = int(time.time())
-        if now != self._second:
-            self._second = now
-            self._value = (
-                b"date: "
-                + time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(now)).encode()
-                + b"\r\n"
-            )
-        return self._value
-
-
-DATE = _DateHeader()
-
-
 class ServerState:
     """What all connections of one server share."""
 
@@ -79,121 +55,6 @@ class ServerState:
         self.connections: set[HttpProtocol] = set()
         self.tasks: set[asyncio.Task[None]] = set()
         self.closing = False
-
-
-class Cycle:
-    """One request and its response."""
-
-    __slots__ = (
-        "body",
-        "chunked",
-        "complete",
-        "disconnected",
-        "expect_100",
-        "head",
-        "keep_alive",
-        "more",
-        "proto",
-        "response_done",
-        "response_started",
-        "scope",
-        "status",
-    )
-
-    def __init__(
-        self, proto: HttpProtocol, scope: dict[str, Any], keep_alive: bool, expect_100: bool
-    ) -> None:
-        self.proto = proto
-        self.scope = scope
-        self.keep_alive = keep_alive
-        self.expect_100 = expect_100
-        self.body: collections.deque[bytes] = collections.deque()
-        self.complete = False
-        self.disconnected = False
-        self.more = asyncio.Event()
-        self.response_started = False
-        self.response_done = False
-        self.chunked = False
-        self.head = b""
-        self.status = 0
-
-    # -- ASGI receive ------------------------------------------------------
-
-    async def receive(self) -> Message:
-        proto = self.proto
-        if self.expect_100 and not self.complete:
-            self.expect_100 = False
-            if proto.transport is not None and not proto.transport.is_closing():
-                proto.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        while not self.body and not self.complete and not self.disconnected:
-            proto.resume_reading()
-            self.more.clear()
-            await self.more.wait()
-        if self.disconnected and not self.body:
-            return {"type": "http.disconnect"}
-        data = b"".join(self.body)
-        self.body.clear()
-        proto.resume_reading()
-        return {"type": "http.request", "body": data, "more_body": not self.complete}
-
-    # -- ASGI send ----------------------------------------------------------
-
-    async def send(self, message: Message) -> None:
-        proto = self.proto
-        if proto.write_paused:
-            await proto.drained()
-        kind = message["type"]
-        if kind == "http.response.start":
-            if self.response_started:
-                raise RuntimeError("the response has already started")
-            self.response_started = True
-            self.status = status = int(message["status"])
-            lines = [b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b"Unknown")), DATE.get()]
-            has_length = False
-            for name, value in message.get("headers", ()):
-                lname = name.lower()
-                if lname == b"content-length":
-                    has_length = True
-                elif lname == b"connection":
-                    if value.lower() == b"close":
-                        self.keep_alive = False
-                    continue
-                elif lname == b"transfer-encoding":
-                    continue
-                lines += (name, b": ", value, b"\r\n")
-            if not has_length and status not in _NO_BODY and self.scope["method"] != "HEAD":
-                self.chunked = True
-                lines.append(b"transfer-encoding: chunked\r\n")
-            if not self.keep_alive:
-                lines.append(b"connection: close\r\n")
-            lines.append(b"\r\n")
-            self.head = b"".join(lines)
-            return
-        if kind != "http.response.body":
-            return
-        if not self.response_started:
-            raise RuntimeError("http.response.body before http.response.start")
-        if self.response_done:
-            return
-        body: bytes = message.get("body", b"")
-        more = message.get("more_body", False)
-        if self.scope["method"] == "HEAD" or self.status in _NO_BODY:
-            body = b""
-        if self.chunked:
-            out = (b"%x\r\n%s\r\n" % (len(body), body)) if body else b""
-            if not more:
-                out += b"0\r\n\r\n"
-        else:
-            out = body
-        if self.head:
-            out = self.head + out
-            self.head = b""
-        transport = proto.transport
-        if out and transport is not None and not transport.is_closing():
-            transport.write(out)
-        if not more:
-            self.response_done = True
-            proto.response_finished(self)
 
 
 class HttpProtocol(asyncio.Protocol):
@@ -434,7 +295,7 @@ class HttpProtocol(asyncio.Protocol):
         transport.write(
             b"HTTP/1.1 %d %s\r\n%scontent-type: application/problem+json\r\n"
             b"gsb-error: %s\r\ncontent-length: %d\r\nconnection: close\r\n\r\n%s"
-            % (status, _REASONS.get(status, b"Error"), DATE.get(), code.encode(), len(body), body)
+            % (status, REASONS.get(status, b"Error"), DATE.get(), code.encode(), len(body), body)
         )
         transport.close()
 

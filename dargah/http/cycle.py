@@ -1,0 +1,154 @@
+"""One request and its response on a connection: the ASGI ``receive`` and ``send`` of it."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import time
+from collections.abc import MutableMapping
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from dargah.http.protocol import HttpProtocol
+
+Message = MutableMapping[str, Any]
+REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
+_NO_BODY = frozenset({204, 304})
+
+
+class DateHeader:
+    """The Date header, formatted once per second."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._value = b""
+
+    def get(self) -> bytes:
+        now = int(time.time())
+        if now != self._second:
+            self._second = now
+            self._value = (
+                b"date: "
+                + time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(now)).encode()
+                + b"\r\n"
+            )
+        return self._value
+
+
+DATE = DateHeader()
+
+
+class Cycle:
+    """One request and its response."""
+
+    __slots__ = (
+        "body",
+        "chunked",
+        "complete",
+        "disconnected",
+        "expect_100",
+        "head",
+        "keep_alive",
+        "more",
+        "proto",
+        "response_done",
+        "response_started",
+        "scope",
+        "status",
+    )
+
+    def __init__(
+        self, proto: HttpProtocol, scope: dict[str, Any], keep_alive: bool, expect_100: bool
+    ) -> None:
+        self.proto = proto
+        self.scope = scope
+        self.keep_alive = keep_alive
+        self.expect_100 = expect_100
+        self.body: collections.deque[bytes] = collections.deque()
+        self.complete = False
+        self.disconnected = False
+        self.more = asyncio.Event()
+        self.response_started = False
+        self.response_done = False
+        self.chunked = False
+        self.head = b""
+        self.status = 0
+
+    # -- ASGI receive ------------------------------------------------------
+
+    async def receive(self) -> Message:
+        proto = self.proto
+        if self.expect_100 and not self.complete:
+            self.expect_100 = False
+            if proto.transport is not None and not proto.transport.is_closing():
+                proto.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        while not self.body and not self.complete and not self.disconnected:
+            proto.resume_reading()
+            self.more.clear()
+            await self.more.wait()
+        if self.disconnected and not self.body:
+            return {"type": "http.disconnect"}
+        data = b"".join(self.body)
+        self.body.clear()
+        proto.resume_reading()
+        return {"type": "http.request", "body": data, "more_body": not self.complete}
+
+    # -- ASGI send ----------------------------------------------------------
+
+    async def send(self, message: Message) -> None:
+        proto = self.proto
+        if proto.write_paused:
+            await proto.drained()
+        kind = message["type"]
+        if kind == "http.response.start":
+            if self.response_started:
+                raise RuntimeError("the response has already started")
+            self.response_started = True
+            self.status = status = int(message["status"])
+            lines = [b"HTTP/1.1 %d %s\r\n" % (status, REASONS.get(status, b"Unknown")), DATE.get()]
+            has_length = False
+            for name, value in message.get("headers", ()):
+                lname = name.lower()
+                if lname == b"content-length":
+                    has_length = True
+                elif lname == b"connection":
+                    if value.lower() == b"close":
+                        self.keep_alive = False
+                    continue
+                elif lname == b"transfer-encoding":
+                    continue
+                lines += (name, b": ", value, b"\r\n")
+            if not has_length and status not in _NO_BODY and self.scope["method"] != "HEAD":
+                self.chunked = True
+                lines.append(b"transfer-encoding: chunked\r\n")
+            if not self.keep_alive:
+                lines.append(b"connection: close\r\n")
+            lines.append(b"\r\n")
+            self.head = b"".join(lines)
+            return
+        if kind != "http.response.body":
+            return
+        if not self.response_started:
+            raise RuntimeError("http.response.body before http.response.start")
+        if self.response_done:
+            return
+        body: bytes = message.get("body", b"")
+        more = message.get("more_body", False)
+        if self.scope["method"] == "HEAD" or self.status in _NO_BODY:
+            body = b""
+        if self.chunked:
+            out = (b"%x\r\n%s\r\n" % (len(body), body)) if body else b""
+            if not more:
+                out += b"0\r\n\r\n"
+        else:
+            out = body
+        if self.head:
+            out = self.head + out
+            self.head = b""
+        transport = proto.transport
+        if out and transport is not None and not transport.is_closing():
+            transport.write(out)
+        if not more:
+            self.response_done = True
+            proto.response_finished(self)
