@@ -1,7 +1,8 @@
 """Rate limits (token buckets) and circuit breakers, behind small interfaces.
 
-The in-process implementations here keep their state in the bus process; a
-shared backend (Redis) implements the same interfaces for several processes.
+The in-process implementations here keep their state in the bus process;
+:mod:`dargah.bus.limits_redis` keeps rate limits in Redis for all processes
+(``DARGAH_REDIS_URL``).
 Both fail closed for quotas only in the sense that an unknown client has no
 quota at all: clients have no limit until an operator sets one.
 """
@@ -17,7 +18,7 @@ from dargah.registry.snapshot import Quota
 
 
 class RateLimiter(Protocol):
-    def take(self, key: str, quota: Quota, now: float) -> float:
+    async def take(self, key: str, quota: Quota, now: float) -> float:
         """0 when the call may go ahead, else the seconds to wait before retrying."""
 
 
@@ -31,7 +32,7 @@ class LocalRateLimiter:
     def __init__(self) -> None:
         self._buckets: dict[str, _Bucket] = {}
 
-    def take(self, key: str, quota: Quota, now: float) -> float:
+    async def take(self, key: str, quota: Quota, now: float) -> float:
         b = self._buckets.get(key)
         if b is None:
             b = self._buckets[key] = _Bucket(quota.burst, now)

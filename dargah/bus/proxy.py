@@ -193,7 +193,7 @@ class ProxyHandler:
             now = monotonic()
             quota = snap.quotas.get((client, None))
             if quota is not None:
-                wait = rt.limiter.take(client, quota, now)
+                wait = await rt.limiter.take(client, quota, now)
                 if wait:
                     raise Refusal(
                         "rate-limited",
@@ -202,7 +202,7 @@ class ProxyHandler:
                     )
             quota = snap.quotas.get((client, service_id))
             if quota is not None:
-                wait = rt.limiter.take(f"{client}|{service_id}", quota, now)
+                wait = await rt.limiter.take(f"{client}|{service_id}", quota, now)
                 if wait:
                     raise Refusal(
                         "rate-limited",

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import Engine, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from dargah.bus.limits import LocalCircuitBreaker, LocalRateLimiter
+from dargah.bus.limits import LocalCircuitBreaker, LocalRateLimiter, RateLimiter
 from dargah.bus.log.backends import open_backend
 from dargah.bus.log.writer import LogWriter
 from dargah.bus.metrics import BusMetrics, SharedMetrics
@@ -72,7 +72,12 @@ class BusRuntime:
         )
         self.verifier = TokenVerifier(token_mac)
         self.pools = Pools(settings.provider_connections)
-        self.limiter = LocalRateLimiter()
+        self.limiter: RateLimiter = LocalRateLimiter()
+        if settings.redis_url:
+            from dargah.bus.limits_redis import RedisRateLimiter
+
+            scope = f"dargah:{self.instance.code}:{self.instance.created_at}"
+            self.limiter = RedisRateLimiter(settings.redis_url, f"{scope}:rate")
         self.breaker = LocalCircuitBreaker(settings.breaker_failures, settings.breaker_open_seconds)
         self.metrics = BusMetrics()
         self.shared_metrics = SharedMetrics(settings.home / "run" / "metrics", self.metrics)
@@ -113,6 +118,9 @@ class BusRuntime:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         self.shared_metrics.remove()
+        close = getattr(self.limiter, "close", None)
+        if close is not None:
+            await close()
         await asyncio.to_thread(self.writer.stop)
 
     async def _publish_loop(self) -> None:

@@ -91,6 +91,13 @@ class Settings:
             "DARGAH_PROVIDER_CONNECTIONS", "Most connections a bus process opens to one provider."
         ),
     )
+    redis_url: str = field(
+        default="",
+        metadata=_meta(
+            "DARGAH_REDIS_URL",
+            "Redis for rate limits shared by every bus process (scale-out); empty: per process.",
+        ),
+    )
     event_dead_after_seconds: float = field(
         default=86400.0,
         metadata=_meta(
