@@ -29,7 +29,10 @@ def build_app(settings: Settings, parts: Iterable[str]) -> Any:
         from dargah.bus.app import BusApp
         from dargah.bus.runtime import BusRuntime
 
-        return BusApp(BusRuntime(settings, engine), fallback)
+        rt = BusRuntime(settings, engine)
+        if fallback is not None:
+            fallback.state.health = rt.health  # the status API shows this process's probes
+        return BusApp(rt, fallback)
     return fallback
 
 

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import Engine, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
+from dargah.bus.health import HealthChecker
 from dargah.bus.limits import LocalCircuitBreaker, LocalRateLimiter, RateLimiter
 from dargah.bus.log.backends import open_backend
 from dargah.bus.log.writer import LogWriter
@@ -87,6 +88,7 @@ class BusRuntime:
             seal_every_records=settings.seal_every_records,
             seal_every_seconds=settings.seal_every_seconds,
         )
+        self.health = HealthChecker(lambda: self.snapshot, settings.health_interval)
         self.registry_ok = True
         self._refresher: asyncio.Task[None] | None = None
         self._publisher: asyncio.Task[None] | None = None
@@ -110,6 +112,7 @@ class BusRuntime:
         await asyncio.to_thread(self.writer.start, loop)
         self._refresher = asyncio.create_task(self._refresh_loop())
         self._publisher = asyncio.create_task(self._publish_loop())
+        self.health.start()
 
     async def stop(self) -> None:
         for task in (self._refresher, self._publisher):
@@ -117,6 +120,7 @@ class BusRuntime:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        await self.health.stop()
         self.shared_metrics.remove()
         close = getattr(self.limiter, "close", None)
         if close is not None:

@@ -91,6 +91,12 @@ class Settings:
             "DARGAH_PROVIDER_CONNECTIONS", "Most connections a bus process opens to one provider."
         ),
     )
+    health_interval: float = field(
+        default=15.0,
+        metadata=_meta(
+            "DARGAH_HEALTH_INTERVAL", "Seconds between active health probes of every provider."
+        ),
+    )
     redis_url: str = field(
         default="",
         metadata=_meta(

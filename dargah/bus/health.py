@@ -1,0 +1,94 @@
+"""Active health checks: every provider endpoint is probed now and then, traffic or not.
+
+A probe opens a TCP connection (TLS included for https providers) to each
+endpoint that serves an active bus service and records whether it could, and
+how long it took. A provider that nobody called for an hour is still known to
+be down before the next citizen needs it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from dargah.registry.snapshot import Snapshot
+
+log = logging.getLogger("dargah.health")
+PROBE_TIMEOUT = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    provider: str
+    endpoint: str
+    ok: bool
+    latency_ms: float
+    error: str | None
+    checked_at: float
+
+
+class HealthChecker:
+    def __init__(self, snapshot: Callable[[], Snapshot], interval: float) -> None:
+        self._snapshot = snapshot
+        self.interval = interval
+        self.results: dict[str, Probe] = {}  # by provider subsystem
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.check_all()
+            except Exception:
+                log.exception("health checks failed")
+            await asyncio.sleep(self.interval)
+
+    async def check_all(self) -> None:
+        snap = self._snapshot()
+        endpoints: dict[str, tuple[str, int, bool]] = {}
+        for svc in snap.services.values():
+            if svc.active:
+                endpoints.setdefault(svc.provider, (svc.host, svc.port, svc.scheme == "https"))
+        probes = await asyncio.gather(
+            *(self._probe(p, *where) for p, where in sorted(endpoints.items()))
+        )
+        self.results = {p.provider: p for p in probes}
+
+    async def _probe(self, provider: str, host: str, port: int, tls: bool) -> Probe:
+        started = time.perf_counter()
+        error = None
+        try:
+            _reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(
+                    host, port, ssl=ssl.create_default_context() if tls else None
+                ),
+                PROBE_TIMEOUT,
+            )
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+        except TimeoutError:
+            error = f"no answer within {PROBE_TIMEOUT:g} s"
+        except OSError as exc:
+            error = exc.strerror or str(exc)
+        return Probe(
+            provider,
+            f"{host}:{port}",
+            error is None,
+            round((time.perf_counter() - started) * 1000, 2),
+            error,
+            time.time(),
+        )

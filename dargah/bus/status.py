@@ -1,0 +1,99 @@
+"""How every bus service is doing right now: traffic of the last minutes and the health probes.
+
+A service is **down** when its provider does not answer the health probe or at
+least half of its recent calls failed on the provider's side; **degraded** when
+more than 5 % failed or its 95th-percentile latency is over its objective;
+**up** otherwise (also when it had no traffic and the probe answers).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, select
+
+from dargah.bus.health import Probe
+from dargah.core.clock import rfc3339
+from dargah.store.tables import members, message_log, services
+
+# Outcomes that count against a provider (its own 5xx answers too, see below).
+PROVIDER_FAILURES = frozenset(
+    {"provider-unavailable", "provider-timeout", "circuit-open", "response-too-large"}
+)
+LATENCY_OBJECTIVE_MS = 1000.0
+
+
+def _percentile(sorted_values: list[float], p: float) -> float | None:
+    if not sorted_values:
+        return None
+    k = min(len(sorted_values) - 1, max(0, round(p / 100 * (len(sorted_values) - 1))))
+    return round(sorted_values[k], 2)
+
+
+def service_status(
+    conn: Connection, minutes: int, probes: dict[str, Probe] | None, now: datetime | None = None
+) -> list[dict[str, Any]]:
+    """One entry per active bus service, grouped by agency in the caller's hands."""
+    since = rfc3339((now or datetime.now(UTC)) - timedelta(minutes=minutes))
+    names = {r.id: r.name for r in conn.execute(select(members.c.id, members.c.name))}
+    out = []
+    for svc in conn.execute(
+        select(services.c.id, services.c.subsystem_id, services.c.title, services.c.timeout_s)
+        .where(services.c.status == "active")
+        .order_by(services.c.id)
+    ):
+        rows = conn.execute(
+            select(message_log.c.outcome, message_log.c.status, message_log.c.duration_us).where(
+                message_log.c.service == svc.id, message_log.c.ts >= since
+            )
+        ).all()
+        forwarded = [
+            r
+            for r in rows
+            if r.outcome in ("ok", "provider-error") or r.outcome in PROVIDER_FAILURES
+        ]
+        failed = [
+            r
+            for r in forwarded
+            if r.outcome in PROVIDER_FAILURES or (r.outcome == "provider-error" and r.status >= 500)
+        ]
+        latencies = sorted(r.duration_us / 1000 for r in forwarded)
+        error_rate = round(len(failed) / len(forwarded), 4) if forwarded else 0.0
+        p95 = _percentile(latencies, 95)
+        probe = (probes or {}).get(svc.subsystem_id)
+        if (probe is not None and not probe.ok) or (forwarded and error_rate >= 0.5):
+            state = "down"
+        elif error_rate > 0.05 or (p95 is not None and p95 > LATENCY_OBJECTIVE_MS):
+            state = "degraded"
+        else:
+            state = "up"
+        member = svc.subsystem_id.rsplit("/", 1)[0]
+        out.append(
+            {
+                "service": svc.id,
+                "title": svc.title,
+                "agency": member,
+                "agency_name": names.get(member),
+                "state": state,
+                "calls": len(rows),
+                "forwarded": len(forwarded),
+                "failed": len(failed),
+                "error_rate": error_rate,
+                "latency_ms": {
+                    "p50": _percentile(latencies, 50),
+                    "p95": p95,
+                    "p99": _percentile(latencies, 99),
+                },
+                "probe": None
+                if probe is None
+                else {
+                    "ok": probe.ok,
+                    "endpoint": probe.endpoint,
+                    "latency_ms": probe.latency_ms,
+                    "error": probe.error,
+                    "checked_at": rfc3339(datetime.fromtimestamp(probe.checked_at, UTC)),
+                },
+            }
+        )
+    return out

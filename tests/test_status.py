@@ -1,0 +1,56 @@
+"""Problems are seen at once: the status of every service from its traffic and the health probes."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.harness import free_port, make_world
+from tests.providers import Provider
+
+
+def test_a_failing_provider_shows_down_while_a_healthy_one_shows_up(
+    tmp_path: Path, provider: Provider
+) -> None:
+    w = make_world(tmp_path / "home", provider.url)
+    healthy = w.add_service("healthy.v1")
+    slow = w.add_service("slowish.v1", "/slow/0.05")
+    with w.engine.begin() as conn:
+        from dargah.registry import members, services
+
+        members.add_subsystem(conn, w.sid("x", provider="gone").rsplit("/", 1)[0], "test")
+        dead = w.sid("dead.v1", provider="gone")
+        services.add_service(conn, dead, f"http://127.0.0.1:{free_port()}/api", "test", timeout_s=1)
+    for sid in (healthy, slow, dead):
+        w.grant("cons", sid)
+    w.start(DARGAH_HEALTH_INTERVAL="0.5")
+    try:
+        token = w.token()
+        for sid in (healthy, slow, dead):
+            for _ in range(4):
+                w.call(sid, "/x", token=token, purpose=None, subject=None)
+        admin = {"Authorization": f"Bearer {w.admin_token}"}
+        deadline = time.monotonic() + 10
+        body: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            r = httpx.get(f"{w.url}/api/v1/status", params={"minutes": 5}, headers=admin)
+            assert r.status_code == 200, r.text
+            body = r.json()
+            states = {s["service"]: s for a in body["agencies"] for s in a["services"]}
+            if states.get(dead, {}).get("probe"):
+                break
+            time.sleep(0.3)
+        states = {s["service"]: s for a in body["agencies"] for s in a["services"]}
+        assert states[healthy]["state"] == "up" and states[healthy]["error_rate"] == 0
+        assert states[healthy]["probe"]["ok"] is True
+        assert states[slow]["latency_ms"]["p50"] >= 40
+        assert states[dead]["state"] == "down", states[dead]
+        assert states[dead]["probe"]["ok"] is False and states[dead]["failed"] >= 4
+        agencies = {a["agency"]: a["state"] for a in body["agencies"]}
+        assert agencies[w.member("10100387143")] == "down"  # its worst service
+        assert httpx.get(f"{w.url}/api/v1/status").status_code == 401
+    finally:
+        w.stop()
