@@ -18,6 +18,7 @@ from dargah.bus.limits import LocalCircuitBreaker, LocalRateLimiter, RateLimiter
 from dargah.bus.log.backends import open_backend
 from dargah.bus.log.writer import LogWriter
 from dargah.bus.metrics import BusMetrics, SharedMetrics
+from dargah.bus.monitor import Monitor
 from dargah.bus.tokens import TokenIssuer, TokenVerifier
 from dargah.bus.upstream import Pools
 from dargah.core.identifiers import is_national_code
@@ -89,6 +90,13 @@ class BusRuntime:
             seal_every_seconds=settings.seal_every_seconds,
         )
         self.health = HealthChecker(lambda: self.snapshot, settings.health_interval)
+        self.monitor = Monitor(
+            engine,
+            self.health,
+            settings.health_interval,
+            settings.alert_webhook,
+            settings.alert_email,
+        )
         self.registry_ok = True
         self._refresher: asyncio.Task[None] | None = None
         self._publisher: asyncio.Task[None] | None = None
@@ -113,6 +121,7 @@ class BusRuntime:
         self._refresher = asyncio.create_task(self._refresh_loop())
         self._publisher = asyncio.create_task(self._publish_loop())
         self.health.start()
+        self.monitor.start()
 
     async def stop(self) -> None:
         for task in (self._refresher, self._publisher):
@@ -120,6 +129,7 @@ class BusRuntime:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        await self.monitor.stop()
         await self.health.stop()
         self.shared_metrics.remove()
         close = getattr(self.limiter, "close", None)

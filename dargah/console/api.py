@@ -20,7 +20,14 @@ from typing import Any
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
-from dargah.console import api_grants, api_log, api_members, api_services, api_status
+from dargah.console import (
+    api_grants,
+    api_incidents,
+    api_log,
+    api_members,
+    api_services,
+    api_status,
+)
 from dargah.console.api_deps import API_PREFIX, ID_NOTE
 from dargah.console.api_errors import GuardMiddleware, install_error_handlers
 from dargah.console.auth import PUBLIC_PATHS, AuthMiddleware
@@ -91,7 +98,7 @@ def build_management_app(settings: Settings, engine: Engine) -> Any:
     )
     app.state.engine = engine
     app.state.settings = settings
-    for module in (api_members, api_services, api_grants, api_log, api_status):
+    for module in (api_members, api_services, api_grants, api_log, api_status, api_incidents):
         app.include_router(module.router, prefix=API_PREFIX)
     install_error_handlers(app)
     app.add_middleware(AuthMiddleware, engine=engine)

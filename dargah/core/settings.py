@@ -97,6 +97,18 @@ class Settings:
             "DARGAH_HEALTH_INTERVAL", "Seconds between active health probes of every provider."
         ),
     )
+    alert_webhook: str = field(
+        default="",
+        metadata=_meta(
+            "DARGAH_ALERT_WEBHOOK", "URL that gets a JSON POST for every incident the monitor opens."
+        ),
+    )
+    alert_email: str = field(
+        default="",
+        metadata=_meta(
+            "DARGAH_ALERT_EMAIL", "Address that gets an e-mail (in the outbox) for every incident."
+        ),
+    )
     redis_url: str = field(
         default="",
         metadata=_meta(

@@ -39,6 +39,8 @@ class Action(StrEnum):
     SUBSCRIPTION_ADD = "registry:subscription:add"
     SUBSCRIPTION_REMOVE = "registry:subscription:remove"
     SUBSCRIPTION_REDELIVER = "registry:subscription:redeliver"
+    DUPLICATE_DECIDE = "registry:duplicate:decide"
+    INCIDENT_UPDATE = "operations:incident:update"
     TOKEN_ISSUE = "security:token:issue"
     TOKEN_REFUSE = "security:token:refuse"
 

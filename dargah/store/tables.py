@@ -358,3 +358,59 @@ deliveries = Table(
     UniqueConstraint("subscription_id", "event_seq"),
     Index("ix_deliveries_due", "status", "next_attempt_at"),
 )
+
+# An operator's decision on a pair of public services found alike (service_a < service_b):
+# confirmed duplicates or dismissed; never set automatically (catalogue.md, duplicates).
+duplicate_decisions = Table(
+    "duplicate_decisions",
+    metadata,
+    Column("service_a", String(11), ForeignKey("public_services.service_id"), primary_key=True),
+    Column("service_b", String(11), ForeignKey("public_services.service_id"), primary_key=True),
+    Column("status", String(16), nullable=False),
+    Column("decided_by", String(200), nullable=False),
+    Column("decided_at", String(40), nullable=False),
+    Column("reason", Text),
+)
+
+# Incidents the monitor opens when a service goes down or degraded. `open_key` holds the
+# service id while open (unique), so that one incident is open per service.
+incidents = Table(
+    "incidents",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("service_id", String(200), nullable=False, index=True),
+    Column("provider", String(120), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("open_key", String(200), unique=True),
+    Column("opened_at", String(32), nullable=False),
+    Column("recovered_at", String(32)),
+    Column("resolved_at", String(32)),
+    Column("owner", Text),
+    Column("summary", Text, nullable=False),
+    Column("resolution", Text),
+)
+
+incident_events = Table(
+    "incident_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("incident_id", Integer, ForeignKey("incidents.id"), nullable=False, index=True),
+    Column("ts", String(32), nullable=False),
+    Column("actor", Text, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("text", Text, nullable=False),
+)
+
+# Messages for people (e-mail, SMS): alerts now, the portal's one-time codes later.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("channel", String(8), nullable=False),
+    Column("recipient", Text, nullable=False),
+    Column("subject", Text),
+    Column("text", Text, nullable=False),
+    Column("code", String(16)),
+    Column("sent_at", String(32), nullable=False),
+)
