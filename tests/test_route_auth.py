@@ -40,6 +40,7 @@ SAMPLE_PARAMS = {
     "service": "person-inquiry.v1",
     "kid": "0123456789abcdef",
     "grant_id": "1",
+    "incident_id": "1",
 }
 WRONG_AUTHORIZATIONS = [
     None,
