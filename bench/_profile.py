@@ -1,0 +1,86 @@
+"""Profiling a bus worker with py-spy during the load."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+from _config import VENV_BIN
+from _procs import Proc, children, cmdline
+
+PROFILE_RATE = 200  # samples per second
+
+
+def start_profile(bus: Proc, out: Path, seconds: float) -> subprocess.Popen[bytes] | None:
+    """py-spy on one bus worker while the throughput load runs: collapsed stacks, per thread,
+    aggregated by function, busy samples only (a thread waiting in epoll, on a lock or on the
+    GIL is idle). ``--nonblocking`` so that sampling does not slow the worker down."""
+    pyspy = shutil.which("py-spy", path=f"{VENV_BIN}:{os.environ.get('PATH', '')}")
+    if pyspy is None:
+        print("  (py-spy is not installed: .venv/bin/pip install py-spy; no profile)")
+        return None
+    kids = [p for p in children(bus.popen.pid) if "spawn_main" in cmdline(p)]
+    pid = kids[0] if kids else bus.popen.pid
+    print(f"  profiling bus process {pid} (of {len(kids) or 1}) for {seconds:g} s -> {out}")
+    return subprocess.Popen(
+        [
+            pyspy,
+            "record",
+            "--pid",
+            str(pid),
+            "--duration",
+            str(max(1, int(seconds))),
+            "--rate",
+            str(PROFILE_RATE),
+            "--format",
+            "raw",
+            "--function",
+            "--threads",
+            "--nonblocking",
+            "--output",
+            str(out),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+
+
+def profile_top(raw: Path, seconds: float, n: int = 15) -> str:
+    """Top functions by own time (leaf frames) and each thread's busy share, from py-spy's
+    collapsed stacks (``--threads``: the first frame names the thread)."""
+    own: dict[tuple[str, str], int] = {}
+    threads: dict[str, int] = {}
+    total = 0
+    for line in raw.read_text(errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        frames = stack.split(";")
+        thread = "?"
+        if frames[0].startswith("thread ("):
+            thread = re.sub(r"^thread \(\d+\): ", "", frames[0])
+        key = (thread, re.sub(r":\d+\)$", ")", frames[-1]))  # one row per function
+        own[key] = own.get(key, 0) + int(count)
+        threads[thread] = threads.get(thread, 0) + int(count)
+        total += int(count)
+    if not total:
+        return "  (no samples)"
+    expected = seconds * PROFILE_RATE
+    lines = [f"  busy samples: {total}; per thread (share of wall time busy):"]
+    lines += [
+        f"    {name:<34} {c:6d}  {100 * c / expected:5.1f}%"
+        for name, c in sorted(threads.items(), key=lambda kv: -kv[1])
+    ]
+    lines.append(f"  top {n} functions by own time (share of all busy samples):")
+    lines += [
+        f"  {100 * c / total:5.1f}%  [{thread[:18]}] {func}"
+        for (thread, func), c in sorted(own.items(), key=lambda kv: -kv[1])[:n]
+    ]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- report
