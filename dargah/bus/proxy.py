@@ -129,6 +129,11 @@ class ProxyHandler:
                     raise ParseError(scope["dargah.malformed"])
                 parse_headers(scope["headers"], call)
                 rec["request_id"] = call.request_id
+                if rt.tracer is not None:  # not record fields: neither stored nor hashed
+                    rec["_traceparent"], rec["_incoming_trace"] = (
+                        call.traceparent,
+                        call.incoming_trace,
+                    )
                 service_id, path = split_target(raw_path)
             except ParseError as exc:
                 # A malformed header may have stopped parsing before the id was set or generated.
@@ -361,6 +366,15 @@ class ProxyHandler:
         elapsed = time.perf_counter() - started
         rec["duration_us"] = int(elapsed * 1_000_000)
         seq = await rt.writer.append(rec, body_rec)
+        if rt.tracer is not None and "_traceparent" in rec:
+            end_ns = time.time_ns()
+            rt.tracer.record(
+                rec,
+                rec["_traceparent"],
+                rec["_incoming_trace"],
+                end_ns - int((time.perf_counter() - started) * 1e9),
+                end_ns,
+            )
         # Only registered services get a series of their own: ids a client makes up do not.
         known = rec["service"] if rec["service"] in rt.snapshot.services else None
         rt.metrics.observe(

@@ -50,6 +50,7 @@ class ParsedCall:
     user: str | None = None
     request_id: str = ""
     traceparent: str = ""
+    incoming_trace: str | None = None
     tracestate: bytes | None = None
     content_length: int | None = None
     forward: list[tuple[bytes, bytes]] = field(default_factory=list)
@@ -187,4 +188,5 @@ def parse_headers(headers: list[tuple[bytes, bytes]], call: ParsedCall) -> None:
     random_hex = f"{_ids.getrandbits(320):080x}"
     if not call.request_id:
         call.request_id = _uuid7(random_hex[48:])
+    call.incoming_trace = incoming_trace
     call.traceparent = new_traceparent(incoming_trace, random_hex)

@@ -20,6 +20,7 @@ from dargah.bus.log.writer import LogWriter
 from dargah.bus.metrics import BusMetrics, SharedMetrics
 from dargah.bus.monitor import Monitor
 from dargah.bus.tokens import TokenIssuer, TokenVerifier
+from dargah.bus.tracing import SpanExporter
 from dargah.bus.upstream import Pools
 from dargah.core.identifiers import is_national_code
 from dargah.core.keys import HS256, EdDSASigner, load_private_pem
@@ -89,6 +90,7 @@ class BusRuntime:
             seal_every_records=settings.seal_every_records,
             seal_every_seconds=settings.seal_every_seconds,
         )
+        self.tracer = SpanExporter(settings.otlp_endpoint) if settings.otlp_endpoint else None
         self.health = HealthChecker(lambda: self.snapshot, settings.health_interval)
         self.monitor = Monitor(
             engine,
@@ -136,6 +138,8 @@ class BusRuntime:
         if close is not None:
             await close()
         await asyncio.to_thread(self.writer.stop)
+        if self.tracer is not None:
+            await asyncio.to_thread(self.tracer.close)
 
     async def _publish_loop(self) -> None:
         while True:

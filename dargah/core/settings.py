@@ -109,6 +109,13 @@ class Settings:
             "DARGAH_ALERT_EMAIL", "Address that gets an e-mail (in the outbox) for every incident."
         ),
     )
+    otlp_endpoint: str = field(
+        default="",
+        metadata=_meta(
+            "DARGAH_OTLP_ENDPOINT",
+            "OpenTelemetry collector (OTLP/HTTP, e.g. http://collector:4318): one span per call.",
+        ),
+    )
     redis_url: str = field(
         default="",
         metadata=_meta(
