@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 import click
 
 from dargah.cli.context import home_option, load_instance, reports_errors
-from dargah.registry.catalogue import ImportReport, export_catalogue, import_catalogue
+from dargah.registry.catalogue import ImportReport, duplicates, export_catalogue, import_catalogue
 
 
 class _Progress:
@@ -150,6 +151,59 @@ def export(fmt: str, out: Path | None, agencies_out: Path | None, home: Path | N
             f"exported {counts['services']} service(s) and {counts['agencies']} agencies to {out}",
             err=True,
         )
+
+
+@catalogue.command("duplicates")
+@click.option(
+    "--min-score",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.5,
+    show_default=True,
+    help="List candidate pairs scoring at least this (decided pairs are always listed).",
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["json", "table"]), default="json", show_default=True
+)
+@home_option
+@reports_errors
+def duplicates_(min_score: float, fmt: str, home: Path | None) -> None:
+    """Every candidate pair of active services that may be the same service, best first.
+
+    JSON: a list of {"a", "b", "score", "status", "object_differs", "same_agency"}; status is
+    candidate, confirmed or dismissed, and only an operator's decision (dargah catalogue
+    decide) makes a pair confirmed or dismissed.
+    """
+    inst = load_instance(home)
+    found = duplicates.duplicates(inst.engine, min_score=min_score)
+    if fmt == "json":
+        click.echo(json.dumps(found, ensure_ascii=False, indent=2))
+        return
+    click.echo(f"{'a':<12} {'b':<12} {'score':>6}  {'status':<10} flags")
+    for d in found:
+        flags = ",".join(name for name in ("object_differs", "same_agency") if d[name])
+        click.echo(f"{d['a']:<12} {d['b']:<12} {d['score']:>6.3f}  {d['status']:<10} {flags}")
+    click.echo(f"{len(found)} pair(s)", err=True)
+
+
+@catalogue.command("decide")
+@click.argument("a")
+@click.argument("b")
+@click.option("--confirm", "status", flag_value="confirmed", help="The two are one service.")
+@click.option("--dismiss", "status", flag_value="dismissed", help="The two are different.")
+@click.option("--reason", default=None, help="Why (kept with the decision and in the audit).")
+@home_option
+@reports_errors
+def decide(a: str, b: str, status: str | None, reason: str | None, home: Path | None) -> None:
+    """Record an operator's decision on the pair of services A and B: --confirm or --dismiss.
+
+    A later decision on the same pair replaces the earlier one; every decision is audited.
+    """
+    if status is None:
+        raise click.UsageError("give --confirm or --dismiss")
+    inst = load_instance(home)
+    with inst.engine.connect() as conn, conn.begin():
+        duplicates.decide(conn, a, b, status, inst.actor, reason)
+    click.echo(f"{min(a, b)} {max(a, b)}: {status}")
 
 
 commands: list[click.Command] = [catalogue]
