@@ -19,6 +19,13 @@ def build_app(settings: Settings, parts: Iterable[str]) -> Any:
     from dargah.registry.instance import open_instance
 
     chosen = set(parts)
+    if "sandbox" in chosen:
+        if chosen != {"sandbox"}:
+            raise ValueError(
+                "the sandbox agencies are outside agencies: serve them in a process of their own "
+                "(dargah serve sandbox --port P), or use dargah demo"
+            )
+        return _sandbox_app(settings)
     engine, _info, _token = open_instance(settings)
     fallback: Any = None
     if chosen & {"registry", "console", "portal"}:
@@ -34,6 +41,15 @@ def build_app(settings: Settings, parts: Iterable[str]) -> Any:
             fallback.state.health = rt.health  # the status API shows this process's probes
         return BusApp(rt, fallback)
     return fallback
+
+
+def _sandbox_app(settings: Settings) -> Any:
+    """The sandbox agencies alone, verifying the assertions of the bus at DARGAH_PUBLIC_URL."""
+    from dargah.sandbox.apps import build_sandbox_app
+    from dargah.sandbox.citizens import generate_citizens
+
+    bus_url = settings.public_url or "http://127.0.0.1:8000"
+    return build_sandbox_app(settings.instance, bus_url, generate_citizens())
 
 
 class JsonFormatter(logging.Formatter):
