@@ -15,7 +15,7 @@ from typing import Any
 from dargah.bus import endpoints
 from dargah.bus.events.delivery import DeliveryWorker
 from dargah.bus.events.handler import EventsHandler
-from dargah.bus.proxy import ProxyHandler, Receive, Scope, Send, _send_problem
+from dargah.bus.proxy import ProxyHandler, Receive, Scope, Send, send_problem
 from dargah.bus.runtime import BusRuntime
 
 log = logging.getLogger("dargah.bus")
@@ -45,7 +45,7 @@ class BusApp:
                 await self._bus(scope, receive, send)
             except Exception:
                 log.exception("unexpected error on %s", scope["path"][:200])
-                await _send_problem(send, "internal", "an unexpected error occurred", None, [])
+                await send_problem(send, "internal", "an unexpected error occurred", None, [])
             return
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
@@ -53,7 +53,7 @@ class BusApp:
         if self.fallback is not None:
             await self.fallback(scope, receive, send)
         else:
-            await _send_problem(send, "not-found", "no such endpoint", None, [])
+            await send_problem(send, "not-found", "no such endpoint", None, [])
 
     async def _bus(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]

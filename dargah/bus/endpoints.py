@@ -11,7 +11,7 @@ import time
 from typing import Any
 from urllib.parse import parse_qsl
 
-from dargah.bus.proxy import Receive, Refusal, Scope, Send, _read_body, _send_problem
+from dargah.bus.proxy import Receive, Refusal, Scope, Send, read_body, send_problem
 from dargah.bus.runtime import BusRuntime
 from dargah.bus.tokens import OAuthError
 from dargah.registry.services import get_openapi
@@ -72,7 +72,7 @@ async def token_endpoint(rt: BusRuntime, scope: Scope, receive: Receive, send: S
         if scope["method"] != "POST":
             raise OAuthError("invalid_request", "use POST", 405)
         try:
-            raw = await _read_body(receive, MAX_TOKEN_REQUEST)
+            raw = await read_body(receive, MAX_TOKEN_REQUEST)
         except Refusal:
             raise OAuthError("invalid_request", "the token request is too large") from None
         try:
@@ -127,7 +127,7 @@ async def meta_endpoint(rt: BusRuntime, scope: Scope, send: Send) -> None:
         if name == b"authorization" and value[:7].lower() == b"bearer ":
             claims = rt.verifier.verify(value[7:].strip().decode("latin-1"), snap, time.time())
     if claims is None:
-        await _send_problem(
+        await send_problem(
             send,
             "unauthenticated",
             "an Authorization: Bearer token is required",
@@ -158,7 +158,7 @@ async def meta_endpoint(rt: BusRuntime, scope: Scope, send: Send) -> None:
         sid = path[len("/r1/meta/services/") : -len("/openapi")]
         svc = snap.services.get(sid)
         if svc is None or not svc.active or (claims.client, sid) not in snap.grants:
-            await _send_problem(
+            await send_problem(
                 send, "unknown-service", f"no bus service {sid} that you may call", None, []
             )
             return
@@ -169,11 +169,11 @@ async def meta_endpoint(rt: BusRuntime, scope: Scope, send: Send) -> None:
 
         doc = await asyncio.to_thread(load)
         if doc is None:
-            await _send_problem(send, "not-found", f"{sid} has no OpenAPI document", None, [])
+            await send_problem(send, "not-found", f"{sid} has no OpenAPI document", None, [])
             return
         await send_bytes(send, 200, doc.encode(), b"application/json")
         return
-    await _send_problem(send, "not-found", "no such metadata endpoint", None, [])
+    await send_problem(send, "not-found", "no such metadata endpoint", None, [])
 
 
 async def health_endpoint(rt: BusRuntime, path: str, send: Send) -> None:

@@ -70,7 +70,7 @@ def request_digest(method: str, path: str, query: bytes, body: bytes) -> bytes:
     return hashlib.sha256(data).digest()
 
 
-async def _read_body(receive: Receive, limit: int) -> bytes:
+async def read_body(receive: Receive, limit: int) -> bytes:
     chunks = []
     size = 0
     more = True
@@ -219,7 +219,7 @@ class ProxyHandler:
                     "payload-too-large",
                     f"the request body is over the service's limit of {svc.max_body} bytes",
                 )
-            body = await _read_body(receive, svc.max_body)
+            body = await read_body(receive, svc.max_body)
             rec["request_bytes"] = len(body)
             digest = request_digest(method, path, query, body)
             rec["request_hash"] = digest.hex()
@@ -318,7 +318,7 @@ class ProxyHandler:
                 call.request_id,
             )
         except LogUnavailable as exc:
-            await _send_problem(
+            await send_problem(
                 send,
                 "log-unavailable",
                 f"the message log cannot be written ({exc})",
@@ -402,7 +402,7 @@ def _encrypt(
     return kid, n1 + n2, aes.encrypt(n1, request, aad), aes.encrypt(n2, response, aad)
 
 
-async def _send_problem(
+async def send_problem(
     send: Send, code: str, detail: str, request_id: str | None, headers: list[tuple[bytes, bytes]]
 ) -> None:
     """A problem response with no log record (only when the log itself is down)."""

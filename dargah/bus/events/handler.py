@@ -17,7 +17,7 @@ from urllib.parse import parse_qs
 
 from dargah.bus.events import store
 from dargah.bus.log.writer import LogUnavailable
-from dargah.bus.proxy import ProxyHandler, Receive, Refusal, Scope, Send, _read_body, _send_problem
+from dargah.bus.proxy import ProxyHandler, Receive, Refusal, Scope, Send, read_body, send_problem
 from dargah.bus.request import ParsedCall, ParseError, parse_headers, request_id_of
 from dargah.bus.runtime import BusRuntime
 from dargah.core.clock import now_rfc3339
@@ -118,7 +118,7 @@ class EventsHandler:
                 send, rec, started, r.code, r.detail, r.detail_fa, r.headers, rec["request_id"]
             )
         except LogUnavailable as exc:
-            await _send_problem(
+            await send_problem(
                 send,
                 "log-unavailable",
                 f"the message log cannot be written ({exc})",
@@ -178,7 +178,7 @@ class EventsHandler:
         limit = rt.settings.event_max_bytes
         if call.content_length is not None and call.content_length > limit:
             raise Refusal("payload-too-large", f"an event may be at most {limit} bytes")
-        body = await _read_body(receive, limit)
+        body = await read_body(receive, limit)
         rec["request_bytes"] = len(body)
         rec["request_hash"] = hashlib.sha256(b"POST\n\n%s\n%s" % (query, body)).hexdigest()
         event = check_cloudevent(body)
