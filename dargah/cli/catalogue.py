@@ -10,6 +10,8 @@ from typing import Any
 import click
 
 from dargah.cli.context import home_option, load_instance, reports_errors
+from dargah.core.clock import utc_now
+from dargah.oversight import assess
 from dargah.registry.catalogue import ImportReport, duplicates, export_catalogue, import_catalogue
 
 
@@ -145,7 +147,14 @@ def export(fmt: str, out: Path | None, agencies_out: Path | None, home: Path | N
     """Export every card as stored, with its computed levels (definition_level, verified_level,
     counted, reasons)."""
     inst = load_instance(home)
-    counts = export_catalogue(inst.engine, fmt, out or sys.stdout, agencies_out=agencies_out)
+    now = utc_now()
+    counts = export_catalogue(
+        inst.engine,
+        fmt,
+        out or sys.stdout,
+        agencies_out=agencies_out,
+        verdicts=lambda conn: assess(conn, now),
+    )
     if out is not None:
         click.echo(
             f"exported {counts['services']} service(s) and {counts['agencies']} agencies to {out}",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from dargah import __version__
-from dargah.cli import catalogue, log, manage, run
+from dargah.cli import catalogue, events, log, manage, run
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -14,7 +14,13 @@ def main() -> None:
     """Dargah: the Government Service Bus and smart services portal."""
 
 
-for group in (catalogue.commands, log.commands, manage.commands, run.commands):
+for group in (
+    catalogue.commands,
+    events.commands,
+    log.commands,
+    manage.commands,
+    run.commands,
+):
     for command in group:
         main.add_command(command)
 
