@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
@@ -46,16 +46,29 @@ def supplied_items(conn: Connection) -> set[str]:
     return out
 
 
-def computed(card: dict[str, Any], supplied: set[str]) -> dict[str, Any]:
-    """The computed columns of one card."""
+# Oversight's computed columns of one card: (verified_level, counted, reasons). The registry
+# must not import oversight, so the caller hands in a function that computes them for every
+# card on the exporter's own connection (dargah.oversight.assess, from the CLI).
+Verdict = tuple[int | None, bool, list[Reason]]
+Verdicts = Callable[[Connection], Mapping[str, Verdict]]
+
+
+def computed(
+    card: dict[str, Any], supplied: set[str], verdict: Verdict | None = None
+) -> dict[str, Any]:
+    """The computed columns of one card.
+
+    Without a ``verdict`` (oversight did not measure the service), nothing is verified and
+    nothing counts (reason ``not-measured``).
+    """
     level, reasons = definition_level(card, supplied)
-    # The place oversight will fill: the verified level caps the definition level by evidence
-    # (online applications, completions, bus calls, proactive events; catalogue.md) and
-    # `counted` adds satisfaction, duplicates and direct connections (smartness.md). Until
-    # oversight measures a service, nothing is verified and nothing counts.
-    verified: int | None = None
-    counted = False
-    why: list[Reason] = [*reasons, NOT_MEASURED]
+    if verdict is None:
+        verified: int | None = None
+        counted = False
+        why: list[Reason] = [*reasons, NOT_MEASURED]
+    else:
+        verified, counted, extra = verdict
+        why = [*reasons, *extra]
     return {
         "definition_level": level,
         "verified_level": verified,
@@ -173,10 +186,13 @@ def export_catalogue(
     out: Path | TextIO | None = None,
     *,
     agencies_out: Path | TextIO | None = None,
+    verdicts: Verdicts | None = None,
 ) -> dict[str, int]:
     """Write the catalogue to ``out`` (a path or a text stream); returns the counts written.
 
     ``fmt`` is ``json`` or ``csv``; for CSV, ``agencies_out`` receives the agencies.
+    ``verdicts`` computes oversight's verified level, counted and reasons of every card
+    (by service ID); without it, or for a card it leaves out, they are not measured.
     """
     if fmt not in ("json", "csv"):
         raise ValueError(f"unknown export format {fmt!r}: json or csv")
@@ -185,7 +201,11 @@ def export_catalogue(
     with engine.connect().execution_options(**READ_ONLY) as conn:
         supplied = supplied_items(conn)
         agencies = load_agencies(conn)
-        cards = [{**card, **computed(card, supplied)} for card in load_cards(conn)]
+        measured = verdicts(conn) if verdicts is not None else {}
+        cards = [
+            {**card, **computed(card, supplied, measured.get(card["service_id"]))}
+            for card in load_cards(conn)
+        ]
     if fmt == "json":
         with _opened(out) as f:
             json.dump({"agencies": agencies, "services": cards}, f, ensure_ascii=False, indent=2)
