@@ -32,6 +32,10 @@ def build_app(settings: Settings, parts: Iterable[str]) -> Any:
         from dargah.console.api import build_management_app
 
         fallback = build_management_app(settings, engine)
+    if "portal" in chosen:
+        from dargah.portal.app import build_portal
+
+        fallback = _by_prefix(fallback, build_portal(engine))
     if "bus" in chosen:
         from dargah.bus.app import BusApp
         from dargah.bus.runtime import BusRuntime
@@ -41,6 +45,19 @@ def build_app(settings: Settings, parts: Iterable[str]) -> Any:
             fallback.state.health = rt.health  # the status API shows this process's probes
         return BusApp(rt, fallback)
     return fallback
+
+
+def _by_prefix(api: Any, portal: Any) -> Any:
+    """``/api/…`` to the management API, every other address to the portal."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and not scope["path"].startswith("/api/"):
+            await portal(scope, receive, send)
+        else:
+            await api(scope, receive, send)
+
+    app.state = api.state  # type: ignore[attr-defined]
+    return app
 
 
 def _sandbox_app(settings: Settings) -> Any:

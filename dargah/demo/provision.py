@@ -214,3 +214,20 @@ def tester_grants(instance: str) -> tuple[list[tuple[str, list[str]]], list[str]
             else:
                 allowed.append((sid, list(spec.purposes)))
     return allowed, denied
+
+
+def provision_catalogue(engine: Engine, home: Path, instance: str) -> int:
+    """The sandbox's Persian catalogue of public services, imported once; returns how many."""
+    from sqlalchemy import func, select
+
+    from dargah.registry.catalogue.importer import import_catalogue
+    from dargah.sandbox.catalogue_seed import load_seed_catalogue
+    from dargah.store.tables import public_services
+
+    with engine.connect() as conn:
+        if conn.execute(select(func.count()).select_from(public_services)).scalar_one():
+            return 0
+    seed = home / "catalogue-seed.json"
+    seed.write_text(json.dumps(load_seed_catalogue(), ensure_ascii=False), encoding="utf-8")
+    report = import_catalogue(engine, [seed], actor=ACTOR, instance=instance)
+    return len(load_seed_catalogue()["services"]) if report is not None else 0

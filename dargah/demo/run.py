@@ -26,6 +26,7 @@ from dargah.demo.provision import (
     _save_secrets,
     admin_token,
     provision_agencies,
+    provision_catalogue,
     provision_client,
     provision_events,
     tester_grants,
@@ -74,6 +75,7 @@ def run_demo(settings: Settings) -> None:
     provision_agencies(engine, info.code, sandbox_url)
     allowed, denied = tester_grants(info.code)
     publisher_key = provision_events(engine, home, info.code, sandbox_url)
+    provision_catalogue(engine, home, info.code)
     tester = provision_client(
         engine,
         home,
