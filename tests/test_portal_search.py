@@ -89,3 +89,10 @@ def test_browsing_by_life_event_and_cluster_lists_services(portal: TestClient) -
 def test_no_query_makes_the_portal_fail(portal: TestClient, q: str) -> None:
     r = portal.get("/search", params={"q": q})
     assert r.status_code == 200
+
+
+def test_the_persian_font_is_served_from_the_portal_itself(portal: TestClient) -> None:
+    page = portal.get("/").text
+    fonts = re.findall(r'url\("(/static/[^"]+\.woff2)"\)', page)
+    assert fonts and all(portal.get(f).status_code == 200 for f in fonts)
+    assert "http://" not in page and "https://" not in page  # nothing from outside

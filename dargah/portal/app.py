@@ -17,7 +17,8 @@ from sqlalchemy import Engine
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 
 from dargah.core.persian import to_persian_digits
 from dargah.portal.catalogue import LIFE_EVENTS, Catalogue
@@ -126,6 +127,9 @@ def build_portal(engine: Engine) -> Starlette:
             Route("/", home),
             Route("/search", search),
             Route("/services/{service_id}", service),
+            Mount(
+                "/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static"
+            ),
         ],
         exception_handlers={404: not_found, 500: failed, Exception: failed},
     )
