@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import http.client
 import http.cookiejar
-import secrets
 import socket
 import time
 import uuid
@@ -210,25 +209,10 @@ def database(kind: str) -> Iterator[str]:
     if kind == "sqlite":
         yield ""
         return
-    from tests.conftest import _PG_ERROR, PG_URL
+    from tests.conftest import _pg_schema
 
-    if _PG_ERROR is not None:
-        import os
-
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL must be reachable in CI at {PG_URL}: {_PG_ERROR}")
-        pytest.skip(f"PostgreSQL not reachable at {PG_URL}: {_PG_ERROR}")
-    import psycopg
-
-    schema = f"t_{secrets.token_hex(6)}"
-    with psycopg.connect(PG_URL, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
-    sep = "&" if "?" in PG_URL else "?"
-    try:
-        yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
-    finally:
-        with psycopg.connect(PG_URL, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+    with _pg_schema() as url:
+        yield url
 
 
 # -- the module's bus ---------------------------------------------------------------------

@@ -65,6 +65,26 @@ class Refusal(Exception):
         self.headers = headers or []
 
 
+def new_record(ts: str, method: str, path: str, query: bytes) -> dict[str, Any]:
+    """A message-log record as it starts: the rest is filled in along the call's path."""
+    return {
+        "ts": ts,
+        "request_id": "",
+        "client": None,
+        "service": None,
+        "method": method,
+        "path": path[:2048],
+        "query_hash": hashlib.sha256(query).hexdigest() if query else None,
+        "purpose": None,
+        "subject_ref": None,
+        "user": None,
+        "request_hash": None,
+        "response_hash": None,
+        "request_bytes": 0,
+        "response_bytes": 0,
+    }
+
+
 def request_digest(method: str, path: str, query: bytes, body: bytes) -> bytes:
     data = b"%s\n%s\n%s\n%s" % (method.encode(), path.encode("latin-1"), query, body)
     return hashlib.sha256(data).digest()
@@ -103,22 +123,7 @@ class ProxyHandler:
         raw_path = raw.decode("latin-1") if raw else scope["path"]
         query: bytes = scope.get("query_string", b"")
         call = ParsedCall()
-        rec: dict[str, Any] = {
-            "ts": ts,
-            "request_id": "",
-            "client": None,
-            "service": None,
-            "method": method,
-            "path": raw_path[:2048],
-            "query_hash": hashlib.sha256(query).hexdigest() if query else None,
-            "purpose": None,
-            "subject_ref": None,
-            "user": None,
-            "request_hash": None,
-            "response_hash": None,
-            "request_bytes": 0,
-            "response_bytes": 0,
-        }
+        rec = new_record(ts, method, raw_path, query)
         extra_headers: list[tuple[bytes, bytes]] = []
         body = b""
         try:

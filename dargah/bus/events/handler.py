@@ -17,7 +17,16 @@ from urllib.parse import parse_qs
 
 from dargah.bus.events import store
 from dargah.bus.log.writer import LogUnavailable
-from dargah.bus.proxy import ProxyHandler, Receive, Refusal, Scope, Send, read_body, send_problem
+from dargah.bus.proxy import (
+    ProxyHandler,
+    Receive,
+    Refusal,
+    Scope,
+    Send,
+    new_record,
+    read_body,
+    send_problem,
+)
 from dargah.bus.request import ParsedCall, ParseError, parse_headers, request_id_of
 from dargah.bus.runtime import BusRuntime
 from dargah.core.clock import now_rfc3339
@@ -78,22 +87,7 @@ class EventsHandler:
         query: bytes = scope.get("query_string", b"")
         method: str = scope["method"]
         call = ParsedCall()
-        rec: dict[str, Any] = {
-            "ts": now_rfc3339(),
-            "request_id": "",
-            "client": None,
-            "service": None,
-            "method": method,
-            "path": path[:2048],
-            "query_hash": hashlib.sha256(query).hexdigest() if query else None,
-            "purpose": None,
-            "subject_ref": None,
-            "user": None,
-            "request_hash": None,
-            "response_hash": None,
-            "request_bytes": 0,
-            "response_bytes": 0,
-        }
+        rec = new_record(now_rfc3339(), method, path, query)
         try:
             if not rt.writer.healthy:
                 raise LogUnavailable("the message log is not writable")
