@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser import browser, page, shots  # noqa: F401  (fixtures)
 from tests.harness import World, make_world
 from tests.providers import Provider
 

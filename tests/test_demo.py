@@ -168,23 +168,38 @@ def test_a_registered_birth_opens_the_newborn_package_without_anyone_applying(de
     doc = _doc(demo)
     client = doc["clients"][0]
     people = {c.national_code: c for c in generate_citizens()}
-    mother = next(c for c in people.values()
-                  if c.gender == "female" and c.alive and c.spouse and people[c.spouse].alive)
+    mother = next(
+        c
+        for c in people.values()
+        if c.gender == "female" and c.alive and c.spouse and people[c.spouse].alive
+    )
     father = people[mother.spouse]
     by_code = {e["service"].split("/")[-1]: e for e in client["allowed"]}
     with GsbClient(doc["bus_url"], client["id"], client_secret=client["client_secret"]) as gsb:
         reg, ben = by_code["birth-registration.v1"], by_code["benefit-application.v1"]
-        birth = gsb.call(reg["service"], "/births", method="POST",
-                         purpose=reg["purposes"][0], subject=mother.national_code,
-                         json={"first_name": "آرش", "gender": "male",
-                               "father_national_code": father.national_code,
-                               "mother_national_code": mother.national_code})
+        birth = gsb.call(
+            reg["service"],
+            "/births",
+            method="POST",
+            purpose=reg["purposes"][0],
+            subject=mother.national_code,
+            json={
+                "first_name": "آرش",
+                "gender": "male",
+                "father_national_code": father.national_code,
+                "mother_national_code": mother.national_code,
+            },
+        )
         assert birth.status_code == 201, birth.text
         deadline = time.monotonic() + 20
         opened: list[dict[str, Any]] = []
         while time.monotonic() < deadline and not opened:
-            r = gsb.call(ben["service"], f"/persons/{mother.national_code}/applications",
-                         purpose=ben["purposes"][0], subject=mother.national_code)
+            r = gsb.call(
+                ben["service"],
+                f"/persons/{mother.national_code}/applications",
+                purpose=ben["purposes"][0],
+                subject=mother.national_code,
+            )
             assert r.status_code == 200, r.text
             opened = [a for a in r.json()["applications"] if a.get("channel") == "proactive"]
             time.sleep(0.3)

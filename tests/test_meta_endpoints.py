@@ -272,13 +272,20 @@ def test_the_message_log_is_searchable_by_request_id_client_service_outcome_and_
         assert [rec["seq"] for rec in by_id] == [int(ok.headers["gsb-log-id"])]
         assert by_id[0]["seal"] is None or by_id[0]["seal"]["seq"] >= by_id[0]["seq"]
         assert len(by_id[0]["hash"]) == 64 and len(by_id[0]["prev_hash"]) == 64
-        assert {r["outcome"] for r in search(client=w.clients["cons"].id)} == {"ok", "subject-invalid"}
-        assert [r["outcome"] for r in search(service=sid, outcome="subject-invalid")] == ["subject-invalid"]
+        assert {r["outcome"] for r in search(client=w.clients["cons"].id)} == {
+            "ok",
+            "subject-invalid",
+        }
+        assert [r["outcome"] for r in search(service=sid, outcome="subject-invalid")] == [
+            "subject-invalid"
+        ]
         mine = search(national_code="0499370899")
         assert [r["seq"] for r in mine] == [int(ok.headers["gsb-log-id"])]
         assert "0499370899" not in str(mine)
         assert search(national_code="0499370899", since="2999-01-01T00:00:00Z") == []
-        bad = httpx.get(f"{w.url}/api/v1/log", params={"national_code": "1234567890"}, headers=admin)
+        bad = httpx.get(
+            f"{w.url}/api/v1/log", params={"national_code": "1234567890"}, headers=admin
+        )
         assert bad.status_code == 400 and bad.json()["code"] == "bad-request"
         assert httpx.get(f"{w.url}/api/v1/log").status_code == 401
     finally:

@@ -93,6 +93,9 @@ def test_no_query_makes_the_portal_fail(portal: TestClient, q: str) -> None:
 
 def test_the_persian_font_is_served_from_the_portal_itself(portal: TestClient) -> None:
     page = portal.get("/").text
-    fonts = re.findall(r'url\("(/static/[^"]+\.woff2)"\)', page)
+    sheets = re.findall(r'href="(/static/[^"]+\.css)"', page)
+    assert sheets and all(portal.get(s).status_code == 200 for s in sheets)
+    css = "".join(portal.get(s).text for s in sheets)
+    fonts = re.findall(r'url\("(/static/[^"]+\.woff2)"\)', css)
     assert fonts and all(portal.get(f).status_code == 200 for f in fonts)
     assert "http://" not in page and "https://" not in page  # nothing from outside

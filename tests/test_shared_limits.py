@@ -25,7 +25,9 @@ def _redis_error() -> str | None:
         return str(exc)
 
 
-def test_two_bus_processes_share_one_quota_through_redis(tmp_path: Path, provider: Provider) -> None:
+def test_two_bus_processes_share_one_quota_through_redis(
+    tmp_path: Path, provider: Provider
+) -> None:
     error = _redis_error()
     if error is not None:
         if os.environ.get("CI"):
@@ -45,7 +47,9 @@ def test_two_bus_processes_share_one_quota_through_redis(tmp_path: Path, provide
                 r = http.get(f"{w.url}/r1/{sid}/x", headers={"Authorization": f"Bearer {token}"})
             statuses.append(r.status_code)
             if r.status_code == 429:
-                assert r.headers["gsb-error"] == "rate-limited" and int(r.headers["retry-after"]) >= 1
+                assert (
+                    r.headers["gsb-error"] == "rate-limited" and int(r.headers["retry-after"]) >= 1
+                )
     finally:
         w.stop()
     assert statuses.count(200) == 6, statuses  # the burst, once, not once per process

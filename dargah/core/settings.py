@@ -100,7 +100,8 @@ class Settings:
     alert_webhook: str = field(
         default="",
         metadata=_meta(
-            "DARGAH_ALERT_WEBHOOK", "URL that gets a JSON POST for every incident the monitor opens."
+            "DARGAH_ALERT_WEBHOOK",
+            "URL that gets a JSON POST for every incident the monitor opens.",
         ),
     )
     alert_email: str = field(

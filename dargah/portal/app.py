@@ -12,17 +12,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy import Engine
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Mount, Route
-from starlette.staticfiles import StaticFiles
 
-from dargah.core.persian import to_persian_digits
 from dargah.portal.catalogue import LIFE_EVENTS, Catalogue
 from dargah.store.db import READ_ONLY
+from dargah.web.pages import environment, static_files
 
 log = logging.getLogger("dargah.portal")
 RELOAD_SECONDS = 30.0
@@ -36,12 +34,7 @@ _CHANNELS = {
     "app": "برنامه همراه",
 }
 
-_env = Environment(
-    loader=FileSystemLoader(Path(__file__).parent / "templates"),
-    autoescape=select_autoescape(["html"]),
-)
-_env.filters["fa"] = to_persian_digits
-_env.filters["fa_number"] = lambda n: to_persian_digits(f"{int(n):,}").replace(",", "٬")
+_env = environment(Path(__file__).parent / "templates")
 _env.filters["channel"] = lambda c: _CHANNELS.get(c, c)
 
 
@@ -127,9 +120,7 @@ def build_portal(engine: Engine) -> Starlette:
             Route("/", home),
             Route("/search", search),
             Route("/services/{service_id}", service),
-            Mount(
-                "/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static"
-            ),
+            Mount("/static", static_files(), name="static"),
         ],
         exception_handlers={404: not_found, 500: failed, Exception: failed},
     )

@@ -414,3 +414,7 @@ outbox = Table(
     Column("code", String(16)),
     Column("sent_at", String(32), nullable=False),
 )
+
+
+# The people-facing parts' tables live in their own module, on this same metadata.
+from dargah.store import people_tables as _people_tables  # noqa: E402,F401
