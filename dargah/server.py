@@ -36,6 +36,10 @@ def build_app(settings: Settings, parts: Iterable[str]) -> Any:
         from dargah.portal.app import build_portal
 
         fallback = _by_prefix(fallback, build_portal(engine))
+    if "console" in chosen:
+        from dargah.console.web.app import build_console
+
+        fallback = _by_prefix(fallback, build_console(engine, fallback.state), prefix="/console")
     if "bus" in chosen:
         from dargah.bus.app import BusApp
         from dargah.bus.runtime import BusRuntime
@@ -47,12 +51,19 @@ def build_app(settings: Settings, parts: Iterable[str]) -> Any:
     return fallback
 
 
-def _by_prefix(api: Any, portal: Any) -> Any:
-    """``/api/…`` to the management API, every other address to the portal."""
+def _by_prefix(api: Any, other: Any, prefix: str = "") -> Any:
+    """With no ``prefix``: ``/api/…`` to the management API, every other address to ``other``
+    (the portal). With one: ``prefix`` and ``prefix/…`` to ``other`` (the console's pages),
+    everything else as before."""
+
+    def wanted(path: str) -> bool:
+        if prefix:
+            return path == prefix or path.startswith(prefix + "/")
+        return not path.startswith("/api/")
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and not scope["path"].startswith("/api/"):
-            await portal(scope, receive, send)
+        if scope["type"] == "http" and wanted(scope["path"]):
+            await other(scope, receive, send)
         else:
             await api(scope, receive, send)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from dargah import __version__
-from dargah.cli import catalogue, events, log, manage, run
+from dargah.cli import catalogue, console_users, events, log, manage, run
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -16,6 +16,7 @@ def main() -> None:
 
 for group in (
     catalogue.commands,
+    console_users.commands,
     events.commands,
     log.commands,
     manage.commands,

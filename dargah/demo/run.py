@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from dargah.client.consumer import AsyncGsbClient
+from dargah.console.web.accounts import ensure_user
 from dargah.core.settings import Settings
 from dargah.demo.contract import client_entry, write_demo_json
 from dargah.demo.provision import (
@@ -72,6 +73,7 @@ def run_demo(settings: Settings) -> None:
     if "admin_password" not in secrets:
         secrets["admin_password"] = new_secret()[:16]
         _save_secrets(home, secrets)
+    ensure_user(engine, "admin", secrets["admin_password"], "operator", "sandbox:provision")
     provision_agencies(engine, info.code, sandbox_url)
     allowed, denied = tester_grants(info.code)
     publisher_key = provision_events(engine, home, info.code, sandbox_url)

@@ -43,6 +43,10 @@ class Action(StrEnum):
     INCIDENT_UPDATE = "operations:incident:update"
     TOKEN_ISSUE = "security:token:issue"
     TOKEN_REFUSE = "security:token:refuse"
+    CONSOLE_USER_ADD = "console:user:add"
+    CONSOLE_USER_UPDATE = "console:user:update"
+    CONSOLE_SIGN_IN = "security:console:sign-in"
+    CONSOLE_SIGN_IN_REFUSE = "security:console:refuse"
 
 
 def _dump(value: dict[str, Any] | None) -> str | None:

@@ -1,0 +1,87 @@
+"""Signing in and out of the console."""
+
+from __future__ import annotations
+
+import secrets
+
+from starlette.responses import RedirectResponse, Response
+
+from dargah.console.web.accounts import MAX_FAILURES, SignInRefused, sign_in
+from dargah.console.web.guard import Page, public, requires
+from dargah.console.web.policy import ALL
+from dargah.web.sessions import set_cookie
+
+HOME = "/console/status"
+
+
+def _safe_next(value: str | None) -> str:
+    if value and value.startswith("/console/") and "//" not in value and "\\" not in value:
+        return value[:500]
+    return HOME
+
+
+def _login_form(page: Page, status: int = 200, error: str | None = None) -> Response:
+    token = page.request.cookies.get(page.store.pre_cookie) or ""
+    if len(token) != 43:
+        token = secrets.token_urlsafe(32)
+    response = page.render(
+        "login.html",
+        status,
+        pre_csrf=token,
+        error=error,
+        next=_safe_next(page.query.get("next") or page.form.get("next")),
+        username=page.form.get("username", "")[:64],
+    )
+    set_cookie(response, page.store.pre_cookie, token, max_age=3600)
+    return response
+
+
+@public("the sign-in form itself")
+def login_form(page: Page) -> Response:
+    if page.user is not None:
+        return RedirectResponse(HOME, 303)
+    return _login_form(page)
+
+
+@public("signing in: checks the password, counts failures")
+def login(page: Page) -> Response:
+    username = page.form.get("username", "")
+    password = page.form.get("password", "")
+    if not username.strip() or not password:
+        return _login_form(page, 400, "نام کاربری و گذرواژه را بنویسید.")
+    source = page.request.client.host if page.request.client else "unknown"
+    try:
+        user = sign_in(page.engine, username, password, source)
+    except SignInRefused as refused:
+        if refused.locked:
+            message = (
+                f"پس از {MAX_FAILURES} تلاش ناموفق، ورود با این نام کاربری تا ۱۵ دقیقه بسته است."
+            )
+            return _login_form(page, 429, message.replace(str(MAX_FAILURES), "۵"))
+        return _login_form(page, 401, "نام کاربری یا گذرواژه درست نیست.")
+    response = RedirectResponse(_safe_next(page.form.get("next")), 303)
+    if page.session is not None:
+        page.store.end(page.request, response)
+    page.store.create(response, user.username)
+    return response
+
+
+@requires(*ALL)
+def logout(page: Page) -> Response:
+    response = RedirectResponse("/console/login", 303)
+    page.store.end(page.request, response)
+    return response
+
+
+@requires(*ALL)
+def home(page: Page) -> Response:
+    return RedirectResponse(HOME, 303)
+
+
+PAGES = [
+    ("/console/login", login_form, False),
+    ("/console/login", login, True),
+    ("/console/logout", logout, True),
+    ("/console/", home, False),
+    ("/console", home, False),
+]
