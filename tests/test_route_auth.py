@@ -41,6 +41,8 @@ SAMPLE_PARAMS = {
     "kid": "0123456789abcdef",
     "grant_id": "1",
     "incident_id": "1",
+    "service_id": "10000000001",
+    "period": "1403",
 }
 WRONG_AUTHORIZATIONS = [
     None,

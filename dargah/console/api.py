@@ -25,6 +25,7 @@ from dargah.console import (
     api_incidents,
     api_log,
     api_members,
+    api_reports,
     api_services,
     api_status,
 )
@@ -100,6 +101,7 @@ def build_management_app(settings: Settings, engine: Engine) -> Any:
     app.state.settings = settings
     for module in (api_members, api_services, api_grants, api_log, api_status, api_incidents):
         app.include_router(module.router, prefix=API_PREFIX)
+    app.include_router(api_reports.router, prefix=API_PREFIX)
     install_error_handlers(app)
     app.add_middleware(AuthMiddleware, engine=engine)
     app.add_middleware(GuardMiddleware)  # added last: the outermost layer

@@ -3,7 +3,8 @@
 Gathered from the database in a few grouped queries (smartness.md, catalogue.md):
 
 - online applications and completions: the agency's reported ``applications_online`` and
-  ``completed_online`` summed over its reports, plus the portal's own counts (no portal yet: 0);
+  ``completed_online`` summed over its reports, plus the platform's own applications (portal
+  and proactive, table ``applications``) and those of them with a ``completed_at``;
 - bus calls with outcome ``ok`` to each bus service in the card's ``data_sources``
   (``message_log``);
 - events delivered (``deliveries.status = 'delivered'``) on the card's ``proactive_topics``;
@@ -11,7 +12,7 @@ Gathered from the database in a few grouped queries (smartness.md, catalogue.md)
   ``data_item`` an active bus service supplies;
 - a direct-connection finding: the card declares ``data_sources`` and had online
   applications, yet none of its data sources was ever called over the bus;
-- ratings (none yet: 0 ratings, satisfaction ``None``);
+- ratings of completed applications made in the last 90 days (table ``ratings``);
 - a confirmed duplicate: a confirmed pair in ``duplicate_decisions`` where this service is the
   greater ID (the first of a pair still counts once).
 """
@@ -21,12 +22,14 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, case, func, select
 
+from dargah.core.clock import rfc3339
 from dargah.registry.catalogue.exporter import supplied_items
+from dargah.store.people_tables import applications, ratings
 from dargah.store.tables import (
     deliveries,
     duplicate_decisions,
@@ -161,12 +164,27 @@ def _duplicates(conn: Connection) -> dict[str, str]:
     return out
 
 
+def _applications(conn: Connection) -> dict[str, tuple[int, int]]:
+    a = applications.c
+    q = select(a.service_id, func.count(), func.count(a.completed_at)).group_by(a.service_id)
+    return {sid: (int(n), int(done)) for sid, n, done in conn.execute(q)}
+
+
+def _ratings(conn: Connection, since: datetime) -> dict[str, tuple[int, int]]:
+    r = ratings.c
+    q = (
+        select(r.service_id, func.count(), func.sum(case((r.score >= 4, 1), else_=0)))
+        .where(r.created_at >= rfc3339(since))
+        .group_by(r.service_id)
+    )
+    return {sid: (int(n), int(ok or 0)) for sid, n, ok in conn.execute(q)}
+
+
 def gather(conn: Connection, now: datetime) -> dict[str, Evidence]:
     """The evidence of every stored public service, by service ID.
 
-    ``now`` bounds the rating window (the last 90 days); there are no ratings yet.
+    ``now`` bounds the rating window (the last 90 days).
     """
-    del now  # ratings (the only windowed evidence) are not collected yet
     p = public_services.c
     cards = conn.execute(
         select(p.service_id, p.agency_legal_id, p.documents, p.data_sources, p.proactive_topics)
@@ -178,9 +196,13 @@ def gather(conn: Connection, now: datetime) -> dict[str, Evidence]:
     calls = _calls(conn, {s for v in sources.values() for s in v})
     delivered = _delivered(conn, {t for v in topics.values() for t in v})
     dups = _duplicates(conn)
+    portal = _applications(conn)
+    rated = _ratings(conn, now - timedelta(days=RATING_WINDOW_DAYS))
     out: dict[str, Evidence] = {}
     for sid, agency, documents, _ds, _t in cards:
         apps, done = reported.get(sid, (0, 0))
+        portal_apps, portal_done = portal.get(sid, (0, 0))
+        n_ratings, satisfied = rated.get(sid, (0, 0))
         out[sid] = Evidence(
             service_id=sid,
             agency_legal_id=agency,
@@ -188,9 +210,13 @@ def gather(conn: Connection, now: datetime) -> dict[str, Evidence]:
             proactive_topics=topics[sid],
             reported_applications_online=apps,
             reported_completed_online=done,
+            portal_applications=portal_apps,
+            portal_completed=portal_done,
             bus_calls={s: calls.get(s, 0) for s in sources[sid]},
             events_delivered=sum(delivered.get(t, 0) for t in topics[sid]),
             once_only_items=_once_only(_list(documents), supplied),
+            ratings=n_ratings,
+            satisfied_ratings=satisfied,
             duplicate_of=dups.get(sid),
         )
     return out

@@ -18,7 +18,7 @@ Every reason is ``{code, en, fa}``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import NamedTuple
 
@@ -181,13 +181,16 @@ class Verdict(NamedTuple):
     reasons: list[Reason]
 
 
-def assess(conn: Connection, now: datetime) -> dict[str, Verdict]:
+def assess(
+    conn: Connection, now: datetime, evidence: Mapping[str, Evidence] | None = None
+) -> dict[str, Verdict]:
     """Every stored service's verified level, whether it counts, and why (by service ID).
 
     The reasons are the verified level's and the counting's; the definition level's own
-    reasons are the registry's.
+    reasons are the registry's. ``evidence`` is gathered when not given.
     """
-    evidence = gather(conn, now)
+    if evidence is None:
+        evidence = gather(conn, now)
     supplied = supplied_items(conn)
     out: dict[str, Verdict] = {}
     for card in load_cards(conn):

@@ -40,6 +40,8 @@ class Action(StrEnum):
     SUBSCRIPTION_REMOVE = "registry:subscription:remove"
     SUBSCRIPTION_REDELIVER = "registry:subscription:redeliver"
     DUPLICATE_DECIDE = "registry:duplicate:decide"
+    CATALOGUE_REPORT = "registry:catalogue:report"
+    UNASSERTED_CALLS_REPORT = "oversight:unasserted-calls:report"
     INCIDENT_UPDATE = "operations:incident:update"
     TOKEN_ISSUE = "security:token:issue"
     TOKEN_REFUSE = "security:token:refuse"

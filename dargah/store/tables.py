@@ -416,5 +416,6 @@ outbox = Table(
 )
 
 
-# The people-facing parts' tables live in their own module, on this same metadata.
+# The people-facing parts' tables and oversight's own live in their modules, on this metadata.
+from dargah.store import oversight_tables as _oversight_tables  # noqa: E402,F401
 from dargah.store import people_tables as _people_tables  # noqa: E402,F401
