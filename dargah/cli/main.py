@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from dargah import __version__
-from dargah.cli import catalogue, console_users, events, log, manage, run
+from dargah.cli import catalogue, console_users, events, log, manage, oversight, run
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -20,6 +20,7 @@ for group in (
     events.commands,
     log.commands,
     manage.commands,
+    oversight.commands,
     run.commands,
 ):
     for command in group:

@@ -54,6 +54,7 @@ class Overview:
     confirmed_duplicates: dict[str, int]  # scope → confirmed pairs touching it
     snapshots: dict[str, list[tuple[date, dict[str, Any]]]] = field(default_factory=dict)
     satisfaction: dict[str, dict[str, tuple[int, int]]] = field(default_factory=dict)
+    _by_scope: dict[str, list[ServiceRow]] | None = field(default=None, repr=False)
 
     @property
     def today(self) -> date:
@@ -73,11 +74,14 @@ class Overview:
         return None
 
     def active(self, scope: str | None = None) -> list[ServiceRow]:
-        return [
-            s
-            for s in self.services.values()
-            if s.active and (scope in (None, NATION) or s.member_id == scope)
-        ]
+        if self._by_scope is None:
+            index: dict[str, list[ServiceRow]] = {NATION: []}
+            for s in self.services.values():
+                if s.active:
+                    index[NATION].append(s)
+                    index.setdefault(s.member_id, []).append(s)
+            self._by_scope = index
+        return self._by_scope.get(scope or NATION, [])
 
     def kpis(self, scope: str | None = None) -> list[dict[str, Any]]:
         return self.kpi.of(s.service_id for s in self.active(scope)).rows()
