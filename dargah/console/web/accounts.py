@@ -231,7 +231,8 @@ def sign_in(engine: Engine, username: str, password: str, source: str) -> Consol
         ).first()
         locked = recent_failures(conn, username) >= MAX_FAILURES
         ok = verify_password(password, row.password_hash if row is not None else _DUMMY_HASH)
-        if row is None or not row.active or not ok or locked:
+        refused = row is None or not row.active or not ok or locked
+        if refused:  # recorded, and committed, before the refusal is raised
             reason = "locked" if locked else "wrong password or unknown or inactive user"
             audit.record(
                 conn,
@@ -242,14 +243,18 @@ def sign_in(engine: Engine, username: str, password: str, source: str) -> Consol
                 {"reason": reason, "from": source},
                 bump=False,
             )
-            raise SignInRefused(locked)
-        audit.record(
-            conn,
-            f"console:{username}",
-            Action.CONSOLE_SIGN_IN,
-            _target(username),
-            None,
-            {"from": source},
-            bump=False,
-        )
-        return _user(row)
+            user = None
+        else:
+            user = _user(row)
+            audit.record(
+                conn,
+                f"console:{username}",
+                Action.CONSOLE_SIGN_IN,
+                _target(username),
+                None,
+                {"from": source},
+                bump=False,
+            )
+    if user is None:
+        raise SignInRefused(locked)
+    return user
