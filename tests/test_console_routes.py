@@ -13,6 +13,7 @@ from dargah.console.web.accounts import (
     ConsoleUser,
     SignInRefused,
     add_user,
+    ensure_user,
     recent_failures,
     sign_in,
 )
@@ -88,4 +89,13 @@ def test_sign_in_failures_are_counted_in_the_database(tmp_path: Path, database_u
     with pytest.raises(SignInRefused) as refused:
         sign_in(engine, "agency", "a good password", "test")
     assert refused.value.locked
+    engine.dispose()
+
+
+def test_the_demo_admin_account_follows_the_password_in_demo_json(tmp_path: Path) -> None:
+    engine, _info, _ = open_instance(Settings(home=tmp_path))
+    ensure_user(engine, "admin", "first password", "operator", "sandbox:provision")
+    assert sign_in(engine, "admin", "first password", "test").role == "operator"
+    ensure_user(engine, "admin", "second password", "operator", "sandbox:provision")
+    assert sign_in(engine, "admin", "second password", "test").username == "admin"
     engine.dispose()
