@@ -26,7 +26,7 @@ def build_app(settings: Settings, parts: Iterable[str]) -> Any:
                 "(dargah serve sandbox --port P), or use dargah demo"
             )
         return _sandbox_app(settings)
-    engine, _info, _token = open_instance(settings)
+    engine, info, _token = open_instance(settings)
     fallback: Any = None
     if chosen & {"registry", "console", "portal"}:
         from dargah.console.api import build_management_app
@@ -35,7 +35,7 @@ def build_app(settings: Settings, parts: Iterable[str]) -> Any:
     if "portal" in chosen:
         from dargah.portal.app import build_portal
 
-        fallback = _by_prefix(fallback, build_portal(engine))
+        fallback = _by_prefix(fallback, build_portal(engine, settings, sandbox=info.sandbox))
     if "console" in chosen:
         from dargah.console.web.app import build_console
 

@@ -7,6 +7,7 @@ import os
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -93,3 +94,22 @@ def world_db(tmp_path: Path, provider: Provider, database_url: str) -> Iterator[
     finally:
         w.stop()
         w.engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def sandbox_demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One ``dargah demo`` for the portal's tests (applications decided after 3 s).
+
+    Shared by several modules: each picks its own citizens (see ``demo.json``'s list)."""
+    from tests.demo_process import Demo
+    from tests.harness import free_port
+
+    d = Demo(
+        tmp_path_factory.mktemp("portal-demo") / "home",
+        free_port(),
+        env={"DARGAH_SANDBOX_DECIDE_SECONDS": "3"},
+    )
+    d.doc = d.start()
+    yield d
+    if d.proc is not None:
+        d.stop()

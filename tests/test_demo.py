@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import random
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -17,44 +15,8 @@ import pytest
 
 from dargah.client.consumer import GsbClient
 from dargah.core.identifiers import is_legal_id, is_national_code, parse_service_id
+from tests.demo_process import Demo
 from tests.harness import DARGAH, free_port
-
-
-class Demo:
-    def __init__(self, home: Path, port: int) -> None:
-        self.home = home
-        self.port = port
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> dict[str, Any]:
-        log = open(self.home.parent / "demo.log", "ab")
-        self.proc = subprocess.Popen(
-            [DARGAH, "demo", "--home", str(self.home), "--port", str(self.port)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env={**os.environ, "DARGAH_LOG_LEVEL": "warning"},
-        )
-        deadline = time.monotonic() + 40
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, (self.home.parent / "demo.log").read_text()[-2000:]
-            try:
-                if (
-                    httpx.get(f"http://127.0.0.1:{self.port}/readyz", timeout=1).status_code == 200
-                    and (self.home / "demo.json").exists()
-                ):
-                    return json.loads((self.home / "demo.json").read_text(encoding="utf-8"))  # type: ignore[no-any-return]
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError("demo did not start in 40 s")
-
-    def stop(self) -> int:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        code = self.proc.wait(timeout=30)
-        self.proc = None
-        return code
 
 
 @pytest.fixture(scope="module")

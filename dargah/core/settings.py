@@ -141,6 +141,40 @@ class Settings:
             "DARGAH_EVENT_DELIVERY_TIMEOUT", "Seconds a subscriber's webhook has to answer."
         ),
     )
+    portal_client_id: str = field(
+        default="",
+        metadata=_meta(
+            "DARGAH_PORTAL_CLIENT_ID",
+            "The portal's own subsystem on the bus (client id); it reaches agencies only with it.",
+        ),
+    )
+    portal_key_file: str = field(
+        default="",
+        metadata=_meta(
+            "DARGAH_PORTAL_KEY_FILE", "PKCS#8 PEM private key the portal signs its token requests with."
+        ),
+    )
+    portal_bus_url: str = field(
+        default="",
+        metadata=_meta(
+            "DARGAH_PORTAL_BUS_URL",
+            "Bus URL the portal calls (default: DARGAH_PUBLIC_URL, else this process's address).",
+        ),
+    )
+    otp_ttl: int = field(
+        default=120, metadata=_meta("DARGAH_OTP_TTL", "Seconds a sign-in one-time code is valid.")
+    )
+    session_hours: float = field(
+        default=8.0,
+        metadata=_meta("DARGAH_SESSION_HOURS", "How long a portal or console session lasts."),
+    )
+    sandbox_decide_seconds: float = field(
+        default=45.0,
+        metadata=_meta(
+            "DARGAH_SANDBOX_DECIDE_SECONDS",
+            "Sandbox only: seconds before the welfare agency decides an application.",
+        ),
+    )
     log_level: str = field(
         default="info", metadata=_meta("DARGAH_LOG_LEVEL", "debug, info, warning or error.")
     )

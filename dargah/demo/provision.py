@@ -27,6 +27,9 @@ from dargah.sandbox.openapi import openapi_document
 ACTOR = "sandbox:provision"
 TESTER_LEGAL_ID = "14003000014"
 TESTER_NAME = "مرکز آزمون اتصال به گذرگاه"
+PORTAL_LEGAL_ID = "14003000029"
+PORTAL_MEMBER_NAME = "مرکز ملی تبادل اطلاعات"
+PORTAL_PURPOSES = ("service-application", "identity-verification")
 DENIED_AGENCY = "tax"  # the tester has no grant on the tax agency's services: "denied" in demo.json
 
 
@@ -214,6 +217,17 @@ def tester_grants(instance: str) -> tuple[list[tuple[str, list[str]]], list[str]
             else:
                 allowed.append((sid, list(spec.purposes)))
     return allowed, denied
+
+
+def portal_grants(instance: str) -> list[tuple[str, list[str]]]:
+    """What the portal may call: every sandbox service, for applications and sign-in only."""
+    found = []
+    for agency in AGENCIES:
+        for spec in agency.services:
+            purposes = [p for p in PORTAL_PURPOSES if p in spec.purposes]
+            if purposes:
+                found.append((agency.service_id(instance, spec.code), purposes))
+    return found
 
 
 def provision_catalogue(engine: Engine, home: Path, instance: str) -> int:

@@ -21,11 +21,14 @@ from dargah.core.settings import Settings
 from dargah.demo.contract import client_entry, write_demo_json
 from dargah.demo.provision import (
     BIRTH_TOPIC,
+    PORTAL_LEGAL_ID,
+    PORTAL_MEMBER_NAME,
     TESTER_LEGAL_ID,
     TESTER_NAME,
     _load_secrets,
     _save_secrets,
     admin_token,
+    portal_grants,
     provision_agencies,
     provision_catalogue,
     provision_client,
@@ -37,6 +40,7 @@ from dargah.registry.instance import new_secret, open_instance
 from dargah.sandbox.agencies import AGENCIES
 from dargah.sandbox.apps import build_sandbox_app
 from dargah.sandbox.citizens import generate_citizens
+from dargah.sandbox.providers import welfare
 from dargah.sandbox.providers.common import Publisher
 from dargah.server import build_app, configure_logging
 
@@ -87,6 +91,20 @@ def run_demo(settings: Settings) -> None:
         member_name=TESTER_NAME,
         grants_for=allowed,
     )
+    portal = provision_client(
+        engine,
+        home,
+        info.code,
+        "portal",
+        legal_id=PORTAL_LEGAL_ID,
+        member_name=PORTAL_MEMBER_NAME,
+        grants_for=portal_grants(info.code),
+    )
+    settings = settings.with_overrides(
+        portal_client_id=portal.id,
+        portal_key_file=str(portal.private_key_file),
+        portal_bus_url=settings.portal_bus_url or bus_url,
+    )
     citizens = generate_citizens()
     path = write_demo_json(
         home,
@@ -99,6 +117,9 @@ def run_demo(settings: Settings) -> None:
     )
     engine.dispose()
 
+    welfare.TIMINGS.update(
+        review=settings.sandbox_decide_seconds / 3, decide=settings.sandbox_decide_seconds
+    )
     main_app = build_app(settings, ["bus", "registry", "console", "portal"])
     sabt = next(a for a in AGENCIES if a.subsystem_code == BIRTH_TOPIC[0])
     sandbox_app = build_sandbox_app(

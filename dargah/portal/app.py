@@ -1,6 +1,8 @@
-"""The portal's pages (stable addresses of platform.md): home, search, a service's page.
+"""The portal's pages (stable addresses of platform.md) composed into one Starlette app.
 
-Authentication: none; these pages show the public national catalogue only.
+Each route states who may open it (``public``, ``citizen`` or ``sandbox``); see
+:func:`dargah.portal.context.page_route`. The catalogue pages are here; sign-in, applying,
+a citizen's own pages and the sandbox outbox have modules of their own.
 """
 
 from __future__ import annotations
@@ -9,47 +11,40 @@ import logging
 import re
 import threading
 import time
-from pathlib import Path
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func, select
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
-from starlette.routing import Mount, Route
+from starlette.responses import Response
+from starlette.routing import Mount
 
+from dargah.core.settings import Settings
+from dargah.oversight.levels import assess
+from dargah.portal import applying, me, outbox, signin
 from dargah.portal.catalogue import LIFE_EVENTS, Catalogue
+from dargah.portal.context import PortalContext, page_route
 from dargah.store.db import READ_ONLY
-from dargah.web.pages import environment, static_files
+from dargah.store.people_tables import ratings
+from dargah.web.pages import static_files
 
 log = logging.getLogger("dargah.portal")
 RELOAD_SECONDS = 30.0
 _SERVICE_ID = re.compile(r"[0-9]{11}")
-_CHANNELS = {
-    "online": "برخط",
-    "in_person": "حضوری",
-    "phone": "تلفنی",
-    "mail": "پستی",
-    "kiosk": "باجه",
-    "app": "برنامه همراه",
-}
-
-_env = environment(Path(__file__).parent / "templates")
-_env.filters["channel"] = lambda c: _CHANNELS.get(c, c)
-
-
-def page(name: str, status: int = 200, **context: Any) -> HTMLResponse:
-    return HTMLResponse(_env.get_template(name).render(**context), status_code=status)
 
 
 class CatalogueHolder:
-    """The catalogue in memory, rebuilt at most every 30 s (imports show up within that)."""
+    """The catalogue in memory, rebuilt at most every 30 s (imports show up within that), with
+    each service's verified level and citizens' satisfaction."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._current: Catalogue | None = None
         self._loaded = 0.0
         self._lock = threading.Lock()
+        self._measures: dict[str, dict[str, Any]] = {}
+        self._measured = 0.0
 
     def get(self) -> Catalogue:
         with self._lock:
@@ -59,13 +54,42 @@ class CatalogueHolder:
                 self._loaded = time.monotonic()
             return self._current
 
+    def measures(self, service_id: str) -> dict[str, Any]:
+        """``verified_level`` and ``satisfaction`` (mean score, count) of one service."""
+        with self._lock:
+            if time.monotonic() - self._measured > RELOAD_SECONDS or not self._measures:
+                self._measures = self._measure()
+                self._measured = time.monotonic()
+            return self._measures.get(service_id, {})
 
-def build_portal(engine: Engine) -> Starlette:
+    def _measure(self) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        with self.engine.connect().execution_options(**READ_ONLY) as conn:
+            try:
+                for sid, verdict in assess(conn, datetime.now(UTC)).items():
+                    out[sid] = {"verified_level": verdict.verified_level}
+            except Exception:  # the page still shows the card; the level says "not measured"
+                log.exception("could not assess the catalogue")
+            q = select(ratings.c.service_id, func.avg(ratings.c.score), func.count()).group_by(
+                ratings.c.service_id
+            )
+            for sid, mean, n in conn.execute(q):
+                out.setdefault(sid, {})["satisfaction"] = (float(mean), int(n))
+        return out
+
+
+def build_portal(
+    engine: Engine, settings: Settings | None = None, sandbox: bool = False
+) -> Starlette:
+    """The portal's pages; ``sandbox`` adds the SMS outbox (DEV and TEST instances only)."""
     holder = CatalogueHolder(engine)
+    ctx = PortalContext.build(engine, settings or Settings(), sandbox, holder)
 
     def home(request: Request) -> Response:
         cat = holder.get()
-        return page("home.html", clusters=cat.clusters(), life_events=LIFE_EVENTS, q="")
+        return ctx.page(
+            request, "home.html", clusters=cat.clusters(), life_events=LIFE_EVENTS, q=""
+        )
 
     def search(request: Request) -> Response:
         cat = holder.get()
@@ -89,38 +113,54 @@ def build_portal(engine: Engine) -> Starlette:
                 for e, _score in cat.index.search(q)
             ]
             heading = f"نتیجه جست‌وجو برای «{q}»" if q.strip() else "عبارتی برای جست‌وجو بنویسید"
-        return page("results.html", results=results, heading=heading, q=q)
+        return ctx.page(request, "results.html", results=results, heading=heading, q=q)
 
     def service(request: Request) -> Response:
         sid = str(request.path_params["service_id"])
         s = holder.get().services.get(sid) if _SERVICE_ID.fullmatch(sid) else None
         if s is None:
-            return page(
-                "error.html",
-                404,
-                heading="خدمت یافت نشد",
-                message="خدمتی با این شناسه در فهرست ملی خدمات نیست.",
+            return ctx.error(
+                request, 404, "خدمت یافت نشد", "خدمتی با این شناسه در فهرست ملی خدمات نیست."
             )
-        return page("service.html", s=s, title=s.get("title_fa") or s.get("title_en"))
+        sources = [ctx.sources.service(x) for x in s.get("data_source_ids", [])]
+        return ctx.page(
+            request,
+            "service.html",
+            s=s,
+            title=s.get("title_fa") or s.get("title_en"),
+            measures=holder.measures(sid),
+            sources=[x for x in sources if x is not None],
+            can_apply=applying.can_apply(s),
+            life_event_names=LIFE_EVENTS,
+        )
 
     async def not_found(request: Request, exc: Exception) -> Response:
-        return page("error.html", 404, heading="صفحه یافت نشد", message="این نشانی در درگاه نیست.")
+        return ctx.error(request, 404, "صفحه یافت نشد", "این نشانی در درگاه نیست.")
+
+    async def not_allowed(request: Request, exc: Exception) -> Response:
+        return ctx.error(
+            request, 405, "این کار ممکن نیست", "این نشانی این نوع درخواست را نمی‌پذیرد."
+        )
 
     async def failed(request: Request, exc: Exception) -> Response:
         log.exception("portal page failed", exc_info=exc)
-        return page(
-            "error.html",
+        return ctx.error(
+            request,
             500,
-            heading="خطایی رخ داد",
-            message="متأسفیم؛ مشکلی پیش آمد. چند لحظه دیگر دوباره امتحان کنید.",
+            "خطایی رخ داد",
+            "متأسفیم؛ مشکلی پیش آمد. چند لحظه دیگر دوباره امتحان کنید.",
         )
 
     return Starlette(
         routes=[
-            Route("/", home),
-            Route("/search", search),
-            Route("/services/{service_id}", service),
+            page_route("/", home, auth="public"),
+            page_route("/search", search, auth="public"),
+            page_route("/services/{service_id}", service, auth="public"),
+            *signin.routes(ctx),
+            *applying.routes(ctx),
+            *me.routes(ctx),
+            *outbox.routes(ctx),
             Mount("/static", static_files(), name="static"),
         ],
-        exception_handlers={404: not_found, 500: failed, Exception: failed},
+        exception_handlers={404: not_found, 405: not_allowed, 500: failed, Exception: failed},
     )

@@ -52,6 +52,8 @@ class Catalogue:
             card["life_events"] = _list(r["life_events"])
             card["channels"] = _list(r["channels"])
             card["documents"] = json.loads(r["documents"]) if r["documents"] else None
+            card["data_source_ids"] = _list(r["data_sources"])
+            card["form_schema"] = json.loads(r["form"]) if r["form"] else None
             self.services[r["service_id"]] = card
             title = card.get("title_fa") or card.get("title_en") or card["service_id"]
             entry = Entry(

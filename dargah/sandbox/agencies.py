@@ -42,6 +42,7 @@ DATA_ITEMS: dict[str, str] = {
     "person.vital-status": "وضعیت حیات",
     "person.family": "اطلاعات خانواده",
     "person.birth": "ثبت ولادت",
+    "person.mobile": "تلفن همراه",
     "address.postal": "نشانی و کد پستی",
     "tax.status": "وضعیت مؤدی مالیاتی",
     "driving.licence": "گواهینامه رانندگی",
@@ -85,6 +86,18 @@ CIVIL_REGISTRATION = Agency(
             example_path="/persons/{subject}/family",
             operations=(
                 _get("/persons/{national_code}/family", "همسر، والدین و فرزندان", "Family"),
+            ),
+        ),
+        ServiceSpec(
+            code="mobile-inquiry.v1",
+            title_fa="استعلام تلفن همراه ثبت‌شده",
+            title_en="Registered mobile inquiry",
+            personal_data=True,
+            purposes=("identity-verification",),
+            supplies=("person.mobile",),
+            example_path="/persons/{subject}/mobile",
+            operations=(
+                _get("/persons/{national_code}/mobile", "تلفن همراه به نام شخص", "Mobile"),
             ),
         ),
         ServiceSpec(
@@ -189,7 +202,12 @@ TRAFFIC_POLICE = Agency(
             title_fa="استعلام خودروهای شخص",
             title_en="Vehicle ownership inquiry",
             personal_data=True,
-            purposes=("vehicle-transfer", "tax-assessment", "benefit-eligibility"),
+            purposes=(
+                "vehicle-transfer",
+                "tax-assessment",
+                "benefit-eligibility",
+                "service-application",
+            ),
             supplies=("vehicle.ownership",),
             example_path="/persons/{subject}/vehicles",
             operations=(

@@ -61,6 +61,9 @@ SCHEMAS: dict[str, Schema] = {
     "Problem": _obj(
         {"type": _STR, "title": _STR, "status": _INT, "detail": _STR, "detail_fa": _STR}
     ),
+    "Mobile": _obj(
+        {"national_code": _CODE, "mobile": {"type": "string", "pattern": "^09[0-9]{9}$"}}
+    ),
     "Person": _obj(
         {
             "national_code": _CODE,

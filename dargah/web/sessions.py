@@ -104,13 +104,13 @@ class SessionStore:
 
     # -- CSRF ----------------------------------------------------------------------------------
 
-    def pre_token(self, request: Request, response: Response) -> str:
-        """The CSRF token for a form shown before sign-in (sets the pre-session cookie)."""
+    def pre_token(self, request: Request) -> str:
+        """The CSRF token for a form shown before sign-in; set it with :meth:`set_pre_token`."""
         value = request.cookies.get(self.pre_cookie)
-        if not value or len(value) != 43:
-            value = secrets.token_urlsafe(32)
+        return value if value and len(value) == 43 else secrets.token_urlsafe(32)
+
+    def set_pre_token(self, response: Response, value: str) -> None:
         set_cookie(response, self.pre_cookie, value, max_age=3600)
-        return value
 
     def csrf_ok(self, request: Request, submitted: object, session: Session | None) -> bool:
         """Whether a POST carries the right CSRF token and comes from this site."""

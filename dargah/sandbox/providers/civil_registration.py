@@ -148,6 +148,12 @@ def routes(ctx: ProviderContext) -> list[BaseRoute]:
         person_route(ctx, "/persons/{national_code}/family", "family-inquiry.v1", family_view),
         person_route(
             ctx,
+            "/persons/{national_code}/mobile",
+            "mobile-inquiry.v1",
+            lambda c: {"national_code": c.national_code, "mobile": c.mobile},
+        ),
+        person_route(
+            ctx,
             "/persons/{national_code}/birth-certificate",
             "birth-registration.v1",
             certificate_view,

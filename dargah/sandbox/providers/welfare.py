@@ -39,7 +39,21 @@ PROGRAMS: dict[str, str] = {
     "child-support": "حمایت از کودکان بی‌سرپرست",
     "living-allowance": "کمک‌هزینه معیشتی",
     "newborn-package": "بسته حمایتی نوزاد",
+    "disability-card": "کارت معلولیت",
+    "housing-aid": "کمک مسکن مددجویان",
 }
+SERVICE_PROGRAMS = {
+    "21100000002": "newborn-package",
+    "21100000003": "disability-card",
+    "21100000004": "housing-aid",
+}
+"""The public services (national catalogue IDs) whose applications this agency receives."""
+PENSION_CHOICES = {
+    "pension": "elderly-pension",
+    "housing": "housing-aid",
+    "education": "child-support",
+}
+ALWAYS_ELIGIBLE = ("disability-card", "housing-aid")
 STATUS_FA = {
     "received": "دریافت شد",
     "under-review": "در حال بررسی",
@@ -48,6 +62,8 @@ STATUS_FA = {
 }
 REVIEW_AFTER = 15.0
 DECIDE_AFTER = 45.0
+TIMINGS = {"review": REVIEW_AFTER, "decide": DECIDE_AFTER}
+"""How long an application waits before review and decision (the demo may shorten them)."""
 SERVICE = "benefit-application.v1"
 
 
@@ -81,14 +97,15 @@ class Application:
     decision: str
     channel: str = "request"
     details: dict[str, Any] = field(default_factory=dict)
+    service_id: str | None = None
     id: str = field(default_factory=lambda: str(uuid.uuid4()))
     tracking_code: str = field(default_factory=lambda: str(10**11 + secrets.randbelow(9 * 10**11)))
     submitted: float = field(default_factory=time.time)
 
     def view(self) -> dict[str, Any]:
         elapsed = time.time() - self.submitted
-        status = "received" if elapsed < REVIEW_AFTER else "under-review"
-        if elapsed >= DECIDE_AFTER:
+        status = "received" if elapsed < TIMINGS["review"] else "under-review"
+        if elapsed >= TIMINGS["decide"]:
             status = self.decision
         return {
             "id": self.id,
@@ -96,6 +113,8 @@ class Application:
             "national_code": self.national_code,
             "program": self.program,
             "program_title_fa": PROGRAMS[self.program],
+            "service_id": self.service_id
+            or next((k for k, v in SERVICE_PROGRAMS.items() if v == self.program), None),
             "status": status,
             "status_fa": STATUS_FA[status],
             "channel": self.channel,
@@ -114,19 +133,28 @@ class ApplicationBook:
         self._by_citizen: dict[str, list[Application]] = {}
         self.seen_events: set[str] = set()
 
-    def open(self, c: Citizen, program: str, channel: str, details: dict[str, Any]) -> Application:
+    def open(
+        self,
+        c: Citizen,
+        program: str,
+        channel: str,
+        details: dict[str, Any],
+        service_id: str | None = None,
+    ) -> Application:
         """A new application, or the citizen's pending or approved one for the programme."""
         eligible = eligibility(c, self.directory, date.today())
         with self._lock:
             for old in self._by_citizen.get(c.national_code, []):
                 if old.program == program and old.view()["status"] != "rejected":
                     return old
+            ok = program in eligible or program in ALWAYS_ELIGIBLE
             app = Application(
                 c.national_code,
                 program,
-                "approved" if program in eligible else "rejected",
+                "approved" if ok else "rejected",
                 channel,
                 details,
+                service_id,
             )
             self._by_key[app.id] = self._by_key[app.tracking_code] = app
             self._by_citizen.setdefault(c.national_code, []).append(app)
@@ -138,6 +166,20 @@ class ApplicationBook:
     def of(self, national_code: str) -> list[Application]:
         with self._lock:
             return list(self._by_citizen.get(national_code, []))
+
+
+def _program_of(body: Any) -> str | None:
+    """The programme an application asks for: named, or implied by the public service."""
+    if not isinstance(body, dict):
+        return None
+    if body.get("program") in PROGRAMS:
+        return str(body["program"])
+    sid = body.get("service_id")
+    if sid == "21100000001":
+        data = body.get("data")
+        choice = data.get("programme") if isinstance(data, dict) else None
+        return PENSION_CHOICES.get(str(choice), "elderly-pension")
+    return SERVICE_PROGRAMS.get(str(sid)) if sid is not None else None
 
 
 def _bad_application(detail: str, detail_fa: str) -> Response:
@@ -167,10 +209,12 @@ def routes(ctx: ProviderContext) -> list[BaseRoute]:
             body = await request.json()
         except ValueError:
             body = None
-        if not isinstance(body, dict) or body.get("program") not in PROGRAMS:
+        program = _program_of(body)
+        if not isinstance(body, dict) or program is None:
             return _bad_application(
-                "the body must be a JSON object with national_code and program, one of "
-                + ", ".join(PROGRAMS),
+                "the body must be a JSON object with national_code and a program (one of "
+                + ", ".join(PROGRAMS)
+                + ") or the service_id of one of this agency's public services",
                 "کد ملی و نوع برنامه حمایتی لازم است",
             )
         code = str(body.get("national_code", ""))
@@ -182,8 +226,11 @@ def routes(ctx: ProviderContext) -> list[BaseRoute]:
         citizen = ctx.directory.get(code)
         if citizen is None:
             return citizen_not_found(code)
-        details = body.get("details") if isinstance(body.get("details"), dict) else {}
-        app = book.open(citizen, str(body["program"]), "request", details or {})
+        details = body.get("details") or body.get("data")
+        service_id = body.get("service_id") if isinstance(body.get("service_id"), str) else None
+        app = book.open(
+            citizen, program, "request", details if isinstance(details, dict) else {}, service_id
+        )
         return json_response(app.view(), 201)
 
     async def track(request: Request) -> Response:

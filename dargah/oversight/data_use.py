@@ -1,0 +1,75 @@
+""" "Who used my data": the message-log records about one citizen, in words a citizen reads.
+
+The log never holds a national code, only ``subject_ref`` (HMAC-SHA256 of the code under the
+instance's subject key, gsb-protocol.md §6); this module turns a code into that reference and
+returns the matching records with the calling agency's name and the service's title.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import Any
+
+from sqlalchemy import Connection, select
+
+from dargah.core.identifiers import is_national_code
+from dargah.registry.instance import active_keys
+from dargah.store.tables import members, message_log, services
+
+PAGE = 50
+
+
+def subject_ref(conn: Connection, national_code: str) -> str:
+    key = bytes.fromhex(active_keys(conn)["subject"].private)
+    return hmac.new(key, national_code.encode(), hashlib.sha256).hexdigest()
+
+
+def _member_of(client_or_service: str | None) -> str | None:
+    """``DEV/GOV/10100387143`` of ``DEV/GOV/10100387143/sabt[/service]``."""
+    if not client_or_service:
+        return None
+    parts = client_or_service.split("/")
+    return "/".join(parts[:3]) if len(parts) >= 3 else None
+
+
+def data_use(
+    conn: Connection, national_code: str, *, before: int | None = None, limit: int = PAGE
+) -> list[dict[str, Any]]:
+    """The newest ``limit`` records whose subject is ``national_code`` (older than ``before``)."""
+    if not is_national_code(national_code):
+        raise ValueError("not a valid national code")
+    q = select(
+        message_log.c.seq,
+        message_log.c.ts,
+        message_log.c.client,
+        message_log.c.service,
+        message_log.c.method,
+        message_log.c.purpose,
+        message_log.c.status,
+        message_log.c.outcome,
+    ).where(message_log.c.subject_ref == subject_ref(conn, national_code))
+    if before is not None:
+        q = q.where(message_log.c.seq < before)
+    rows = [
+        dict(r._mapping) for r in conn.execute(q.order_by(message_log.c.seq.desc()).limit(limit))
+    ]
+    member_ids = {m for r in rows for m in (_member_of(r["client"]), _member_of(r["service"])) if m}
+    service_ids = {r["service"] for r in rows if r["service"]}
+    names: dict[str, str] = {
+        r.id: r.name
+        for r in conn.execute(
+            select(members.c.id, members.c.name).where(members.c.id.in_(member_ids))
+        )
+    }
+    titles: dict[str, str] = {
+        r.id: r.title
+        for r in conn.execute(
+            select(services.c.id, services.c.title).where(services.c.id.in_(service_ids))
+        )
+    }
+    for r in rows:
+        r["agency"] = names.get(_member_of(r["client"]) or "", r["client"])
+        r["provider_agency"] = names.get(_member_of(r["service"]) or "", "")
+        r["service_title"] = titles.get(r["service"] or "", r["service"])
+    return rows
