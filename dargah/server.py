@@ -26,16 +26,17 @@ def build_app(settings: Settings, parts: Iterable[str]) -> Any:
                 "(dargah serve sandbox --port P), or use dargah demo"
             )
         return _sandbox_app(settings)
-    engine, info, _token = open_instance(settings)
+    engine, _info, _token = open_instance(settings)
     fallback: Any = None
     if chosen & {"registry", "console", "portal"}:
         from dargah.console.api import build_management_app
 
         fallback = build_management_app(settings, engine)
     if "portal" in chosen:
+        from dargah.oversight.web.app import with_dashboard
         from dargah.portal.app import build_portal
 
-        fallback = _by_prefix(fallback, build_portal(engine, settings, sandbox=info.sandbox))
+        fallback = _by_prefix(fallback, with_dashboard(build_portal(engine), engine))
     if "console" in chosen:
         from dargah.console.web.app import build_console
 

@@ -1,0 +1,213 @@
+"""The public dashboard's pages and downloads (Starlette), mounted at ``/dashboard``.
+
+Authentication: none; everything shown is public by design (smartness.md: the public sees
+what citizens experience and what agencies claim). Every input is a path or query value;
+anything unknown answers a Persian 404 page, never a 500.
+
+- ``/dashboard``: the nation; ``?period=1404`` chooses the reported period (and the window).
+- ``/dashboard/agencies/{member id or legal ID}``: one agency.
+- ``/dashboard/export/{table}.{csv|xlsx}`` (``?agency=…`` for an agency's tables).
+- ``/dashboard/report.pdf?agency=…``: the agency's report.
+
+The overview is measured at most every 30 s per period and shared by all requests.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from dargah.core.clock import utc_now
+from dargah.oversight.overview import NATION, Overview, build_overview
+from dargah.oversight.web import tables
+from dargah.oversight.web.format import cell_text, kpi_value, percent
+from dargah.oversight.web.report_pdf import agency_report
+from dargah.store.db import READ_ONLY
+from dargah.web.pages import environment, render
+
+log = logging.getLogger("dargah.oversight.web")
+HERE = Path(__file__).parent
+REFRESH_SECONDS = 30.0
+_PERIOD = re.compile(r"^[0-9۰-۹A-Za-z\- /]{1,20}$")
+_KEY = re.compile(r"^[A-Za-z0-9/]{1,64}$")
+MEDIA = {
+    "csv": "text/csv; charset=utf-8",
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+}
+
+env = environment(HERE / "templates")
+env.filters["percent"] = percent
+env.filters["kpi_value"] = kpi_value
+env.filters["cell"] = cell_text
+env.globals["standing_fa"] = tables.STANDING_FA
+env.globals["level_fa"] = tables.LEVEL_FA
+
+
+class OverviewCache:
+    """The latest overview of each period, measured again after ``REFRESH_SECONDS``."""
+
+    def __init__(self, engine: Engine, refresh: float = REFRESH_SECONDS) -> None:
+        self.engine = engine
+        self.refresh = refresh
+        self._lock = threading.Lock()
+        self._cache: dict[str | None, tuple[float, Overview]] = {}
+
+    def get(self, period: str | None) -> Overview:
+        with self._lock:
+            hit = self._cache.get(period)
+            if hit is not None and time.monotonic() - hit[0] < self.refresh:
+                return hit[1]
+            with self.engine.connect().execution_options(**READ_ONLY) as conn, conn.begin():
+                ov = build_overview(conn, utc_now(), period)
+            if len(self._cache) > 16:
+                self._cache.clear()
+            self._cache[period] = (time.monotonic(), ov)
+            return ov
+
+
+def _period(request: Request) -> str | None:
+    raw = request.query_params.get("period", "").strip()
+    return raw if raw and _PERIOD.fullmatch(raw) else None
+
+
+def _json(data: Any) -> str:
+    """JSON safe inside a <script> element."""
+    text = json.dumps(data, ensure_ascii=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def _chart_data(ov: Overview, scope: str) -> dict[str, Any]:
+    s = ov.summary(scope)
+    return {
+        "levels": {
+            "labels": list(tables.LEVEL_FA),
+            "verified": s["verified_levels"],
+            "declared": s["declared_levels"],
+        },
+        "plan": {
+            "years": [str(t["year"]) for t in s["progress"]["targets"]],
+            "targets": [t["target"] for t in s["progress"]["targets"]],
+            "smart": s["smart"],
+            "expected": s["progress"]["expected"],
+            "projection": s["progress"]["projection"],
+            "history": [[d.isoformat(), v] for d, v in ov.history(scope)],
+        },
+        "satisfaction": ov.satisfaction_by_month(scope),
+    }
+
+
+def _not_found(what: str) -> HTMLResponse:
+    return render(env, "dashboard_missing.html", 404, what=what)
+
+
+def build_dashboard(engine: Engine, refresh: float = REFRESH_SECONDS) -> Starlette:
+    cache = OverviewCache(engine, refresh)
+
+    def national(request: Request) -> Response:
+        period = _period(request)
+        ov = cache.get(period)
+        return render(
+            env,
+            "dashboard.html",
+            ov=ov,
+            s=ov.summary(NATION),
+            agencies=tables.agencies(ov),
+            violations=tables.violations(ov),
+            chart=_json(_chart_data(ov, NATION)),
+            period=period,
+            query=f"?period={period}" if period else "",
+        )
+
+    def agency(request: Request) -> Response:
+        key = request.path_params["key"].strip("/")
+        ov = cache.get(_period(request))
+        scope = ov.find_agency(key) if _KEY.fullmatch(key) else None
+        if scope is None:
+            return _not_found("دستگاهی با این شناسه یافت نشد")
+        info = ov.agencies_by_id[scope]
+        return render(
+            env,
+            "agency.html",
+            ov=ov,
+            a=info,
+            s=ov.summary(scope),
+            services=tables.services(ov, scope),
+            violations=tables.violations(ov, scope),
+            chart=_json(_chart_data(ov, scope)),
+            query=f"?agency={info['legal_id'] or scope}",
+        )
+
+    def export(request: Request) -> Response:
+        name, fmt = request.path_params["name"], request.path_params["fmt"]
+        ov = cache.get(_period(request))
+        scope: str | None = NATION
+        key = request.query_params.get("agency")
+        if key:
+            scope = ov.find_agency(key) if _KEY.fullmatch(key) else None
+        table = tables.table(ov, name, scope) if scope and fmt in MEDIA else None
+        if table is None or scope is None:
+            return _not_found("چنین جدولی نیست")
+        body = table.csv_bytes() if fmt == "csv" else table.xlsx_bytes()
+        suffix = "" if scope == NATION else "-" + ov.agencies_by_id[scope]["legal_id"]
+        return Response(
+            body,
+            media_type=MEDIA[fmt],
+            headers={"Content-Disposition": f'attachment; filename="{name}{suffix}.{fmt}"'},
+        )
+
+    def report(request: Request) -> Response:
+        key = request.query_params.get("agency", "")
+        ov = cache.get(None)
+        scope = ov.find_agency(key) if _KEY.fullmatch(key) else None
+        if scope is None:
+            return _not_found("دستگاهی با این شناسه یافت نشد")
+        info = ov.agencies_by_id[scope]
+        pdf = agency_report(ov, scope, info, ov.now)
+        return Response(
+            pdf,
+            media_type="application/pdf",
+            headers={
+                "Content-Disposition": f'attachment; filename="report-{info["legal_id"]}.pdf"'
+            },
+        )
+
+    async def missing(request: Request, exc: Exception) -> Response:
+        return _not_found("این نشانی در داشبورد نیست")
+
+    return Starlette(
+        exception_handlers={404: missing},
+        routes=[
+            Route("/dashboard", national),
+            Route("/dashboard/", national),
+            Route("/dashboard/agencies/{key:path}", agency),
+            Route("/dashboard/export/{name}.{fmt}", export),
+            Route("/dashboard/report.pdf", report),
+            Mount("/dashboard/static", StaticFiles(directory=HERE / "static"), name="static"),
+        ],
+    )
+
+
+def with_dashboard(portal: Any, engine: Engine) -> Any:
+    """``/dashboard`` and ``/dashboard/…`` to the dashboard, every other address to ``portal``."""
+    dashboard = build_dashboard(engine)
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if path == "/dashboard" or path.startswith("/dashboard/"):
+            await dashboard(scope, receive, send)
+        else:
+            await portal(scope, receive, send)
+
+    return app
