@@ -26,7 +26,7 @@ def build_app(settings: Settings, parts: Iterable[str]) -> Any:
                 "(dargah serve sandbox --port P), or use dargah demo"
             )
         return _sandbox_app(settings)
-    engine, _info, _token = open_instance(settings)
+    engine, info, _token = open_instance(settings)
     fallback: Any = None
     if chosen & {"registry", "console", "portal"}:
         from dargah.console.api import build_management_app
@@ -36,7 +36,8 @@ def build_app(settings: Settings, parts: Iterable[str]) -> Any:
         from dargah.oversight.web.app import with_dashboard
         from dargah.portal.app import build_portal
 
-        fallback = _by_prefix(fallback, with_dashboard(build_portal(engine), engine))
+        portal = build_portal(engine, settings, sandbox=info.sandbox)
+        fallback = _by_prefix(fallback, with_dashboard(portal, engine))
     if "console" in chosen:
         from dargah.console.web.app import build_console
 

@@ -29,7 +29,7 @@ from dargah.store.db import READ_ONLY
 from dargah.store.people_tables import otp_codes
 from dargah.web.sessions import Session
 
-REFRESH_SECONDS = 10.0
+REFRESH_SECONDS = 3.0
 OUTCOME_FA = {
     "ok": "انجام شد",
     "provider-error": "پاسخ خطا از دستگاه",
@@ -38,7 +38,7 @@ OUTCOME_FA = {
 
 
 class Refresher:
-    """Asks agencies for news of one citizen's applications, at most every 10 s per citizen."""
+    """Asks agencies for news of one citizen's applications, at most every 3 s per citizen."""
 
     def __init__(self, ctx: PortalContext) -> None:
         self.ctx = ctx

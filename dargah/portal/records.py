@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, insert, select, update
 
+from dargah.core.persian import to_persian_digits
 from dargah.store.people_tables import (
     application_events,
     applications,
@@ -130,6 +131,8 @@ def set_status(conn: Connection, app: dict[str, Any], status: str, status_fa: st
 
 
 def notify(conn: Connection, mobile: str | None, text: str) -> None:
+    """An SMS to the citizen (through the outbox), digits in Persian."""
+    text = to_persian_digits(text)
     if mobile:
         conn.execute(
             insert(outbox).values(
