@@ -99,3 +99,14 @@ def test_the_persian_font_is_served_from_the_portal_itself(portal: TestClient) -
     fonts = re.findall(r'url\("(/static/[^"]+\.woff2)"\)', css)
     assert fonts and all(portal.get(f).status_code == 200 for f in fonts)
     assert "http://" not in page and "https://" not in page  # nothing from outside
+
+
+def test_browsing_by_agency_lists_only_that_agencys_services(portal: TestClient) -> None:
+    home = portal.get("/").text
+    links = re.findall(r'href="/search\?agency=([0-9]{11})"', home)
+    assert len(links) >= 10
+    page = portal.get("/search", params={"agency": links[0]}).text
+    ids = re.findall(r'href="/services/([0-9]{11})"', page)
+    assert ids
+    for sid in ids[:5]:
+        assert f"/search?agency={links[0]}" in portal.get(f"/services/{sid}").text

@@ -88,7 +88,12 @@ def build_portal(
     def home(request: Request) -> Response:
         cat = holder.get()
         return ctx.page(
-            request, "home.html", clusters=cat.clusters(), life_events=LIFE_EVENTS, q=""
+            request,
+            "home.html",
+            clusters=cat.clusters(),
+            life_events=LIFE_EVENTS,
+            agencies=cat.agencies(),
+            q="",
         )
 
     def search(request: Request) -> Response:
@@ -96,8 +101,9 @@ def build_portal(
         q = request.query_params.get("q", "")[:200]
         cluster = request.query_params.get("cluster")
         life_event = request.query_params.get("life_event")
-        if cluster or life_event:
-            found = cat.by(cluster=cluster, life_event=life_event)
+        agency = request.query_params.get("agency")
+        if cluster or life_event or agency:
+            found = cat.by(cluster=cluster, life_event=life_event, agency=agency)
             results = [
                 {
                     "service_id": s["service_id"],
@@ -106,7 +112,9 @@ def build_portal(
                 }
                 for s in found
             ]
-            heading = LIFE_EVENTS.get(life_event or "", cluster or "")
+            heading = LIFE_EVENTS.get(life_event or "", cluster or "") or (
+                f"خدمات {found[0]['agency_name']}" if found else "خدمتی یافت نشد"
+            )
         else:
             results = [
                 {"service_id": e.service_id, "title": e.title, "agency": e.agency}

@@ -84,6 +84,14 @@ class Catalogue:
                 out[s["cluster"]] = out.get(s["cluster"], 0) + 1
         return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
+    def agencies(self) -> list[tuple[str, str, int]]:
+        """(legal ID, name, number of services) of every agency with a service, by name."""
+        out: dict[str, list[Any]] = {}
+        for s in self.services.values():
+            entry = out.setdefault(s["agency_legal_id"], [s["agency_name"], 0])
+            entry[1] += 1
+        return sorted(((k, v[0], v[1]) for k, v in out.items()), key=lambda x: x[1])
+
     def by(
         self,
         *,
@@ -96,5 +104,5 @@ class Catalogue:
             for s in self.services.values()
             if (cluster is None or s.get("cluster") == cluster)
             and (life_event is None or life_event in s["life_events"])
-            and (agency is None or s.get("member_id") == agency)
+            and (agency is None or agency in (s.get("member_id"), s.get("agency_legal_id")))
         ]
