@@ -78,6 +78,28 @@ class CatalogueHolder:
         return out
 
 
+def server_timing(app: Any) -> Any:
+    """Adds ``Server-Timing: app;dur=…`` (milliseconds until the response starts) to pages."""
+
+    async def timed(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        started = time.perf_counter()
+
+        async def send_timed(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                dur = (time.perf_counter() - started) * 1000
+                headers = list(message.get("headers", []))
+                headers.append((b"server-timing", f"app;dur={dur:.2f}".encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await app(scope, receive, send_timed)
+
+    return timed
+
+
 def build_portal(
     engine: Engine, settings: Settings | None = None, sandbox: bool = False
 ) -> Starlette:
@@ -159,7 +181,7 @@ def build_portal(
             "متأسفیم؛ مشکلی پیش آمد. چند لحظه دیگر دوباره امتحان کنید.",
         )
 
-    return Starlette(
+    app = Starlette(
         routes=[
             page_route("/", home, auth="public"),
             page_route("/search", search, auth="public"),
@@ -172,3 +194,15 @@ def build_portal(
         ],
         exception_handlers={404: not_found, 405: not_allowed, 500: failed, Exception: failed},
     )
+    app.add_middleware(_ServerTiming)
+    return app
+
+
+class _ServerTiming:
+    """Starlette middleware form of :func:`server_timing`."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = server_timing(app)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.app(scope, receive, send)
