@@ -41,7 +41,8 @@ def build_app(settings: Settings, parts: Iterable[str]) -> Any:
     if "console" in chosen:
         from dargah.console.web.app import build_console
 
-        fallback = _by_prefix(fallback, build_console(engine, fallback.state), prefix="/console")
+        pages = build_console(engine, fallback.state, settings.session_hours)
+        fallback = _by_prefix(fallback, pages, prefix="/console")
     if "bus" in chosen:
         from dargah.bus.app import BusApp
         from dargah.bus.runtime import BusRuntime

@@ -43,6 +43,7 @@ class Action(StrEnum):
     CATALOGUE_REPORT = "registry:catalogue:report"
     UNASSERTED_CALLS_REPORT = "oversight:unasserted-calls:report"
     INCIDENT_UPDATE = "operations:incident:update"
+    COMPLAINT_ANSWER = "operations:complaint:answer"
     TOKEN_ISSUE = "security:token:issue"
     TOKEN_REFUSE = "security:token:refuse"
     CONSOLE_USER_ADD = "console:user:add"

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Engine
@@ -16,23 +17,41 @@ from starlette.routing import Route
 
 from dargah.console.web import (
     pages_auth,
+    pages_catalogue,
     pages_coverage,
     pages_grants,
     pages_log,
+    pages_oversight,
     pages_registry,
+    pages_services,
     pages_status,
 )
 from dargah.console.web.guard import SESSION_TTL, error_page, log, page_route
 from dargah.web.sessions import SessionStore
 
 PREFIX = "/console"
-MODULES = (pages_auth, pages_status, pages_log, pages_registry, pages_grants, pages_coverage)
+MODULES = (
+    pages_auth,
+    pages_status,
+    pages_log,
+    pages_registry,
+    pages_services,
+    pages_catalogue,
+    pages_grants,
+    pages_coverage,
+    pages_oversight,
+)
+UPLOADS = {**pages_services.UPLOADS, **pages_catalogue.UPLOADS}  # (path, post) -> largest form
 
 
-def build_console(engine: Engine, state: Any = None) -> Starlette:
-    store = SessionStore(engine, "console", ttl=SESSION_TTL)
+def build_console(
+    engine: Engine, state: Any = None, session_hours: float | None = None
+) -> Starlette:
+    """The console; sessions last ``session_hours`` (``DARGAH_SESSION_HOURS``), 8 by default."""
+    ttl = timedelta(hours=session_hours) if session_hours else SESSION_TTL
+    store = SessionStore(engine, "console", ttl=ttl)
     routes: list[Route] = [
-        page_route(path, handler, store, engine, state, post)
+        page_route(path, handler, store, engine, state, post, UPLOADS.get((path, post), 0))
         for module in MODULES
         for path, handler, post in module.PAGES
     ]

@@ -8,7 +8,8 @@ built, a function marked with neither, and wraps the page so that before it runs
    out at once); an anonymous visitor is sent to ``/console/login`` (303);
 2. a role the page does not admit gets a 403 page;
 3. a POST needs the CSRF token of its session (or, for the sign-in form, of the pre-session
-   cookie) and a same-site origin, else 403;
+   cookie) and a same-site origin, else 403; a form may carry a file only on a page routed
+   with ``upload=`` bytes (the file is read into :attr:`Page.files`);
 4. the page runs in a worker thread (database calls never block the event loop); a
    :class:`~dargah.core.errors.DargahError` becomes a Persian page with its status, anything
    else a Persian 500 page with nothing of the error shown.
@@ -38,7 +39,7 @@ from dargah.web.sessions import Session, SessionStore
 
 log = logging.getLogger("dargah.console.web")
 LOGIN_PATH = "/console/login"
-SESSION_TTL = timedelta(hours=8)
+SESSION_TTL = timedelta(hours=8)  # when the caller does not give the instance's setting
 MAX_FORM_BYTES = 64 * 1024
 ENV = environment(Path(__file__).parent / "templates")
 _TITLES = {
@@ -100,6 +101,7 @@ class Page:
     session: Session | None
     form: dict[str, str] = field(default_factory=dict)
     csrf: str = ""
+    files: dict[str, tuple[str, bytes]] = field(default_factory=dict)  # name -> (filename, data)
 
     @property
     def query(self) -> QueryParams:
@@ -143,9 +145,18 @@ def _identify(
 
 
 def page_route(
-    path: str, handler: Handler, store: SessionStore, engine: Engine, state: Any, post: bool = False
+    path: str,
+    handler: Handler,
+    store: SessionStore,
+    engine: Engine,
+    state: Any,
+    post: bool = False,
+    upload: int = 0,
 ) -> Route:
-    """The route for a page, with its declared authentication enforced in front of it."""
+    """The route for a page, with its declared authentication enforced in front of it.
+
+    ``upload``: the largest form, in bytes, of a page that takes one file (0: no file).
+    """
     access = getattr(handler, "console_access", None)
     if not isinstance(access, Access):
         raise TypeError(f"{path}: mark {handler.__name__} with @requires(...) or @public(...)")
@@ -168,13 +179,21 @@ def page_route(
             request, store, engine, state, user, session, csrf=session.csrf if session else ""
         )
         if request.method == "POST":
-            if int(request.headers.get("content-length") or 0) > MAX_FORM_BYTES:
+            limit = max(upload, MAX_FORM_BYTES)
+            if int(request.headers.get("content-length") or 0) > limit:
                 return error_page(413, "فرم فرستاده‌شده بیش از اندازه بزرگ است.", user)
             try:
-                form = await request.form(max_files=0, max_fields=50)
+                form = await request.form(max_files=1 if upload else 0, max_fields=80)
+                for name, value in form.items():
+                    if isinstance(value, str):
+                        page.form[name] = value
+                    elif value.filename:
+                        data = await value.read(limit + 1)
+                        if len(data) > limit:
+                            return error_page(413, "پرونده بیش از اندازه بزرگ است.", user)
+                        page.files[name] = (value.filename, data)
             except Exception:
                 return error_page(400, "فرم فرستاده‌شده خوانا نیست.", user)
-            page.form = {k: v for k, v in form.items() if isinstance(v, str)}
             if not store.csrf_ok(request, page.form.get("csrf"), session):
                 return error_page(
                     403,

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import secrets
-
 from starlette.responses import RedirectResponse, Response
 
 from dargah.console.web.accounts import MAX_FAILURES, SignInRefused, sign_in
 from dargah.console.web.guard import Page, public, requires
 from dargah.console.web.policy import ALL
-from dargah.web.sessions import set_cookie
 
 HOME = "/console/status"
 
@@ -21,9 +18,7 @@ def _safe_next(value: str | None) -> str:
 
 
 def _login_form(page: Page, status: int = 200, error: str | None = None) -> Response:
-    token = page.request.cookies.get(page.store.pre_cookie) or ""
-    if len(token) != 43:
-        token = secrets.token_urlsafe(32)
+    token = page.store.pre_token(page.request)
     response = page.render(
         "login.html",
         status,
@@ -32,7 +27,7 @@ def _login_form(page: Page, status: int = 200, error: str | None = None) -> Resp
         next=_safe_next(page.query.get("next") or page.form.get("next")),
         username=page.form.get("username", "")[:64],
     )
-    set_cookie(response, page.store.pre_cookie, token, max_age=3600)
+    page.store.set_pre_token(response, token)
     return response
 
 

@@ -1,18 +1,23 @@
-"""The registry's pages: members, subsystems with their keys, and bus services.
+"""The registry's pages: members, and subsystems with their keys.
 
 What a user sees and may change is decided by :mod:`dargah.console.web.policy`; the changes
-themselves are the registry's functions (one transaction, audit entries included).
+themselves are the registry's functions (one transaction, audit entries included). A key is
+pasted as a public JWK (JSON); rotating a key registers the new one and revokes the old one in
+one transaction.
 """
 
 from __future__ import annotations
+
+import json
+from typing import Any
 
 from starlette.responses import RedirectResponse, Response
 
 from dargah.console.web import inputs, policy
 from dargah.console.web.guard import Page, requires
-from dargah.console.web.policy import ALL, OPERATOR
+from dargah.console.web.policy import AGENCY_ADMIN, ALL, OPERATOR
 from dargah.core.errors import BadRequest
-from dargah.registry import grants, members, services
+from dargah.registry import members, services
 from dargah.registry.instance import instance_info
 
 CLASSES = ("GOV", "PUB", "COM", "NGO")
@@ -63,8 +68,15 @@ def subsystem_list(page: Page) -> Response:
         policy.require_visible(page.me, wanted)
     with page.engine.connect() as conn:
         found = members.list_subsystems(conn, wanted or mine)
+        owners = [m["id"] for m in members.list_members(conn) if m["status"] == "active"]
+    owners = [m for m in owners if policy.can_change(page.me, m)]
     return page.render(
-        "subsystems.html", subsystems=found, member=wanted, may_change=page.me.role == OPERATOR
+        "subsystems.html",
+        subsystems=found,
+        member=wanted,
+        may_change=policy.may_register(page.me),
+        owners=owners,
+        chosen=wanted or mine or "",
     )
 
 
@@ -83,39 +95,57 @@ def subsystem_detail(page: Page) -> Response:
         sub=sub,
         keys=keys,
         services=provided,
-        may_change=page.me.role == OPERATOR,
+        may_change=policy.can_change(page.me, client),
     )
 
 
-@requires(OPERATOR)
+def _jwk(form: dict[str, str]) -> dict[str, Any]:
+    text = inputs.required(form, "jwk", "کلید عمومی (JWK)", 4000)
+    try:
+        jwk = json.loads(text)
+    except ValueError as exc:
+        raise BadRequest(
+            "the key is not JSON", 'کلید باید JWK به شکل JSON باشد، مانند {"kty": "OKP", …}'
+        ) from exc
+    if not isinstance(jwk, dict):
+        raise BadRequest("the key is not a JSON object", "کلید باید یک شیء JSON باشد")
+    return jwk
+
+
+def _new_client(form: dict[str, str]) -> str | None:
+    """A new subsystem's id: ``id`` whole, or ``member`` and ``code``."""
+    if inputs.text(form, "code", 80):
+        member = inputs.member_id(form, "member") or ""
+        return inputs.client_id({"id": f"{member}/{inputs.text(form, 'code', 80)}"})
+    return inputs.client_id(form)
+
+
+@requires(OPERATOR, AGENCY_ADMIN)
 def subsystem_change(page: Page) -> Response:
-    action = inputs.choice(page.form, "action", ("add", "revoke", "revoke-key"))
-    client = inputs.client_id(page.form)
+    action = inputs.choice(
+        page.form, "action", ("add", "revoke", "add-key", "rotate-key", "revoke-key")
+    )
+    if action is None:
+        raise BadRequest("action is required", "کار خواسته‌شده نامعتبر است")
+    client = _new_client(page.form) if action == "add" else inputs.client_id(page.form)
     if client is None:
         raise BadRequest("id is required", "شناسه سامانه لازم است")
     user = page.me
+    policy.require_change(user, client)
     with page.engine.begin() as conn:
         if action == "add":
             members.add_subsystem(conn, client, user.actor, inputs.text(page.form, "name"))
         elif action == "revoke":
             members.revoke_subsystem(conn, client, user.actor)
-        elif action == "revoke-key":
-            members.revoke_key(
-                conn, client, inputs.required(page.form, "kid", "کلید", 80), user.actor
-            )
+        elif action == "add-key":
+            members.add_key(conn, client, _jwk(page.form), user.actor)
         else:
-            raise BadRequest("action is required", "کار خواسته‌شده نامعتبر است")
+            kid = inputs.required(page.form, "kid", "کلید", 80)
+            if action == "rotate-key":
+                members.rotate_key(conn, client, kid, _jwk(page.form), user.actor)
+            else:
+                members.revoke_key(conn, client, kid, user.actor)
     return RedirectResponse(f"/console/subsystem?id={client}", 303)
-
-
-@requires(*ALL)
-def service_list(page: Page) -> Response:
-    with page.engine.connect() as conn:
-        found = [s for s in services.list_services(conn) if policy.can_see(page.me, s["id"])]
-        live: dict[str, int] = {}
-        for g in grants.list_grants(conn, status="approved"):
-            live[g["service_id"]] = live.get(g["service_id"], 0) + 1
-    return page.render("services.html", services=found, grant_counts=live)
 
 
 PAGES = [
@@ -124,5 +154,4 @@ PAGES = [
     ("/console/subsystems", subsystem_list, False),
     ("/console/subsystem", subsystem_detail, False),
     ("/console/subsystem", subsystem_change, True),
-    ("/console/services", service_list, False),
 ]

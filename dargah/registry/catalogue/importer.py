@@ -2,6 +2,8 @@
 
 Every problem of every file is collected first. When any row is bad nothing is written,
 unless ``skip_invalid`` is given: then the good rows are written and the rest reported.
+An import held to one ``agency`` (an agency's own upload) refuses rows of any other agency,
+and cards whose service ID is already another agency's.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from dargah.registry.catalogue import derive, service
 from dargah.registry.catalogue.mapping import Mapping, load_mapping
@@ -179,6 +181,44 @@ def _agency_checks(
     return problems
 
 
+def _scope_checks(
+    conn: Connection, agencies: list[Record], cards: list[Record], legal_id: str
+) -> list[Problem]:
+    """Rows outside the one agency an import is held to, and cards already another's."""
+    problems = []
+    for rec in agencies:
+        if rec.key is not None and rec.key != legal_id:
+            problems.append(
+                rec.problem(
+                    "error",
+                    "legal_id",
+                    f"this import is for agency {legal_id} only, not {rec.key}",
+                    f"این بارگذاری فقط برای دستگاه {legal_id} است",
+                )
+            )
+            rec.errors += 1
+            rec.value = None
+    owners = service.card_owners(conn, [r.key for r in cards if r.key])
+    for rec in cards:
+        owner = owners.get(rec.key or "")
+        if rec.ref is not None and rec.ref != legal_id:
+            reason = (
+                f"this import is for agency {legal_id} only; the card names {rec.ref}",
+                f"این بارگذاری فقط برای دستگاه {legal_id} است، نه {rec.ref}",
+            )
+        elif owner is not None and owner != legal_id:
+            reason = (
+                f"service {rec.key} is already registered by agency {owner}",
+                f"خدمت {rec.key} پیش‌تر به نام دستگاه دیگری ثبت شده است",
+            )
+        else:
+            continue
+        problems.append(rec.problem("error", "agency_legal_id", *reason, rec.key))
+        rec.errors += 1
+        rec.value = None
+    return problems
+
+
 def _validate(records: list[Record], report: ImportReport, tick: Progress) -> None:
     unknown: Counter[tuple[str, str, str]] = Counter()
     for i, rec in enumerate(records, 1):
@@ -224,8 +264,12 @@ def import_catalogue(
     actor: str,
     instance: str,
     progress: Progress | None = None,
+    agency: str | None = None,
 ) -> ImportReport:
-    """Import catalogue files (JSON or CSV) into the instance: see docs/catalogue.md."""
+    """Import catalogue files (JSON or CSV) into the instance: see docs/catalogue.md.
+
+    ``agency`` (a legal ID) holds the import to that agency's own rows and cards.
+    """
     started = time.perf_counter()
     tick: Progress = progress or (lambda *_: None)
     if not isinstance(mapping, Mapping):
@@ -258,6 +302,8 @@ def import_catalogue(
     ):
         registry = service.registry_agencies(conn)
         report.problems += _agency_checks(agencies, cards, registry)
+        if agency is not None:
+            report.problems += _scope_checks(conn, agencies, cards, agency)
         report.agencies_refused = sum(1 for r in agencies if r.errors)
         report.services_refused = sum(1 for r in cards if r.errors)
         refused = bool(report.errors) and not skip_invalid

@@ -305,6 +305,16 @@ def apply_plan(
     audit.record(conn, actor, Action.CATALOGUE_IMPORT, "catalogue", None, summary)
 
 
+def card_owners(conn: Connection, service_ids: list[str]) -> dict[str, str]:
+    """The agency (legal ID) each of the stored ``service_ids`` belongs to; reads only."""
+    out: dict[str, str] = {}
+    t = public_services.c
+    for chunk in _chunks(service_ids):
+        q = select(t.service_id, t.agency_legal_id).where(t.service_id.in_(chunk))
+        out.update({r.service_id: r.agency_legal_id for r in conn.execute(q)})
+    return out
+
+
 def load_cards(conn: Connection) -> Iterable[dict[str, Any]]:
     """Every stored card, by service ID, in the JSON shape (with ``member_id`` beside it)."""
     reports: dict[str, list[dict[str, Any]]] = {}
