@@ -210,6 +210,7 @@ def routes(ctx: PortalContext) -> list[Route]:
                 sources=[
                     {k: s.get(k) for k in ("service_id", "title", "agency", "items", "request_id")}
                     for s in consent["sources"]
+                    if not s.get("error")
                 ],
             )
 

@@ -20,6 +20,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from dargah.core.persian import to_latin_digits
+from dargah.core.purposes import PURPOSES
 from dargah.oversight.data_use import data_use
 from dargah.portal import records
 from dargah.portal.applying import read_form
@@ -262,6 +263,7 @@ def routes(ctx: PortalContext) -> list[Route]:
             session=session,
             rows=rows,
             outcomes=OUTCOME_FA,
+            purposes=PURPOSES,
             next_before=rows[-1]["seq"] if len(rows) >= 50 else None,
         )
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from dargah.core.purposes import PURPOSES as NATIONAL_PURPOSES
 from dargah.sandbox.model import Agency, Operation, ServiceSpec, TopicSpec
 
 __all__ = [
@@ -28,13 +29,7 @@ __all__ = [
     "service_ids",
 ]
 
-PURPOSES: dict[str, str] = {
-    "identity-verification": "احراز هویت",
-    "benefit-eligibility": "بررسی استحقاق دریافت حمایت",
-    "tax-assessment": "تشخیص و وصول مالیات",
-    "vehicle-transfer": "نقل و انتقال وسیله نقلیه",
-    "service-application": "رسیدگی به درخواست خدمت",
-}
+PURPOSES = NATIONAL_PURPOSES
 """Purpose codes (for ``GSB-Purpose``) and their Persian titles."""
 
 DATA_ITEMS: dict[str, str] = {
