@@ -5,6 +5,7 @@
   if (!source || typeof Chart === "undefined") { return; }
   var data = JSON.parse(source.textContent);
   var fa = new Intl.NumberFormat("fa-IR");
+  var faYear = new Intl.NumberFormat("fa-IR", { useGrouping: false });
   Chart.defaults.font.family = "Vazirmatn, Tahoma, sans-serif";
   Chart.defaults.locale = "fa-IR";
   Chart.defaults.animation = false;
@@ -19,7 +20,7 @@
   draw("chart-plan", {
     type: "bar",
     data: {
-      labels: plan.years.map(function (y) { return fa.format(Number(y)); }),
+      labels: plan.years.map(function (y) { return faYear.format(Number(y)); }),
       datasets: [
         { label: "هدف پایان سال", data: plan.targets, backgroundColor: "#9ec5fe" },
         { label: "هوشمند امروز", data: plan.years.map(function () { return plan.smart; }),
