@@ -35,32 +35,57 @@ _SERVICE_ID = re.compile(r"[0-9]{11}")
 
 
 class CatalogueHolder:
-    """The catalogue in memory, rebuilt at most every 30 s (imports show up within that), with
-    each service's verified level and citizens' satisfaction."""
+    """The catalogue in memory, with each service's verified level and citizens' satisfaction.
+
+    Rebuilt every 30 s (imports show up within that) in a background thread: a page never
+    waits for a rebuild, except the very first one.
+    """
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._current: Catalogue | None = None
+        self._measures: dict[str, dict[str, Any]] | None = None
         self._loaded = 0.0
         self._lock = threading.Lock()
-        self._measures: dict[str, dict[str, Any]] = {}
-        self._measured = 0.0
+        self._refreshing = False
+
+    def _rebuild(self) -> None:
+        with self.engine.connect().execution_options(**READ_ONLY) as conn:
+            catalogue = Catalogue(conn)
+        measures = self._measure()
+        with self._lock:
+            self._current, self._measures = catalogue, measures
+            self._loaded = time.monotonic()
+            self._refreshing = False
+
+    def _fresh(self) -> tuple[Catalogue, dict[str, dict[str, Any]]]:
+        with self._lock:
+            current, measures = self._current, self._measures
+            stale = time.monotonic() - self._loaded > RELOAD_SECONDS
+            start = stale and current is not None and not self._refreshing
+            if start:
+                self._refreshing = True
+        if current is None or measures is None:
+            self._rebuild()
+            return self._fresh()
+        if start:
+            threading.Thread(target=self._rebuild_quietly, daemon=True).start()
+        return current, measures
+
+    def _rebuild_quietly(self) -> None:
+        try:
+            self._rebuild()
+        except Exception:  # the pages keep the catalogue they have; the next one retries
+            log.exception("could not reload the catalogue")
+            with self._lock:
+                self._refreshing = False
 
     def get(self) -> Catalogue:
-        with self._lock:
-            if self._current is None or time.monotonic() - self._loaded > RELOAD_SECONDS:
-                with self.engine.connect().execution_options(**READ_ONLY) as conn:
-                    self._current = Catalogue(conn)
-                self._loaded = time.monotonic()
-            return self._current
+        return self._fresh()[0]
 
     def measures(self, service_id: str) -> dict[str, Any]:
         """``verified_level`` and ``satisfaction`` (mean score, count) of one service."""
-        with self._lock:
-            if time.monotonic() - self._measured > RELOAD_SECONDS or not self._measures:
-                self._measures = self._measure()
-                self._measured = time.monotonic()
-            return self._measures.get(service_id, {})
+        return self._fresh()[1].get(service_id, {})
 
     def _measure(self) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
