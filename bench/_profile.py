@@ -22,7 +22,8 @@ def start_profile(bus: Proc, out: Path, seconds: float) -> subprocess.Popen[byte
     if pyspy is None:
         print("  (py-spy is not installed: .venv/bin/pip install py-spy; no profile)")
         return None
-    kids = [p for p in children(bus.popen.pid) if "spawn_main" in cmdline(p)]
+    # `dargah serve --workers W` runs each worker as `python -m dargah.cli.main ... --reuse-port`
+    kids = [p for p in children(bus.popen.pid) if "--reuse-port" in cmdline(p)]
     pid = kids[0] if kids else bus.popen.pid
     print(f"  profiling bus process {pid} (of {len(kids) or 1}) for {seconds:g} s -> {out}")
     return subprocess.Popen(

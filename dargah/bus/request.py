@@ -28,6 +28,7 @@ HOP_BY_HOP = frozenset(
 )
 # Never forwarded to a provider: credentials, framing, and headers only the bus may set.
 _DROP = frozenset({b"authorization", b"cookie", b"host", b"content-length", b"expect"})
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 _SERVICE_CACHE: dict[str, bool] = {}
 MAX_PATH = 8192
@@ -91,7 +92,7 @@ def split_target(raw_path: str) -> tuple[str, str]:
             for seg in decoded.replace("\\", "/").split("/"):
                 if seg == "." or seg == "..":
                     raise ParseError("the path must not contain '.' or '..' segments")
-        if any(c < " " or c == "\x7f" for c in path):
+        if _CONTROL.search(path):
             raise ParseError("the path contains control characters")
     return service, path
 

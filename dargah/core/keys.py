@@ -9,14 +9,17 @@ because they sit on the per-request path.
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import json
 from typing import Any
 
-import nacl.signing
+import nacl.bindings
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from nacl._sodium import ffi as _ffi
+from nacl._sodium import lib as _sodium
 
 PrivateKey = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey
 PublicKey = ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey
@@ -112,15 +115,25 @@ def jwk_to_public_key(jwk: dict[str, Any]) -> tuple[PublicKey, str]:
     raise ValueError("only Ed25519 (OKP) and P-256 (EC) keys are accepted")
 
 
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+
+def _b64url_bytes(data: bytes) -> bytes:
+    return binascii.b2a_base64(data, newline=False).translate(_URLSAFE).rstrip(b"=")
+
+
 def _json_b64(obj: dict[str, Any]) -> str:
-    return b64url(json.dumps(obj, separators=(",", ":")).encode())
+    return _b64url_bytes(_COMPACT.encode(obj).encode()).decode("ascii")
 
 
 class EdDSASigner:
     """Signs compact JWTs with an Ed25519 key; the header is encoded once.
 
-    Signing uses libsodium (PyNaCl): measured here it is about a fifth faster than
-    OpenSSL through ``cryptography`` and releases the GIL while it works.
+    Signing calls libsodium's ``crypto_sign`` directly (PyNaCl's binding): measured here it
+    is about a fifth faster than OpenSSL through ``cryptography``, releases the GIL while it
+    works, and without PyNaCl's key and message objects it costs a few microseconds less
+    per assertion (the bus signs one per call).
     """
 
     def __init__(self, key: ed25519.Ed25519PrivateKey, kid: str, typ: str = "JWT") -> None:
@@ -129,16 +142,26 @@ class EdDSASigner:
             serialization.PrivateFormat.Raw,
             serialization.NoEncryption(),
         )
-        self._sign = nacl.signing.SigningKey(seed).sign
+        self._sk = nacl.bindings.crypto_sign_seed_keypair(seed)[1]
         self.kid = kid
         self._header = _json_b64({"alg": "EdDSA", "kid": kid, "typ": typ})
+        self._prefix = (self._header + ".").encode("ascii")
+
+    def _signature(self, data: bytes) -> bytes:
+        signed = _ffi.new("unsigned char[]", len(data) + 64)  # signature || message
+        if _sodium.crypto_sign(signed, _ffi.NULL, data, len(data), self._sk) != 0:
+            raise RuntimeError("libsodium could not sign")
+        signature: bytes = _ffi.buffer(signed, 64)[:]
+        return signature
 
     def sign(self, claims: dict[str, Any]) -> str:
-        signing_input = f"{self._header}.{_json_b64(claims)}"
-        return f"{signing_input}.{b64url(self._sign(signing_input.encode()).signature)}"
+        signing_input = self._prefix + _b64url_bytes(_COMPACT.encode(claims).encode())
+        return (signing_input + b"." + _b64url_bytes(self._signature(signing_input))).decode(
+            "ascii"
+        )
 
     def sign_bytes(self, data: bytes) -> str:
-        return b64url(self._sign(data).signature)
+        return _b64url_bytes(self._signature(data)).decode("ascii")
 
 
 class HS256:

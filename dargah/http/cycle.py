@@ -68,12 +68,17 @@ class Cycle:
         self.body: collections.deque[bytes] = collections.deque()
         self.complete = False
         self.disconnected = False
-        self.more = asyncio.Event()
+        self.more: asyncio.Event | None = None  # made only when receive() has to wait
         self.response_started = False
         self.response_done = False
         self.chunked = False
         self.head = b""
         self.status = 0
+
+    def wake(self) -> None:
+        """More of the body, its end, or a disconnect: wake a waiting receive()."""
+        if self.more is not None:
+            self.more.set()
 
     # -- ASGI receive ------------------------------------------------------
 
@@ -85,6 +90,8 @@ class Cycle:
                 proto.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         while not self.body and not self.complete and not self.disconnected:
             proto.resume_reading()
+            if self.more is None:
+                self.more = asyncio.Event()
             self.more.clear()
             await self.more.wait()
         if self.disconnected and not self.body:

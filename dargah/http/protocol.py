@@ -67,6 +67,7 @@ class HttpProtocol(asyncio.Protocol):
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
         self.header_bytes = 0
+        self.expect_100 = False
         self.current: Cycle | None = None  # the request being read
         self.running: Cycle | None = None  # the request being answered
         self.queue: collections.deque[Cycle] = collections.deque()
@@ -92,7 +93,7 @@ class HttpProtocol(asyncio.Protocol):
         for cycle in (self.current, self.running, *self.queue):
             if cycle is not None:
                 cycle.disconnected = True
-                cycle.more.set()
+                cycle.wake()
         if self._drained is not None:
             self._drained.set()
         self.transport = None
@@ -111,7 +112,7 @@ class HttpProtocol(asyncio.Protocol):
             self.pause_reading()  # whatever follows is not HTTP
             cycle.complete = True
             cycle.keep_alive = False
-            cycle.more.set()
+            cycle.wake()
             self.current = None
         except httptools.HttpParserCallbackError as exc:
             cause = exc.__context__
@@ -144,6 +145,7 @@ class HttpProtocol(asyncio.Protocol):
         self.url = b""
         self.headers = []
         self.header_bytes = 0
+        self.expect_100 = False
 
     def on_url(self, url: bytes) -> None:
         self.url += url
@@ -154,7 +156,10 @@ class HttpProtocol(asyncio.Protocol):
         self.header_bytes += len(name) + len(value)
         if self.header_bytes > MAX_HEADER_BYTES or len(self.headers) >= MAX_HEADERS:
             raise _TooLarge(431, "the request headers are too large")
-        self.headers.append((name.lower(), value))
+        name = name.lower()
+        self.headers.append((name, value))
+        if name == b"expect" and value.lower() == b"100-continue":
+            self.expect_100 = True
 
     def on_headers_complete(self) -> None:
         parser = self.parser
@@ -167,7 +172,6 @@ class HttpProtocol(asyncio.Protocol):
                 parsed = httptools.parse_url(url)
                 url = (parsed.path or b"/") + (b"?" + parsed.query if parsed.query else b"")
         raw_path, _, query = url.partition(b"?")
-        expect_100 = any(n == b"expect" and v.lower() == b"100-continue" for n, v in self.headers)
         scope: dict[str, Any] = {
             "type": "http",
             "asgi": {"version": "3.0", "spec_version": "2.3"},
@@ -185,7 +189,7 @@ class HttpProtocol(asyncio.Protocol):
             "headers": self.headers,
             "state": {},
         }
-        cycle = Cycle(self, scope, parser.should_keep_alive(), expect_100)
+        cycle = Cycle(self, scope, parser.should_keep_alive(), self.expect_100)
         self.current = cycle
         if self.running is None:
             self._run(cycle)
@@ -198,7 +202,7 @@ class HttpProtocol(asyncio.Protocol):
         if cycle is None or cycle.response_done:
             return
         cycle.body.append(body)
-        cycle.more.set()
+        cycle.wake()
         if len(cycle.body) > 8 and sum(len(b) for b in cycle.body) > HIGH_WATER:
             self.pause_reading()
 
@@ -206,7 +210,7 @@ class HttpProtocol(asyncio.Protocol):
         cycle = self.current
         if cycle is not None:
             cycle.complete = True
-            cycle.more.set()
+            cycle.wake()
         self.current = None
 
     # -- running requests ---------------------------------------------------

@@ -12,7 +12,7 @@ import os
 import sqlite3
 from typing import Any, Protocol
 
-from dargah.bus.log.chain import FIELDS, GENESIS, record_hash
+from dargah.bus.log.chain import FIELDS, GENESIS, chain_hash, hash_parts
 
 _COLS = ", ".join(f'"{f}"' for f in FIELDS)
 _TAIL_SQL = "SELECT seq, hash FROM message_log ORDER BY seq DESC LIMIT 1"
@@ -41,14 +41,30 @@ class LogBackend(Protocol):
     def close(self) -> None: ...
 
 
-def _chain(records: list[dict[str, Any]], seq: int, prev: str) -> list[tuple[Any, ...]]:
+_SEQ, _PREV, _HASH = FIELDS.index("seq"), FIELDS.index("prev_hash"), FIELDS.index("hash")
+
+
+def _prepare(records: list[dict[str, Any]]) -> list[tuple[list[Any], tuple[bytes, bytes]]]:
+    """Each record's row and hash parts, built before the log is locked (see :func:`_chain`)."""
+    return [([rec.get(f) for f in FIELDS], hash_parts(rec)) for rec in records]
+
+
+def _chain(
+    records: list[dict[str, Any]],
+    prepared: list[tuple[list[Any], tuple[bytes, bytes]]],
+    seq: int,
+    prev: str,
+) -> list[list[Any]]:
+    """Give each record its seq, prev_hash and hash (under the log's lock: the little left
+    to do once the tail is known, so that other writers wait as short a time as possible)."""
     rows = []
-    for rec in records:
+    for rec, (row, parts) in zip(records, prepared, strict=True):
         seq += 1
-        rec["seq"] = seq
-        rec["prev_hash"] = prev
-        prev = rec["hash"] = record_hash(prev, rec)
-        rows.append(tuple(rec.get(f) for f in FIELDS))
+        h = chain_hash(prev, seq, parts)
+        rec["seq"] = row[_SEQ] = seq
+        rec["prev_hash"] = row[_PREV] = prev
+        rec["hash"] = row[_HASH] = prev = h
+        rows.append(row)
     return rows
 
 
@@ -80,18 +96,24 @@ class SqliteLog:
         return self._tail()
 
     def append(self, records: list[dict[str, Any]], bodies: list[Body | None]) -> None:
+        prepared = _prepare(records)
         fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
         try:
-            self._append(records, bodies)
+            self._append(records, prepared, bodies)
         finally:
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
-    def _append(self, records: list[dict[str, Any]], bodies: list[Body | None]) -> None:
+    def _append(
+        self,
+        records: list[dict[str, Any]],
+        prepared: list[tuple[list[Any], tuple[bytes, bytes]]],
+        bodies: list[Body | None],
+    ) -> None:
         c = self._conn
         c.execute("BEGIN IMMEDIATE")
         try:
             seq, prev = self._tail()
-            c.executemany(self._insert, _chain(records, seq, prev))
+            c.executemany(self._insert, _chain(records, prepared, seq, prev))
             body_rows = [(r["seq"], *b) for r, b in zip(records, bodies, strict=True) if b]
             if body_rows:
                 c.executemany(
@@ -144,11 +166,12 @@ class PostgresLog:
 
     def append(self, records: list[dict[str, Any]], bodies: list[Body | None]) -> None:
         c = self._conn
+        prepared = _prepare(records)
         try:
             with c.cursor() as cur:
                 cur.execute(PG_LOCK_SQL)
                 seq, prev = self._tail()
-                cur.executemany(self._insert, _chain(records, seq, prev))
+                cur.executemany(self._insert, _chain(records, prepared, seq, prev))
                 body_rows = [(r["seq"], *b) for r, b in zip(records, bodies, strict=True) if b]
                 if body_rows:
                     cur.executemany(

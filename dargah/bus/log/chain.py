@@ -47,13 +47,15 @@ def canonical(obj: dict[str, Any]) -> bytes:
 
 _SORTED = tuple(sorted(HASHED_FIELDS))
 _KEYS = tuple(f'"{f}":' for f in _SORTED)
+# The canonical JSON around ``seq``: the fields before it and after it in sorted order.
+_SEQ_AT = _SORTED.index("seq")
+_HEAD = tuple(zip(_KEYS[:_SEQ_AT], _SORTED[:_SEQ_AT], strict=True))
+_TAIL = tuple(zip(_KEYS[_SEQ_AT + 1 :], _SORTED[_SEQ_AT + 1 :], strict=True))
 
 
-def record_hash(prev_hash: str, record: dict[str, Any]) -> str:
-    """The record's chain hash; the JSON is built field by field (the same bytes as
-    :func:`canonical` for a record's strings, integers and nulls, in half the time)."""
+def _members(record: dict[str, Any], pairs: tuple[tuple[str, str], ...]) -> str:
     parts = []
-    for key, field in zip(_KEYS, _SORTED, strict=True):
+    for key, field in pairs:
         v = record.get(field)
         if v is None:
             parts.append(key + "null")
@@ -65,8 +67,37 @@ def record_hash(prev_hash: str, record: dict[str, Any]) -> str:
             parts.append(key + encode_basestring(v))
         else:  # anything else: the general canonical form
             parts.append(key + canonical_value(v))
-    data = ("{" + ",".join(parts) + "}").encode()
-    return hashlib.sha256(bytes.fromhex(prev_hash) + data).hexdigest()
+    return ",".join(parts)
+
+
+def hash_parts(record: dict[str, Any]) -> tuple[bytes, bytes]:
+    """The record's canonical JSON without its ``seq`` value: (the part before, the part after).
+
+    Everything but ``seq`` and ``prev_hash`` is known before the record is chained, so the
+    writer builds this before it takes the log's lock; under the lock only :func:`chain_hash`
+    is left to do.
+    """
+    head = "{" + _members(record, _HEAD) + ',"seq":'
+    tail = "," + _members(record, _TAIL) + "}"
+    return head.encode(), tail.encode()
+
+
+def chain_hash(prev_hash: str, seq: int, parts: tuple[bytes, bytes]) -> str:
+    """The chain hash of a record with ``seq`` whose :func:`hash_parts` are ``parts``."""
+    return hashlib.sha256(
+        bytes.fromhex(prev_hash) + parts[0] + str(seq).encode() + parts[1]
+    ).hexdigest()
+
+
+def record_hash(prev_hash: str, record: dict[str, Any]) -> str:
+    """The record's chain hash; the JSON is built field by field (the same bytes as
+    :func:`canonical` for a record's strings, integers and nulls, in half the time)."""
+    seq = record.get("seq")
+    seq_json = "null" if seq is None else canonical_value(seq)
+    data = (
+        "{" + _members(record, _HEAD) + ',"seq":' + seq_json + "," + _members(record, _TAIL) + "}"
+    )
+    return hashlib.sha256(bytes.fromhex(prev_hash) + data.encode()).hexdigest()
 
 
 def canonical_value(value: Any) -> str:
