@@ -287,9 +287,7 @@ class ProxyHandler:
                     rt.breaker.success(svc.provider)
                 raise Refusal(exc.code, exc.detail) from None
             rt.breaker.success(svc.provider)
-            out_headers = [
-                (n.lower(), v) for n, v in resp.headers if n.lower() not in _STRIP_FROM_PROVIDER
-            ]
+            out_headers = [(n, v) for n, v in resp.headers if n not in _STRIP_FROM_PROVIDER]
             rec["status"] = resp.status
             rec["outcome"] = "ok" if resp.status < 400 else "provider-error"
             rec["response_hash"] = hashlib.sha256(resp.body).hexdigest()
@@ -297,7 +295,7 @@ class ProxyHandler:
             body_rec = _encrypt(rt, call.request_id, body, resp.body) if svc.store_bodies else None
             length = None
             if method == "HEAD":  # the length a GET would have (RFC 9110 §8.6), not 0
-                length = next((v for n, v in resp.headers if n.lower() == b"content-length"), None)
+                length = next((v for n, v in resp.headers if n == b"content-length"), None)
                 if length is not None and not length.isdigit():
                     length = None
             await self._finish(

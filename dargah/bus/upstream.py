@@ -29,6 +29,8 @@ class UpstreamError(Exception):
 
 @dataclass(slots=True)
 class UpstreamResponse:
+    """``headers`` as the provider sent them, names in lower case."""
+
     status: int
     headers: list[tuple[bytes, bytes]]
     body: bytes
@@ -90,7 +92,7 @@ class _Connection(asyncio.Protocol):
     # httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
         assert self._pending is not None
-        self._pending.headers.append((name, value))
+        self._pending.headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
         p = self._pending
@@ -153,7 +155,7 @@ class _Connection(asyncio.Protocol):
 
 
 def _close_delimited(headers: list[tuple[bytes, bytes]]) -> bool:
-    return not any(n.lower() in (b"content-length", b"transfer-encoding") for n, _ in headers)
+    return not any(n in (b"content-length", b"transfer-encoding") for n, _ in headers)
 
 
 class Pool:

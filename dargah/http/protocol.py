@@ -75,6 +75,7 @@ class HttpProtocol(asyncio.Protocol):
         self.write_paused = False
         self._drained: asyncio.Event | None = None
         self._idle: asyncio.TimerHandle | None = None
+        self._idle_from: float | None = None  # when the connection went idle; None while busy
         self._pending_reject: tuple[int, str] | None = None
         self.reject_hook = _malformed_to_app
 
@@ -99,7 +100,7 @@ class HttpProtocol(asyncio.Protocol):
         self.transport = None
 
     def data_received(self, data: bytes) -> None:
-        self._disarm_idle()
+        self._idle_from = None
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -305,17 +306,29 @@ class HttpProtocol(asyncio.Protocol):
 
     # -- idle connections ----------------------------------------------------
 
+    # A connection keeps one timer while idle rather than a new one per request: the timer
+    # checks when the connection last went idle and waits on, or closes it.
+
     def _arm_idle(self) -> None:
-        self._disarm_idle()
-        self._idle = self.loop.call_later(IDLE_TIMEOUT, self._idle_expired)
+        self._idle_from = self.loop.time()
+        if self._idle is None:
+            self._idle = self.loop.call_at(self._idle_from + IDLE_TIMEOUT, self._idle_expired)
 
     def _disarm_idle(self) -> None:
+        self._idle_from = None
         if self._idle is not None:
             self._idle.cancel()
             self._idle = None
 
     def _idle_expired(self) -> None:
-        if self.running is None and self.transport is not None:
+        self._idle = None
+        since = self._idle_from
+        if since is None or self.transport is None:  # busy: armed again when it goes idle
+            return
+        due = since + IDLE_TIMEOUT
+        if self.loop.time() < due:
+            self._idle = self.loop.call_at(due, self._idle_expired)
+        elif self.running is None:
             self.transport.close()
 
     def shutdown(self) -> None:
