@@ -56,25 +56,51 @@ env.globals["level_fa"] = tables.LEVEL_FA
 
 
 class OverviewCache:
-    """The latest overview of each period, measured again after ``REFRESH_SECONDS``."""
+    """The latest overview of each period, measured again after ``refresh`` seconds.
+
+    A stale overview is served while a background thread measures the next one, so no page
+    waits for a measurement but the first of each period. ``refresh=0`` measures on every
+    request (tests, and the cold figures of the benchmark).
+    """
 
     def __init__(self, engine: Engine, refresh: float = REFRESH_SECONDS) -> None:
         self.engine = engine
         self.refresh = refresh
         self._lock = threading.Lock()
         self._cache: dict[str | None, tuple[float, Overview]] = {}
+        self._measuring: set[str | None] = set()
+
+    def _measure(self, period: str | None) -> Overview:
+        with self.engine.connect().execution_options(**READ_ONLY) as conn, conn.begin():
+            ov = build_overview(conn, utc_now(), period)
+        with self._lock:
+            if len(self._cache) > 16:
+                self._cache.clear()
+            self._cache[period] = (time.monotonic(), ov)
+            self._measuring.discard(period)
+        return ov
+
+    def _measure_quietly(self, period: str | None) -> None:
+        try:
+            self._measure(period)
+        except Exception:  # the stale overview stays; the next request tries again
+            log.exception("could not measure the overview")
+            with self._lock:
+                self._measuring.discard(period)
 
     def get(self, period: str | None) -> Overview:
         with self._lock:
             hit = self._cache.get(period)
-            if hit is not None and time.monotonic() - hit[0] < self.refresh:
-                return hit[1]
-            with self.engine.connect().execution_options(**READ_ONLY) as conn, conn.begin():
-                ov = build_overview(conn, utc_now(), period)
-            if len(self._cache) > 16:
-                self._cache.clear()
-            self._cache[period] = (time.monotonic(), ov)
-            return ov
+            fresh = hit is not None and time.monotonic() - hit[0] < self.refresh
+            start = hit is not None and not fresh and self.refresh > 0
+            start = start and period not in self._measuring
+            if start:
+                self._measuring.add(period)
+        if hit is not None and (fresh or self.refresh > 0):
+            if start:
+                threading.Thread(target=self._measure_quietly, args=(period,), daemon=True).start()
+            return hit[1]
+        return self._measure(period)
 
 
 def _period(request: Request) -> str | None:
@@ -114,11 +140,15 @@ def _not_found(what: str) -> HTMLResponse:
 
 def build_dashboard(engine: Engine, refresh: float = REFRESH_SECONDS) -> Starlette:
     cache = OverviewCache(engine, refresh)
+    rendered: dict[str | None, tuple[Overview, bytes]] = {}  # the national page per overview
 
     def national(request: Request) -> Response:
         period = _period(request)
         ov = cache.get(period)
-        return render(
+        hit = rendered.get(period)
+        if hit is not None and hit[0] is ov:
+            return HTMLResponse(hit[1])
+        page = render(
             env,
             "dashboard.html",
             ov=ov,
@@ -129,6 +159,10 @@ def build_dashboard(engine: Engine, refresh: float = REFRESH_SECONDS) -> Starlet
             period=period,
             query=f"?period={period}" if period else "",
         )
+        if len(rendered) > 16:
+            rendered.clear()
+        rendered[period] = (ov, bytes(page.body))
+        return page
 
     def agency(request: Request) -> Response:
         key = request.path_params["key"].strip("/")
