@@ -96,20 +96,24 @@ def world_db(tmp_path: Path, provider: Provider, database_url: str) -> Iterator[
         w.engine.dispose()
 
 
-@pytest.fixture(scope="session")
-def sandbox_demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """One ``dargah demo`` for the portal's tests (applications decided after 3 s).
+@pytest.fixture(scope="session", params=["sqlite", "postgres"])
+def sandbox_demo(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Any]:
+    """One ``dargah demo`` per backend for the portal's tests (applications decided after 3 s).
 
     Shared by several modules: each picks its own citizens (see ``demo.json``'s list)."""
     from tests.demo_process import Demo
     from tests.harness import free_port
 
-    d = Demo(
-        tmp_path_factory.mktemp("portal-demo") / "home",
-        free_port(),
-        env={"DARGAH_SANDBOX_DECIDE_SECONDS": "3"},
-    )
-    d.doc = d.start()
-    yield d
-    if d.proc is not None:
-        d.stop()
+    with contextlib.ExitStack() as stack:
+        env = {"DARGAH_SANDBOX_DECIDE_SECONDS": "3"}
+        if request.param == "postgres":
+            env["DARGAH_DATABASE_URL"] = stack.enter_context(_pg_schema())
+        d = Demo(tmp_path_factory.mktemp("portal-demo") / "home", free_port(), env=env)
+        d.doc = d.start()
+        try:
+            yield d
+        finally:
+            if d.proc is not None:
+                d.stop()

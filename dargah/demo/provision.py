@@ -55,6 +55,7 @@ def _load_secrets(home: Path) -> dict[str, str]:
 
 def _save_secrets(home: Path, secrets: dict[str, str]) -> None:
     path = _secrets_file(home)
+    path.parent.mkdir(parents=True, exist_ok=True)  # with PostgreSQL, nothing else made it
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:

@@ -31,7 +31,7 @@ otp_codes = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("national_code", String(10), nullable=False, index=True),
     Column("mobile", String(16), nullable=False),
-    Column("code_hash", String(64), nullable=False),
+    Column("code_hash", String(100), nullable=False),  # "salt$sha256"
     Column("created_at", String(32), nullable=False),
     Column("expires_at", String(32), nullable=False),
     Column("attempts", Integer, nullable=False),
