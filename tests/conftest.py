@@ -69,6 +69,16 @@ def pg_database_url() -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def module_database_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Like ``database_url``, for a module's shared server: '' or a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield ""
+        return
+    with _pg_schema() as url:
+        yield url
+
+
 @pytest.fixture(scope="session")
 def provider() -> Iterator[Provider]:
     with Provider() as p:

@@ -36,8 +36,12 @@ Site = tuple[World, dict[str, Any]]
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory, provider: Provider) -> Iterator[Site]:
-    w = make_world(tmp_path_factory.mktemp("console-agency") / "home", provider.url)
+def site(
+    tmp_path_factory: pytest.TempPathFactory, provider: Provider, module_database_url: str
+) -> Iterator[Site]:
+    w = make_world(
+        tmp_path_factory.mktemp("console-agency") / "home", provider.url, module_database_url
+    )
     ids = prepare(w)
     ids.update(add_cards_and_complaints(w))
     before = os.environ.get("DARGAH_SESSION_HOURS")

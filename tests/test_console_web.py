@@ -5,6 +5,7 @@ One instance (``dargah serve bus registry console portal``) serves the whole mod
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,9 +29,9 @@ from tests.providers import Provider
 
 @pytest.fixture(scope="module")
 def site(
-    tmp_path_factory: pytest.TempPathFactory, provider: Provider
+    tmp_path_factory: pytest.TempPathFactory, provider: Provider, module_database_url: str
 ) -> Iterator[tuple[World, dict[str, Any]]]:
-    w = make_world(tmp_path_factory.mktemp("console") / "home", provider.url)
+    w = make_world(tmp_path_factory.mktemp("console") / "home", provider.url, module_database_url)
     ids = prepare(w)
     w.grant("other", ids["prov_service"])
     start_site(w)
@@ -242,6 +243,7 @@ def test_console_users_are_added_listed_and_deactivated_from_the_command_line(
 ) -> None:
     w, _ = site
     home = str(w.settings.home)
+    env = {**os.environ, "DARGAH_DATABASE_URL": w.settings.database_url}
     add = subprocess.run(
         [
             DARGAH,
@@ -260,10 +262,11 @@ def test_console_users_are_added_listed_and_deactivated_from_the_command_line(
         capture_output=True,
         text=True,
         check=False,
+        env=env,
     )
     assert add.returncode == 0, add.stderr
     listed = subprocess.run(
-        [DARGAH, "console-user", "list", "--home", home], capture_output=True, text=True
+        [DARGAH, "console-user", "list", "--home", home], capture_output=True, text=True, env=env
     )
     assert "cli-user" in listed.stdout and "password" not in listed.stdout
     v = Visitor(w.url)
@@ -273,6 +276,7 @@ def test_console_users_are_added_listed_and_deactivated_from_the_command_line(
         [DARGAH, "console-user", "deactivate", "cli-user", "--home", home],
         capture_output=True,
         text=True,
+        env=env,
     )
     assert off.returncode == 0, off.stderr
     assert v.get("/console/grants").status_code == 303  # signed out at once
@@ -292,6 +296,7 @@ def test_console_users_are_added_listed_and_deactivated_from_the_command_line(
         input="short\n",
         capture_output=True,
         text=True,
+        env=env,
     )
     assert short.returncode == 1 and "error" in short.stderr
     assert Path(home).exists()
