@@ -19,6 +19,7 @@ from dargah.bus.log.backends import open_backend
 from dargah.bus.log.writer import LogWriter
 from dargah.bus.metrics import BusMetrics, SharedMetrics
 from dargah.bus.monitor import Monitor
+from dargah.bus.stream import Shipper
 from dargah.bus.tokens import TokenIssuer, TokenVerifier
 from dargah.bus.tracing import SpanExporter
 from dargah.bus.upstream import Pools
@@ -102,6 +103,11 @@ class BusRuntime:
         self.registry_ok = True
         self._refresher: asyncio.Task[None] | None = None
         self._publisher: asyncio.Task[None] | None = None
+        self.shipper: Shipper | None = None
+        if settings.nats_url:
+            self.shipper = Shipper(
+                engine, settings.nats_url, settings.instance, settings.nats_stream
+            )
 
     def subject_ref(self, national_code: str) -> str | None:
         """The HMAC of a valid national code (None for an invalid one); recent answers are kept."""
@@ -124,6 +130,8 @@ class BusRuntime:
         self._publisher = asyncio.create_task(self._publish_loop())
         self.health.start()
         self.monitor.start()
+        if self.shipper is not None:
+            self.shipper.start()
 
     async def stop(self) -> None:
         for task in (self._refresher, self._publisher):
@@ -131,6 +139,8 @@ class BusRuntime:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        if self.shipper is not None:
+            await self.shipper.stop()
         await self.monitor.stop()
         await self.health.stop()
         self.shared_metrics.remove()

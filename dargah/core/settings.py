@@ -124,6 +124,20 @@ class Settings:
             "Redis for rate limits shared by every bus process (scale-out); empty: per process.",
         ),
     )
+    nats_url: str = field(
+        default="",
+        metadata=_meta(
+            "DARGAH_NATS_URL",
+            "NATS with JetStream (nats://host:4222): every log record and event is shipped there.",
+        ),
+    )
+    nats_stream: str = field(
+        default="",
+        metadata=_meta(
+            "DARGAH_NATS_STREAM",
+            "Name prefix of the instance's JetStream streams (default DARGAH_{INSTANCE}).",
+        ),
+    )
     event_dead_after_seconds: float = field(
         default=86400.0,
         metadata=_meta(
@@ -151,7 +165,8 @@ class Settings:
     portal_key_file: str = field(
         default="",
         metadata=_meta(
-            "DARGAH_PORTAL_KEY_FILE", "PKCS#8 PEM private key the portal signs its token requests with."
+            "DARGAH_PORTAL_KEY_FILE",
+            "PKCS#8 PEM private key the portal signs its token requests with.",
         ),
     )
     portal_bus_url: str = field(

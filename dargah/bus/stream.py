@@ -1,0 +1,164 @@
+"""Shipping the message log and the events to NATS JetStream (``DARGAH_NATS_URL``).
+
+Two streams per instance, named from ``DARGAH_NATS_STREAM`` (default ``DARGAH_{INSTANCE}``):
+
+- ``{name}_LOG`` on subject ``{subject}.log``: every message-log record as committed (the
+  same JSON fields as the table, chain hashes included), in ``seq`` order, so that a SIEM or
+  an archive elsewhere can follow the log and check its chain;
+- ``{name}_EVENTS`` on subjects ``{subject}.events.{topic}``: every published event (the
+  CloudEvents JSON), for agencies' own consumers and replays.
+
+The database stays the source of truth: a shipper reads what is committed and publishes it,
+each message with ``Nats-Msg-Id`` set to the record's ``seq`` or the event's id, so that
+JetStream drops a duplicate when several bus processes ship the same record, or a process
+ships it again after a crash. Where a shipper stands is read back from the stream itself
+(the last message's ``Dargah-Seq`` header) when it starts: nothing is lost while NATS is
+away, it is shipped when NATS is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+from typing import Any
+
+from sqlalchemy import Engine, select
+
+from dargah.store.tables import events, message_log
+
+log = logging.getLogger("dargah.stream")
+BATCH = 500
+IDLE_SECONDS = 0.5
+RETRY_SECONDS = 2.0
+
+
+def names(instance: str, configured: str) -> tuple[str, str]:
+    """(stream name prefix, subject prefix), e.g. ``("DARGAH_DEV", "dargah.dev")``."""
+    base = configured or f"DARGAH_{instance}"
+    base = re.sub(r"[^A-Za-z0-9_-]", "_", base)
+    return base, base.lower().replace("_", ".")
+
+
+def topic_subject(topic_id: str) -> str:
+    """A topic id as one subject token: ``DEV/GOV/1/sabt/birth.v1`` -> ``DEV_GOV_1_sabt_birth-v1``."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", topic_id.replace(".", "-"))
+
+
+class Shipper:
+    """Follows ``message_log`` and ``events`` and publishes what is new to JetStream."""
+
+    def __init__(self, engine: Engine, url: str, instance: str, configured: str = "") -> None:
+        self.engine = engine
+        self.url = url
+        self.stream, self.subject = names(instance, configured)
+        self._task: asyncio.Task[None] | None = None
+        self.shipped = {"log": 0, "events": 0}
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        import nats
+        from nats.js.api import StorageType, StreamConfig
+
+        while True:
+            nc = None
+            try:
+                nc = await nats.connect(self.url, connect_timeout=3, max_reconnect_attempts=0)
+                js = nc.jetstream()
+                log_stream, event_stream = f"{self.stream}_LOG", f"{self.stream}_EVENTS"
+                for name, subjects in (
+                    (log_stream, [f"{self.subject}.log"]),
+                    (event_stream, [f"{self.subject}.events.>"]),
+                ):
+                    config = StreamConfig(
+                        name=name,
+                        subjects=subjects,
+                        storage=StorageType.FILE,
+                        duplicate_window=120.0,
+                    )
+                    try:
+                        await js.stream_info(name)
+                    except Exception:
+                        await js.add_stream(config)
+                cursors = {
+                    "log": await self._last(js, log_stream),
+                    "events": await self._last(js, event_stream),
+                }
+                while True:
+                    sent = await self._ship_log(js, cursors) + await self._ship_events(js, cursors)
+                    if not sent:
+                        await asyncio.sleep(IDLE_SECONDS)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # NATS away or refusing: try again; the database keeps all
+                log.warning("shipping to NATS at %s stopped: %s; retrying", self.url, exc)
+                await asyncio.sleep(RETRY_SECONDS)
+            finally:
+                if nc is not None:
+                    with contextlib.suppress(Exception):
+                        await nc.close()
+
+    async def _last(self, js: Any, stream: str) -> int:
+        try:
+            info = await js.stream_info(stream)
+            if not info.state.messages:
+                return 0
+            msg = await js.get_msg(stream, seq=info.state.last_seq)
+        except Exception:
+            return 0
+        return int((msg.headers or {}).get("Dargah-Seq", "0"))
+
+    def _read_log(self, after: int) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            q = (
+                select(message_log)
+                .where(message_log.c.seq > after)
+                .order_by(message_log.c.seq)
+                .limit(BATCH)
+            )
+            return [dict(r) for r in conn.execute(q).mappings()]
+
+    def _read_events(self, after: int) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            q = select(events).where(events.c.seq > after).order_by(events.c.seq).limit(BATCH)
+            return [dict(r) for r in conn.execute(q).mappings()]
+
+    async def _ship_log(self, js: Any, cursors: dict[str, int]) -> int:
+        rows = await asyncio.to_thread(self._read_log, cursors["log"])
+        for row in rows:
+            seq = int(row["seq"])
+            await js.publish(
+                f"{self.subject}.log",
+                json.dumps(row, separators=(",", ":"), ensure_ascii=False).encode(),
+                headers={"Nats-Msg-Id": f"log-{seq}", "Dargah-Seq": str(seq)},
+            )
+            cursors["log"] = seq
+            self.shipped["log"] += 1
+        return len(rows)
+
+    async def _ship_events(self, js: Any, cursors: dict[str, int]) -> int:
+        rows = await asyncio.to_thread(self._read_events, cursors["events"])
+        for row in rows:
+            seq = int(row["seq"])
+            await js.publish(
+                f"{self.subject}.events.{topic_subject(row['topic_id'])}",
+                str(row["body"]).encode(),
+                headers={
+                    "Nats-Msg-Id": f"event-{row['topic_id']}-{row['event_id']}",
+                    "Dargah-Seq": str(seq),
+                    "Dargah-Topic": row["topic_id"],
+                },
+            )
+            cursors["events"] = seq
+            self.shipped["events"] += 1
+        return len(rows)
