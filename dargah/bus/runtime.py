@@ -103,6 +103,8 @@ class BusRuntime:
         self.registry_ok = True
         self._refresher: asyncio.Task[None] | None = None
         self._publisher: asyncio.Task[None] | None = None
+        self._listener: asyncio.Task[None] | None = None
+        self._nudged: asyncio.Event | None = None
         self.shipper: Shipper | None = None
         if settings.nats_url:
             self.shipper = Shipper(
@@ -126,7 +128,10 @@ class BusRuntime:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         await asyncio.to_thread(self.writer.start, loop)
+        self._nudged = asyncio.Event()
         self._refresher = asyncio.create_task(self._refresh_loop())
+        if self.settings.redis_url:
+            self._listener = asyncio.create_task(self._listen_for_changes())
         self._publisher = asyncio.create_task(self._publish_loop())
         self.health.start()
         self.monitor.start()
@@ -134,7 +139,7 @@ class BusRuntime:
             self.shipper.start()
 
     async def stop(self) -> None:
-        for task in (self._refresher, self._publisher):
+        for task in (self._refresher, self._publisher, self._listener):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -160,16 +165,48 @@ class BusRuntime:
                 log.warning("could not share this process's metrics: %s", exc)
 
     async def _refresh_loop(self) -> None:
+        nudged = self._nudged
+        assert nudged is not None
         while True:
-            await asyncio.sleep(self.settings.refresh_seconds)
-            try:
-                snap = await asyncio.to_thread(self._reload_if_changed)
-                self.registry_ok = True
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(nudged.wait(), self.settings.refresh_seconds)
+            # A nudge may arrive a moment before its transaction is visible: look twice more.
+            for delay in (0.0, 0.05, 0.25) if nudged.is_set() else (0.0,):
+                nudged.clear()
+                await asyncio.sleep(delay)
+                try:
+                    snap = await asyncio.to_thread(self._reload_if_changed)
+                    self.registry_ok = True
+                except Exception as exc:
+                    self.registry_ok = False
+                    log.warning("registry refresh failed: %s", exc)
+                    break
                 if snap is not None:
                     self.snapshot = snap
-            except Exception as exc:
-                self.registry_ok = False
-                log.warning("registry refresh failed: %s", exc)
+                    break
+
+    async def _listen_for_changes(self) -> None:
+        """Reload as soon as another process announces a registry change on Redis."""
+        import redis.asyncio
+
+        from dargah.registry.changes import channel
+
+        while True:
+            client: Any = redis.asyncio.from_url(self.settings.redis_url)  # type: ignore[no-untyped-call]
+            try:
+                async with client.pubsub() as pubsub:
+                    await pubsub.subscribe(channel(self.instance.code))
+                    async for message in pubsub.listen():
+                        if message.get("type") == "message" and self._nudged is not None:
+                            self._nudged.set()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # polling goes on meanwhile
+                log.warning("registry change notifications from Redis stopped: %s", exc)
+                await asyncio.sleep(2.0)
+            finally:
+                with contextlib.suppress(Exception):
+                    await client.aclose()
 
     def _reload_if_changed(self) -> Snapshot | None:
         with self.engine.connect().execution_options(**READ_ONLY) as conn:

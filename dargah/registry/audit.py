@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import Connection, insert, select, update
 
 from dargah.core.clock import now_rfc3339
+from dargah.registry.changes import mark_changed
 from dargah.store.tables import audit_log, registry_version
 
 
@@ -85,6 +86,7 @@ def record(
             .where(registry_version.c.id == 1)
             .values(version=registry_version.c.version + 1)
         )
+        mark_changed(conn)
 
 
 def entries(conn: Connection, target: str | None = None, limit: int = 200) -> list[dict[str, Any]]:

@@ -177,4 +177,8 @@ def open_instance(settings: Any) -> tuple[Engine, InstanceInfo, str | None]:
 
     engine = make_engine(settings)
     info, token = ensure_instance(engine, settings.instance)
+    if getattr(settings, "redis_url", ""):
+        from dargah.registry.changes import install_notifier
+
+        install_notifier(engine, settings.redis_url, info.code)
     return engine, info, token
