@@ -27,6 +27,7 @@ from dargah.sandbox.catalogue_seed import (
     life_event_titles,
     load_seed_catalogue,
 )
+from dargah.sandbox.desks import desk_service_id, desks
 
 INSTANCE = "DEV"
 MEMBER_CLASSES = {"GOV", "PUB", "COM", "NGO"}
@@ -241,10 +242,11 @@ def test_tricky_search_subjects_are_present(services: list[dict[str, Any]]) -> N
 
 
 def test_every_bus_service_id_it_names_is_a_sandbox_service(services: list[dict[str, Any]]) -> None:
+    desk_ids = {desk_service_id(INSTANCE, legal_id) for legal_id in desks()}
     for s in services:
         for bus_id in bus_ids_of(s):
             parse_service_id(bus_id)
-            assert bus_id in BUS_SERVICES, (s["service_id"], bus_id)
+            assert bus_id in BUS_SERVICES or bus_id in desk_ids, (s["service_id"], bus_id)
 
 
 def test_bus_documents_come_from_the_service_that_supplies_their_data_item(
@@ -257,11 +259,18 @@ def test_bus_documents_come_from_the_service_that_supplies_their_data_item(
                 assert d["source"] in s["data_sources"], s["service_id"]
 
 
-def test_submit_to_is_the_welfare_applications_service(services: list[dict[str, Any]]) -> None:
-    targets = [s["submit_to"] for s in services if s["submit_to"]]
-    assert targets
-    for target in targets:
-        assert "welfare.application" in BUS_SERVICES[target][1].supplies
+def test_every_form_goes_to_the_welfare_applications_service_or_its_agencys_desk(
+    services: list[dict[str, Any]],
+) -> None:
+    with_form = [s for s in services if s.get("form")]
+    assert with_form and all(s["submit_to"] for s in with_form)
+    for s in with_form:
+        target = s["submit_to"]
+        if target in BUS_SERVICES:
+            assert "welfare.application" in BUS_SERVICES[target][1].supplies
+        else:
+            assert target == desk_service_id(INSTANCE, s["agency_legal_id"])
+            assert s["service_id"] in desks()[s["agency_legal_id"]][1]
 
 
 def test_proactive_topics_are_sandbox_topics(services: list[dict[str, Any]]) -> None:

@@ -220,9 +220,47 @@ def tester_grants(instance: str) -> tuple[list[tuple[str, list[str]]], list[str]
     return allowed, denied
 
 
+def provision_desks(engine: Engine, instance: str, sandbox_url: str) -> None:
+    """The application desk of every catalogue agency that receives applications online.
+
+    Runs after the catalogue is imported (which registered the agencies as members).
+    """
+    from dargah.sandbox.desks import desk_service_id, desks
+    from dargah.sandbox.providers.desk import SUBSYSTEM, openapi
+
+    base = sandbox_url.rstrip("/")
+    with engine.begin() as conn:
+        for legal_id, (name, _services) in desks().items():
+            member_id = f"{instance}/GOV/{legal_id}"
+            _ensure_member(conn, member_id, name, None)
+            _ensure_subsystem(conn, f"{member_id}/{SUBSYSTEM}", f"میز درخواست‌های {name}")
+            sid = desk_service_id(instance, legal_id)
+            url = f"{base}/desk/{legal_id}"
+            try:
+                current = services.get_service(conn, sid)
+            except NotFound:
+                services.add_service(
+                    conn,
+                    sid,
+                    url,
+                    ACTOR,
+                    title=f"ثبت و پیگیری درخواست‌های {name}",
+                    openapi=json.dumps(openapi(legal_id, name), ensure_ascii=False),
+                    personal_data=True,
+                    supplies=[],
+                    timeout_s=10,
+                )
+                continue
+            if current["base_url"] != url:
+                services.update_service(conn, sid, {"base_url": url}, ACTOR)
+
+
 def portal_grants(instance: str) -> list[tuple[str, list[str]]]:
-    """What the portal may call: every sandbox service, for applications and sign-in only."""
-    found = []
+    """What the portal may call: every sandbox service and application desk, for applications
+    and sign-in only."""
+    from dargah.sandbox.desks import desk_service_id, desks
+
+    found = [(desk_service_id(instance, legal_id), ["service-application"]) for legal_id in desks()]
     for agency in AGENCIES:
         for spec in agency.services:
             purposes = [p for p in PORTAL_PURPOSES if p in spec.purposes]

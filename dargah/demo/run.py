@@ -32,6 +32,7 @@ from dargah.demo.provision import (
     provision_agencies,
     provision_catalogue,
     provision_client,
+    provision_desks,
     provision_events,
     tester_grants,
 )
@@ -82,6 +83,7 @@ def run_demo(settings: Settings) -> None:
     allowed, denied = tester_grants(info.code)
     publisher_key = provision_events(engine, home, info.code, sandbox_url)
     provision_catalogue(engine, home, info.code)
+    provision_desks(engine, info.code, sandbox_url)
     tester = provision_client(
         engine,
         home,

@@ -53,6 +53,7 @@ class Catalogue:
             card["channels"] = _list(r["channels"])
             card["documents"] = json.loads(r["documents"]) if r["documents"] else None
             card["data_source_ids"] = _list(r["data_sources"])
+            card["proactive_topic_ids"] = _list(r["proactive_topics"])
             card["form_schema"] = json.loads(r["form"]) if r["form"] else None
             self.services[r["service_id"]] = card
             title = card.get("title_fa") or card.get("title_en") or card["service_id"]

@@ -65,7 +65,17 @@ class Refresher:
                 .limit(1)
             ).scalar()
         known = {(a["submit_to"], a["agency_ref"]) for a in mine}
-        for submit_to, cards in self._acceptors().items():
+        acceptors = self._acceptors()
+        # Ask only the agencies that hold an open application of this citizen, and those with
+        # a proactive service (which may have opened one by themselves): not every agency.
+        asked = {a["submit_to"] for a in mine if a["submit_to"] and a["completed_at"] is None}
+        asked |= {
+            sid
+            for sid, cards in acceptors.items()
+            if any(c.get("proactive_topic_ids") for c in cards)
+        }
+        for submit_to in sorted(asked):
+            cards = acceptors.get(submit_to, [])
             src = ctx.sources.service(submit_to)
             if src is None or src.person_path is None:
                 continue

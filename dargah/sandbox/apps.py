@@ -27,9 +27,10 @@ from dargah.client.provider import (
 )
 from dargah.sandbox.agencies import AGENCIES
 from dargah.sandbox.citizens import Citizen
+from dargah.sandbox.desks import desk_service_id, desks
 from dargah.sandbox.directory import CitizenDirectory
 from dargah.sandbox.model import Agency
-from dargah.sandbox.providers import civil_registration, post, tax, traffic, welfare
+from dargah.sandbox.providers import civil_registration, desk, post, tax, traffic, welfare
 from dargah.sandbox.providers.common import ProviderContext, Publisher
 
 PROVIDERS: dict[str, Callable[[ProviderContext], list[BaseRoute]]] = {
@@ -69,8 +70,10 @@ def build_app(
 
 
 def sandbox_audiences(instance: str) -> frozenset[str]:
-    """Every ``aud`` a sandbox agency accepts: its service ids, and its client id (events)."""
+    """Every ``aud`` a sandbox agency accepts: its service ids, its client id (events), and
+    the application desks of the catalogue's agencies."""
     ids = {a.service_id(instance, s.code) for a in AGENCIES for s in a.services}
+    ids |= {desk_service_id(instance, legal_id) for legal_id in desks()}
     return frozenset(ids | {a.subsystem_id(instance) for a in AGENCIES})
 
 
@@ -125,6 +128,14 @@ def build_sandbox_app(
         )
 
     mounts = [Mount(f"/{code}", app=app) for code, app in providers.items()]
+    for legal_id, (_name, service_ids) in desks().items():
+        desk_app = Starlette(routes=desk.routes(legal_id, set(service_ids), directory))
+        mounts.append(
+            Mount(
+                f"/desk/{legal_id}",
+                app=GsbAssertionMiddleware(desk_app, verifier, on_refused=on_refused),
+            )
+        )
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
