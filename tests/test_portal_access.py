@@ -35,6 +35,7 @@ def _apply(c: Citizen) -> str:
     assert r.status_code == 303, r.text[:300]
     form = c.get(f"/services/{SERVICE}/apply/form")
     assert form.status_code == 200
+    assert re.search(r'<option value="pension"[^>]*>مستمری</option>', form.text)  # titled choices
     r = c.post(
         f"/services/{SERVICE}/apply/form",
         {

@@ -1,9 +1,10 @@
 """Forms from a public service's JSON Schema: the fields the citizen fills, and their checks.
 
 Fields with ``x-data-item`` are pre-filled over the bus and shown read-only; the citizen is
-asked only for the rest. Supported: strings (``pattern``, ``enum``, ``minLength``,
-``maxLength``, ``format: date``), integers and numbers (``minimum``, ``maximum``), booleans,
-and arrays of strings (one per line). Digits may be typed in Persian or Arabic.
+asked only for the rest. Supported: strings (``pattern``, choices as ``enum`` or as
+``oneOf`` of ``{"const", "title"}``, ``minLength``, ``maxLength``, ``format: date``),
+integers and numbers (``minimum``, ``maximum``), booleans, and arrays of strings (one per
+line). Digits may be typed in Persian or Arabic.
 """
 
 from __future__ import annotations
@@ -24,9 +25,23 @@ class Field:
     title: str
     kind: str  # text, number, select, checkbox, date, lines
     required: bool
-    options: tuple[str, ...] = ()
+    options: tuple[tuple[str, str], ...] = ()  # (value, label)
     pattern: str | None = None
     description: str | None = None
+
+
+def choices(prop: dict[str, Any]) -> list[tuple[str, str]]:
+    """(value, label) of a choice field: ``oneOf``/``anyOf`` of ``{"const", "title"}``, or
+    ``enum`` (labelled by the value itself)."""
+    for key in ("oneOf", "anyOf"):
+        options = prop.get(key)
+        if (
+            isinstance(options, list)
+            and options
+            and all(isinstance(o, dict) and "const" in o for o in options)
+        ):
+            return [(str(o["const"]), str(o.get("title") or o["const"])) for o in options]
+    return [(str(o), str(o)) for o in prop.get("enum") or ()]
 
 
 def citizen_fields(schema: dict[str, Any]) -> list[Field]:
@@ -38,7 +53,7 @@ def citizen_fields(schema: dict[str, Any]) -> list[Field]:
             continue
         kind = "text"
         t = prop.get("type")
-        if "enum" in prop:
+        if choices(prop):
             kind = "select"
         elif t in ("integer", "number"):
             kind = "number"
@@ -54,7 +69,7 @@ def citizen_fields(schema: dict[str, Any]) -> list[Field]:
                 title=str(prop.get("title") or name),
                 kind=kind,
                 required=name in required,
-                options=tuple(str(o) for o in prop.get("enum") or ()),
+                options=tuple(choices(prop)),
                 pattern=prop.get("pattern"),
                 description=prop.get("description"),
             )
@@ -65,11 +80,11 @@ def citizen_fields(schema: dict[str, Any]) -> list[Field]:
 def _check(prop: dict[str, Any], raw: str, title: str) -> tuple[Any, str | None]:
     t = prop.get("type")
     text = to_latin_digits(raw).strip() if t != "array" else raw
-    if "enum" in prop:
-        allowed = [str(o) for o in prop["enum"]]
-        return (
-            (text, None) if text in allowed else (None, f"یکی از گزینه‌های «{title}» را برگزینید.")
-        )
+    allowed = [value for value, _label in choices(prop)]
+    if allowed:
+        if text in allowed:
+            return text, None
+        return None, f"یکی از گزینه‌های «{title}» را برگزینید."
     if t in ("integer", "number"):
         try:
             value: Any = int(text) if t == "integer" else float(text)
