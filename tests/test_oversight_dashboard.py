@@ -184,3 +184,28 @@ def test_a_visitor_sees_the_charts_follows_an_agency_and_downloads_a_table(
     rows = list(csv.reader(io.StringIO(saved.read_text(encoding="utf-8-sig"))))
     assert {r[0] for r in rows[2:]} == {A, B}
     assert httpx.get(f"{site}/dashboard/static/dashboard.js").status_code == 200
+
+
+def test_every_dashboard_route_states_its_authentication_and_is_public(tmp_path: Path) -> None:
+    from dargah.core.settings import Settings
+    from dargah.registry.instance import open_instance
+    from dargah.web.routes import AUTH_LEVELS
+
+    engine, _info, _ = open_instance(Settings(home=tmp_path / "home"))
+    app = build_dashboard(engine, refresh=0)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        for route in app.routes:
+            path = getattr(route, "path", "")
+            if path == "/dashboard/static":
+                continue
+            auth = getattr(route, "auth", None)
+            assert auth in AUTH_LEVELS, f"{path} does not state its authentication"
+            assert auth == "public", path  # the public dashboard asks nobody to sign in
+            url = (
+                path.replace("{key:path}", "10100387143")
+                .replace("{name}", "agencies")
+                .replace("{fmt}", "csv")
+            )
+            r = client.get(url)
+            assert r.status_code in (200, 404), (path, r.status_code)
+    engine.dispose()

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import quote
 
 from jinja2 import Environment
@@ -15,12 +15,12 @@ from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
-from starlette.routing import Route
 
 from dargah.core.settings import Settings
 from dargah.portal.gateway import PortalBus
 from dargah.portal.sources import DataCatalogue
 from dargah.web.pages import environment
+from dargah.web.routes import AUTH_LEVELS, Auth, page_route
 from dargah.web.sessions import Session, SessionStore
 
 CHANNELS = {
@@ -91,21 +91,6 @@ class PortalContext:
         return RedirectResponse(f"/login?next={quote(target, safe='/')}", status_code=303)
 
 
-Auth = Literal["public", "citizen", "sandbox"]
-"""Who may open a page: anyone, a signed-in citizen (their own data only), or anyone but only
-on sandbox instances (``DEV``, ``TEST``)."""
-AUTH_LEVELS: tuple[str, ...] = ("public", "citizen", "sandbox")
-
-
-def page_route(
-    path: str, endpoint: Callable[..., Any], *, auth: Auth, methods: tuple[str, ...] = ("GET",)
-) -> Route:
-    """A route that states its authentication (a test fails on a route that does not)."""
-    route = Route(path, endpoint, methods=list(methods))
-    route.auth = auth  # type: ignore[attr-defined]
-    return route
-
-
 CitizenEndpoint = Callable[[Request, Session], Awaitable[Response]]
 
 
@@ -123,3 +108,6 @@ def citizen_only(
         return await fn(request, session)
 
     return endpoint
+
+
+__all__ = ["AUTH_LEVELS", "Auth", "PortalContext", "citizen_only", "page_route", "safe_next"]

@@ -26,7 +26,7 @@ from sqlalchemy import Engine
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
 from dargah.core.clock import utc_now
@@ -36,6 +36,7 @@ from dargah.oversight.web.format import cell_text, kpi_value, percent
 from dargah.oversight.web.report_pdf import agency_report
 from dargah.store.db import READ_ONLY
 from dargah.web.pages import environment, render
+from dargah.web.routes import page_route
 
 log = logging.getLogger("dargah.oversight.web")
 HERE = Path(__file__).parent
@@ -223,11 +224,11 @@ def build_dashboard(engine: Engine, refresh: float = REFRESH_SECONDS) -> Starlet
     return Starlette(
         exception_handlers={404: missing},
         routes=[
-            Route("/dashboard", national),
-            Route("/dashboard/", national),
-            Route("/dashboard/agencies/{key:path}", agency),
-            Route("/dashboard/export/{name}.{fmt}", export),
-            Route("/dashboard/report.pdf", report),
+            page_route("/dashboard", national, auth="public"),
+            page_route("/dashboard/", national, auth="public"),
+            page_route("/dashboard/agencies/{key:path}", agency, auth="public"),
+            page_route("/dashboard/export/{name}.{fmt}", export, auth="public"),
+            page_route("/dashboard/report.pdf", report, auth="public"),
             Mount("/dashboard/static", StaticFiles(directory=HERE / "static"), name="static"),
         ],
     )
