@@ -99,8 +99,31 @@ class BusApp:
                 return
 
 
-_EXACT = frozenset({"/oauth/token", "/.well-known/jwks.json", "/healthz", "/readyz", "/metrics"})
+ROUTES: dict[str, tuple[str, str]] = {
+    "/r1/": (
+        "bearer",
+        "the calling subsystem's access token; a grant and purpose per call (§3-§4)",
+    ),
+    "/r1/meta/": ("bearer", "the caller's access token; it sees only services it may call (§5)"),
+    "/e1/": ("bearer", "the publisher's or subscriber's access token; grants on the topic (§7)"),
+    "/oauth/token": (
+        "client",
+        "the client's own credentials: private_key_jwt, or a secret on DEV/TEST",
+    ),
+    "/.well-known/jwks.json": (
+        "public",
+        "public keys, so providers can verify assertions and seals",
+    ),
+    "/healthz": ("public", "liveness for load balancers; says nothing else"),
+    "/readyz": ("public", "readiness for load balancers: database and registry reachable"),
+    "/metrics": ("public", "Prometheus counters; no personal data, tokens or secrets (§2)"),
+}
+"""Every address the bus serves itself (a key ending in ``/`` is a prefix), with the
+authentication it asks for and why. A test fails on a bus address not listed here."""
+
+_EXACT = frozenset(k for k in ROUTES if not k.endswith("/"))
+_PREFIXES = tuple(k for k in ROUTES if k.endswith("/"))
 
 
 def _is_bus_path(path: str) -> bool:
-    return path.startswith(("/r1/", "/e1/")) or path in _EXACT
+    return path.startswith(_PREFIXES) or path in _EXACT

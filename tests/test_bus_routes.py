@@ -1,0 +1,57 @@
+"""Every address the bus serves itself states its authentication (``dargah.bus.app.ROUTES``),
+and each one asks for what it states."""
+
+from __future__ import annotations
+
+import inspect
+import re
+
+import httpx
+
+from dargah.bus.app import ROUTES, BusApp
+from tests.harness import World
+
+
+def test_every_address_the_dispatcher_knows_is_declared() -> None:
+    source = inspect.getsource(BusApp._bus)
+    handled = set(re.findall(r'path == "([^"]+)"', source))
+    handled |= set(re.findall(r'path\.startswith\("([^"]+)"\)', source))
+    assert handled, "the dispatcher's addresses were not found"
+    undeclared = handled - set(ROUTES)
+    assert not undeclared, f"addresses without a stated authentication: {undeclared}"
+    for auth, reason in ROUTES.values():
+        assert auth in ("bearer", "client", "public") and len(reason) > 20
+
+
+def test_each_address_asks_for_what_it_states(world: World) -> None:
+    w = world
+    sid = w.add_service("plain.v1")
+    w.grant("cons", sid)
+    w.start()
+    samples = {
+        "/r1/": f"/r1/{sid}/x",
+        "/r1/meta/": "/r1/meta/services",
+        "/e1/": f"/e1/{w.clients['cons'].id}/topic.v1",
+    }
+    for address, (auth, _reason) in ROUTES.items():
+        url = w.url + samples.get(address, address)
+        if auth == "bearer":
+            method = "POST" if address == "/e1/" else "GET"
+            r = httpx.request(method, url, content=b"{}")
+            assert r.status_code == 401, (address, r.status_code)
+            assert r.headers.get("gsb-error") == "unauthenticated", address
+        elif auth == "client":
+            r = httpx.post(url, data={"grant_type": "client_credentials"})
+            assert r.status_code in (400, 401) and "access_token" not in r.text, address
+            good = httpx.post(
+                url,
+                data={
+                    "grant_type": "client_credentials",
+                    "client_id": w.clients["cons"].id,
+                    "client_secret": w.clients["cons"].secret,
+                },
+            )
+            assert good.status_code == 200 and "access_token" in good.json(), address
+        else:
+            r = httpx.get(url)
+            assert r.status_code == 200, (address, r.status_code)
