@@ -46,11 +46,13 @@ def build_app(settings: Settings, parts: Iterable[str]) -> Any:
     if "bus" in chosen:
         from dargah.bus.app import BusApp
         from dargah.bus.runtime import BusRuntime
+        from dargah.oversight.daily import DailySnapshots
 
         rt = BusRuntime(settings, engine)
         if fallback is not None:
             fallback.state.health = rt.health  # the status API shows this process's probes
-        return BusApp(rt, fallback)
+        daily = DailySnapshots(engine)
+        return BusApp(rt, fallback, on_startup=[daily.start], on_shutdown=[daily.stop])
     return fallback
 
 

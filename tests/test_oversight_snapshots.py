@@ -4,9 +4,11 @@ projection follows their history."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -82,3 +84,40 @@ def test_the_cli_verb_takes_a_snapshot(tmp_path: Path, engine: Engine) -> None:
     again = runner.invoke(main, ["oversight", "snapshot", "--home", str(tmp_path / "home")])
     assert again.exit_code == 0
     assert len({(d, s) for d, s, _ in rows(engine)}) == len(rows(engine)) == 3
+
+
+def test_a_running_instance_keeps_its_daily_snapshot_by_itself(sandbox_demo: Any) -> None:
+    """Nobody ran ``dargah oversight snapshot``: the bus took today's a few seconds after start."""
+    from sqlalchemy import create_engine, text
+
+    from dargah.core.settings import Settings
+
+    url = sandbox_demo.env.get("DARGAH_DATABASE_URL", "")
+    engine = create_engine(Settings(home=sandbox_demo.home, database_url=url).db_url)
+    deadline = time.monotonic() + 30
+    rows = 0
+    try:
+        while time.monotonic() < deadline and not rows:
+            with engine.connect() as conn:
+                rows = conn.execute(
+                    text("SELECT count(*) FROM oversight_snapshots WHERE scope = 'nation'")
+                ).scalar_one()
+            time.sleep(0.5)
+    finally:
+        engine.dispose()
+    assert rows == 1
+
+
+def test_ensure_today_takes_the_snapshot_once_a_day(tmp_path: Path) -> None:
+    from dargah.core.settings import Settings
+    from dargah.oversight.daily import ensure_today
+    from dargah.registry.instance import open_instance
+
+    engine, _info, _ = open_instance(Settings(home=tmp_path / "home"))
+    try:
+        now = datetime(2026, 11, 28, 8, 0, tzinfo=UTC)
+        assert ensure_today(engine, now) is True
+        assert ensure_today(engine, now + timedelta(hours=5)) is False  # same Tehran day
+        assert ensure_today(engine, now + timedelta(days=1)) is True
+    finally:
+        engine.dispose()
