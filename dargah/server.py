@@ -9,8 +9,12 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from dargah.core.settings import Settings
+from dargah.web.limits import limit_body
 
 PARTS = ("bus", "registry", "console", "portal", "sandbox")
+PAGE_BODY_LIMIT = 64 * 1024  # the portal's and dashboard's forms
+CONSOLE_BODY_LIMIT = 4 * 1024 * 1024  # OpenAPI documents and catalogue files up to 2 MB
+API_BODY_LIMIT = 64 * 1024 * 1024  # catalogue imports through the management API
 ASGIApp = Callable[..., Awaitable[None]]
 
 
@@ -31,18 +35,18 @@ def build_app(settings: Settings, parts: Iterable[str]) -> Any:
     if chosen & {"registry", "console", "portal"}:
         from dargah.console.api import build_management_app
 
-        fallback = build_management_app(settings, engine)
+        fallback = limit_body(build_management_app(settings, engine), API_BODY_LIMIT)
     if "portal" in chosen:
         from dargah.oversight.web.app import with_dashboard
         from dargah.portal.app import build_portal
 
         portal = build_portal(engine, settings, sandbox=info.sandbox)
-        fallback = _by_prefix(fallback, with_dashboard(portal, engine))
+        fallback = _by_prefix(fallback, limit_body(with_dashboard(portal, engine), PAGE_BODY_LIMIT))
     if "console" in chosen:
         from dargah.console.web.app import build_console
 
         pages = build_console(engine, fallback.state, settings.session_hours)
-        fallback = _by_prefix(fallback, pages, prefix="/console")
+        fallback = _by_prefix(fallback, limit_body(pages, CONSOLE_BODY_LIMIT), prefix="/console")
     if "bus" in chosen:
         from dargah.bus.app import BusApp
         from dargah.bus.runtime import BusRuntime

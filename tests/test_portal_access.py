@@ -347,3 +347,124 @@ def test_an_agency_without_its_own_application_service_receives_applications_at_
         time.sleep(1)
     page = c.get(page_url).text
     assert "تأیید شد" in page and "دریافت شد" in page  # the timeline keeps the earlier steps
+
+
+def _otp_engine(tmp_path: Any, database_url: str) -> Any:
+    from dargah.core.settings import Settings
+    from dargah.registry.instance import open_instance
+
+    engine, _info, _ = open_instance(Settings(home=tmp_path / "home", database_url=database_url))
+    return engine
+
+
+def test_parallel_guesses_cannot_beat_the_tries_per_code(tmp_path: Any, database_url: str) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sqlalchemy import select
+
+    from dargah.store.people_tables import otp_codes
+    from dargah.store.tables import outbox
+
+    engine = _otp_engine(tmp_path, database_url)
+    try:
+        otp.issue(engine, "0013542419", "09120000000", 120)
+        with engine.connect() as conn:
+            good = conn.execute(select(outbox.c.code).order_by(outbox.c.id.desc())).scalar()
+        wrong = [f"{(int(good) + i) % 10**6:06d}" for i in range(1, 16)]
+
+        def guess(code: str) -> str:
+            try:
+                otp.verify(engine, "0013542419", code)
+                return "accepted"
+            except otp.SignInRefused as refused:
+                return refused.message_fa
+
+        with ThreadPoolExecutor(15) as pool:
+            answers = list(pool.map(guess, wrong))
+        checked = [a for a in answers if "درست نیست" in a or "باطل" in a]
+        assert len(checked) == otp.TRIES_PER_CODE, answers  # the rest found the code dead
+        with engine.connect() as conn:
+            assert conn.execute(select(otp_codes.c.attempts)).scalar() == otp.TRIES_PER_CODE
+        with pytest.raises(otp.SignInRefused):
+            otp.verify(engine, "0013542419", str(good))
+    finally:
+        engine.dispose()
+
+
+def test_parallel_requests_cannot_beat_the_codes_per_national_code(
+    tmp_path: Any, database_url: str
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sqlalchemy import func, select
+
+    from dargah.store.tables import outbox
+
+    engine = _otp_engine(tmp_path, database_url)
+    try:
+
+        def ask(_: int) -> bool:
+            try:
+                otp.issue(engine, "0013542419", "09120000000", 120)
+                return True
+            except otp.SignInRefused:
+                return False
+
+        with ThreadPoolExecutor(15) as pool:
+            sent = sum(pool.map(ask, range(15)))
+        with engine.connect() as conn:
+            sms = conn.execute(select(func.count()).select_from(outbox)).scalar_one()
+        assert sent == 1 and sms == 1  # one code per 30 s, however many ask at once
+    finally:
+        engine.dispose()
+
+
+def _raw(port: int, head: bytes, chunks: int = 0) -> bytes:
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as s:
+        s.sendall(head)
+        piece = b"a" * 65536
+        try:
+            for _ in range(chunks):
+                s.sendall(b"%x\r\n" % len(piece) + piece + b"\r\n")
+            if chunks:
+                s.sendall(b"0\r\n\r\n")
+        except OSError:
+            pass  # the server may stop reading once it has answered
+        s.settimeout(20)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            part = s.recv(65536)
+            if not part:
+                break
+            data += part
+        return data
+
+
+def test_oversized_bodies_are_refused_before_they_fill_memory(sandbox_demo: Any) -> None:
+    port = int(sandbox_demo.doc["portal_url"].rstrip("/").rsplit(":", 1)[1])
+    announced = _raw(
+        port,
+        b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+        b"Content-Length: 419430402\r\n\r\nx=aaaa",
+    )
+    assert announced.startswith(b"HTTP/1.1 413"), announced[:200]
+    for path in (b"/login", b"/console/login"):
+        chunked = _raw(
+            port,
+            b"POST " + path + b" HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\n\r\n",
+            chunks=160,  # 10 MiB
+        )
+        assert chunked.startswith(b"HTTP/1.1 413"), (path, chunked[:200])
+    assert httpx.get(sandbox_demo.doc["portal_url"]).status_code == 200  # still serving
+
+
+def test_a_citizens_pages_are_never_cached_or_framed(two: tuple[Citizen, Citizen, str]) -> None:
+    a, _, tracking = two
+    for path in ("/me/data-use", f"/me/applications/{tracking}", "/login"):
+        r = a.get(path)
+        assert r.headers.get("cache-control") == "no-store", path
+        assert r.headers.get("x-frame-options") == "DENY", path
+        assert r.headers.get("x-content-type-options") == "nosniff", path

@@ -103,20 +103,39 @@ class CatalogueHolder:
         return out
 
 
+SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"same-origin"),
+]
+
+
+def _personal(scope: Any) -> bool:
+    """A signed-in citizen's request, or a sign-in page: never to be kept by a cache."""
+    if scope["path"].startswith(("/login", "/logout", "/me/")) or "/apply" in scope["path"]:
+        return True
+    return any(name == b"cookie" and b"dargah_portal=" in value for name, value in scope["headers"])
+
+
 def server_timing(app: Any) -> Any:
-    """Adds ``Server-Timing: app;dur=…`` (milliseconds until the response starts) to pages."""
+    """Adds ``Server-Timing: app;dur=…`` (milliseconds until the response starts), the security
+    headers, and ``Cache-Control: no-store`` on a citizen's own pages."""
 
     async def timed(scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await app(scope, receive, send)
             return
         started = time.perf_counter()
+        personal = _personal(scope)
 
         async def send_timed(message: Any) -> None:
             if message["type"] == "http.response.start":
                 dur = (time.perf_counter() - started) * 1000
                 headers = list(message.get("headers", []))
                 headers.append((b"server-timing", f"app;dur={dur:.2f}".encode()))
+                headers.extend(SECURITY_HEADERS)
+                if personal:
+                    headers.append((b"cache-control", b"no-store"))
                 message = {**message, "headers": headers}
             await send(message)
 

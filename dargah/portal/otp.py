@@ -19,7 +19,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy import Connection, Engine, func, insert, select, text, update
 
 from dargah.store.people_tables import otp_codes
 from dargah.store.tables import outbox
@@ -52,6 +52,16 @@ def _matches(code: str, stored: str) -> bool:
     return hmac.compare_digest(_hash(code, salt), stored)
 
 
+def _one_at_a_time(conn: Connection, national_code: str) -> None:
+    """Serialise sign-in work on one national code, so that its limits hold under parallel
+    requests: on PostgreSQL a transaction-scoped advisory lock; SQLite's write transactions
+    (``BEGIN IMMEDIATE``) already run one at a time."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(
+            text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"otp:{national_code}"}
+        )
+
+
 def mask_mobile(mobile: str) -> str:
     return mobile[:4] + "•••" + mobile[-4:] if len(mobile) >= 8 else "•••"
 
@@ -67,6 +77,7 @@ def issue(engine: Engine, national_code: str, mobile: str, ttl: int) -> Issued:
     now = datetime.now(UTC)
     hour_ago = _iso(now - timedelta(hours=1))
     with engine.begin() as conn:
+        _one_at_a_time(conn, national_code)
         recent = conn.execute(
             select(
                 func.count(),
@@ -121,6 +132,7 @@ def verify(engine: Engine, national_code: str, code: str) -> None:
     """Accept ``code`` for ``national_code`` (and use it up), or raise :class:`SignInRefused`."""
     now = datetime.now(UTC)
     with engine.begin() as conn:
+        _one_at_a_time(conn, national_code)
         failures = conn.execute(
             select(func.coalesce(func.sum(otp_codes.c.attempts), 0)).where(
                 otp_codes.c.national_code == national_code,

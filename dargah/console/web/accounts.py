@@ -225,13 +225,18 @@ def sign_in(engine: Engine, username: str, password: str, source: str) -> Consol
     """The account for a username and password, or :class:`SignInRefused`. Blocking."""
     username = username.strip().lower()[:64]
     password = password[:MAX_PASSWORD]
-    with engine.begin() as conn:
+    # Read and hash outside any write transaction: scrypt takes tens of milliseconds, and on
+    # SQLite a write transaction holds the whole database.
+    with engine.connect() as conn:
         row = conn.execute(
             select(console_users).where(console_users.c.username == username)
         ).first()
         locked = recent_failures(conn, username) >= MAX_FAILURES
-        ok = verify_password(password, row.password_hash if row is not None else _DUMMY_HASH)
-        refused = row is None or not row.active or not ok or locked
+    ok = not locked and verify_password(
+        password, row.password_hash if row is not None else _DUMMY_HASH
+    )
+    refused = row is None or not row.active or not ok or locked
+    with engine.begin() as conn:
         if refused:  # recorded, and committed, before the refusal is raised
             reason = "locked" if locked else "wrong password or unknown or inactive user"
             audit.record(
@@ -245,6 +250,7 @@ def sign_in(engine: Engine, username: str, password: str, source: str) -> Consol
             )
             user = None
         else:
+            assert row is not None
             user = _user(row)
             audit.record(
                 conn,
