@@ -209,3 +209,18 @@ def test_every_dashboard_route_states_its_authentication_and_is_public(tmp_path:
             r = client.get(url)
             assert r.status_code in (200, 404), (path, r.status_code)
     engine.dispose()
+
+
+def test_exports_never_carry_a_formula_from_agency_text() -> None:
+    from openpyxl import load_workbook
+
+    from dargah.oversight.web.tables import Table
+
+    evil = '=HYPERLINK("http://evil.example","کلیک")'
+    t = Table("t", "t", [("title", "عنوان")], [{"title": evil}, {"title": "-2+3"}, {"title": 7}])
+    rows = list(csv.reader(io.StringIO(t.csv_bytes().decode("utf-8-sig"))))
+    assert rows[2] == ["'" + evil] and rows[3] == ["'-2+3"] and rows[4] == ["7"]
+    sheet = load_workbook(io.BytesIO(t.xlsx_bytes())).active
+    assert sheet is not None
+    cells = [(c.value, c.data_type) for c in sheet["A"]][2:]
+    assert cells == [(evil, "s"), ("-2+3", "s"), (7, "n")]  # text, never a formula

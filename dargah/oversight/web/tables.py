@@ -37,7 +37,9 @@ class Table:
         writer.writerow([header for _, header in self.columns])
         writer.writerow([key for key, _ in self.columns])
         for row in self.rows:
-            writer.writerow(["" if row.get(k) is None else row.get(k) for k, _ in self.columns])
+            writer.writerow(
+                ["" if row.get(k) is None else _inert(row.get(k)) for k, _ in self.columns]
+            )
         return ("\ufeff" + out.getvalue()).encode("utf-8")
 
     def xlsx_bytes(self) -> bytes:
@@ -49,9 +51,23 @@ class Table:
         sheet.append([key for key, _ in self.columns])
         for row in self.rows:
             sheet.append([_cell(row.get(k)) for k, _ in self.columns])
+        for line in sheet.iter_rows(min_row=3):
+            for cell in line:
+                if cell.data_type == "f":  # agency-provided text that looks like a formula
+                    cell.data_type = "s"
         out = io.BytesIO()
         book.save(out)
         return out.getvalue()
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _inert(value: Any) -> Any:
+    """Text a spreadsheet would run as a formula, made plain text (a leading apostrophe)."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
 
 
 def _cell(value: Any) -> Any:
