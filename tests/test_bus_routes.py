@@ -55,3 +55,33 @@ def test_each_address_asks_for_what_it_states(world: World) -> None:
         else:
             r = httpx.get(url)
             assert r.status_code == 200, (address, r.status_code)
+
+
+def test_a_refused_token_request_cannot_write_the_audit_trail_in_anothers_name(
+    world: World,
+) -> None:
+    from dargah.registry import audit
+
+    w = world
+    w.start()
+    forged = "api:operator"
+    r = httpx.post(
+        f"{w.url}/oauth/token",
+        data={"grant_type": "client_credentials", "client_id": forged, "client_secret": "x"},
+    )
+    assert r.status_code in (400, 401)
+    wrong = httpx.post(
+        f"{w.url}/oauth/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": w.clients["cons"].id,
+            "client_secret": "wrong",
+        },
+    )
+    assert wrong.status_code in (400, 401)
+    with w.engine.connect() as conn:
+        entries = [e for e in audit.entries(conn) if e["action"] == "security:token:refuse"]
+    actors = {e["actor"] for e in entries}
+    assert forged not in actors and "oauth:unknown" in actors
+    assert w.clients["cons"].id in actors  # a registered client's refusal names it
+    assert any((e["after"] or {}).get("claimed_client_id") == forged for e in entries)

@@ -229,17 +229,17 @@ class BusRuntime:
         return True
 
     def audit_token(self, client: str | None, ok: bool, detail: str) -> None:
+        """Audit a token request. The actor is a registered client or ``oauth:unknown``: a
+        refused request's claimed id is kept, shortened, only as a detail, so nobody can
+        write entries in another's name."""
         action = audit.Action.TOKEN_ISSUE if ok else audit.Action.TOKEN_REFUSE
+        known = client if client is not None and client in self.snapshot.clients else None
+        after: dict[str, Any] = {"detail": detail[:300]}
+        if known is None and client:
+            after["claimed_client_id"] = client[:120]
+        actor = known or "oauth:unknown"
         with self.engine.begin() as conn:
-            audit.record(
-                conn,
-                client or "(unknown)",
-                action,
-                client or "(unknown)",
-                None,
-                {"detail": detail},
-                bump=False,
-            )
+            audit.record(conn, actor, action, actor, None, after, bump=False)
 
     def readiness(self) -> dict[str, Any]:
         db_ok = True
