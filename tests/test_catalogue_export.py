@@ -246,6 +246,14 @@ TRICKY = {
             "documents": [],
             "recipients": ["business", "government"],
         },
+        {
+            "service_id": "60000000003",
+            "agency_legal_id": "14101234563",
+            "title_fa": '=HYPERLINK("http://evil.example","جزئیات")',
+            "title_en": "-minus first",
+            "description_fa": "'starts with an apostrophe",
+            "description_en": "@SUM(1+1)",
+        },
     ],
 }
 
@@ -266,7 +274,13 @@ def test_an_export_imports_back_as_it_was(engine: Engine, tmp_path: Path, fmt: s
         assert report.written and not report.errors, report.errors
         assert export_json(fresh) == export_json(engine)
         again = import_catalogue(fresh, files, actor="test", instance="TEST")
-        assert again.services_unchanged == len(export_json(engine)["services"]) == 8
+        assert again.services_unchanged == len(export_json(engine)["services"]) == 9
+        if fmt == "csv":  # no cell a spreadsheet would run as a formula
+            import csv
+
+            with files[0].open(encoding="utf-8", newline="") as f:
+                cells = [c for row in csv.reader(f) for c in row]
+            assert not [c for c in cells if c.startswith(("=", "+", "-", "@"))]
     finally:
         fresh.dispose()
 

@@ -26,6 +26,7 @@ from dargah.registry.catalogue.models import (
     LIST_FIELDS,
     OBJECT_LISTS,
 )
+from dargah.registry.catalogue.reading import inert_text
 from dargah.registry.catalogue.service import load_agencies, load_cards
 from dargah.store.db import READ_ONLY
 from dargah.store.tables import services
@@ -177,7 +178,7 @@ def _write_csv(
     with _opened(out) as f:
         writer = csv.DictWriter(f, [*head, *extra, *tail], restval="", lineterminator="\n")
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows({k: inert_text(v) for k, v in row.items()} for row in rows)
 
 
 def export_catalogue(

@@ -95,6 +95,22 @@ def _delimiter(first_line: str) -> str:
     return best if counts[best] else ","
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def inert_text(value: str) -> str:
+    """A CSV cell a spreadsheet will not run as a formula: ``=x`` is written ``'=x`` (and a
+    value that starts with an apostrophe gets one more), as spreadsheets themselves do."""
+    return "'" + value if value.startswith((*FORMULA_STARTS, "'")) else value
+
+
+def spreadsheet_text(cell: str) -> str:
+    """The value of a cell written by :func:`inert_text` (other cells unchanged)."""
+    if cell.startswith("'") and cell[1:].startswith((*FORMULA_STARTS, "'")):
+        return cell[1:]
+    return cell
+
+
 def _read_csv(raw: RawFile, text: str) -> RawFile:
     file = raw.summary.file
     first = text.split("\n", 1)[0]
@@ -120,6 +136,7 @@ def _read_csv(raw: RawFile, text: str) -> RawFile:
             line, last = last + 1, reader.line_num
             if not cells or not any(c.strip() for c in cells):
                 continue
+            cells = [spreadsheet_text(c) for c in cells]
             record = Record("services", file, line, None, dict(zip(names, cells, strict=False)))
             if len(cells) > len(names) and any(c.strip() for c in cells[len(names) :]):
                 raw.problems.append(
