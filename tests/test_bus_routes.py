@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import inspect
 import re
+from pathlib import Path
 
 import httpx
+import pytest
 
 from dargah.bus.app import ROUTES, BusApp
 from tests.harness import World
@@ -85,3 +87,40 @@ def test_a_refused_token_request_cannot_write_the_audit_trail_in_anothers_name(
     assert forged not in actors and "oauth:unknown" in actors
     assert w.clients["cons"].id in actors  # a registered client's refusal names it
     assert any((e["after"] or {}).get("claimed_client_id") == forged for e in entries)
+
+
+def test_provider_addresses_that_would_turn_the_bus_against_its_own_network_are_refused(
+    tmp_path: Path,
+) -> None:
+    from dargah.core.errors import BadRequest
+    from dargah.core.settings import Settings
+    from dargah.registry import members, services
+    from dargah.registry.instance import open_instance
+
+    for instance, loopback_ok in (("TEST", True), ("IR", False)):
+        engine, _info, _ = open_instance(Settings(home=tmp_path / instance, instance=instance))
+        member = f"{instance}/GOV/10100387143"
+        with engine.begin() as conn:
+            members.add_member(conn, member, "ثبت احوال", "test")
+            members.add_subsystem(conn, f"{member}/sabt", "test")
+        bad = [
+            "http://169.254.169.254/latest",
+            "http://[fe80::1]:80/",
+            "http://0.0.0.0:80/",
+            "http://127.0.0.1:9/سلام",
+            "http://127.0.0.1:9/a b",
+        ]
+        if not loopback_ok:
+            bad += ["http://127.0.0.1:9/", "http://localhost:9/", "http://[::1]:9/"]
+        for i, url in enumerate(bad):
+            with engine.begin() as conn, pytest.raises(BadRequest):
+                services.add_service(conn, f"{member}/sabt/s{i}.v1", url, "test")
+        with engine.begin() as conn:
+            services.add_service(conn, f"{member}/sabt/ok.v1", "https://sabt.example/api", "test")
+            if loopback_ok:
+                services.add_service(conn, f"{member}/sabt/local.v1", "http://127.0.0.1:9/", "test")
+            with pytest.raises(BadRequest):
+                services.update_service(
+                    conn, f"{member}/sabt/ok.v1", {"base_url": "http://169.254.169.254/"}, "test"
+                )
+        engine.dispose()

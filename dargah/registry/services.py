@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from typing import Any
@@ -33,17 +34,46 @@ _MUTABLE = {
 }
 
 
-def _validate(values: dict[str, Any]) -> None:
+def _forbidden_host(host: str, instance: str) -> str | None:
+    """Why the bus must not forward to ``host``, or None. Link-local (cloud metadata),
+    unspecified and multicast addresses never; loopback only on sandbox instances, whose
+    fictional agencies run on this machine."""
+    if host.lower() in ("localhost", "localhost.localdomain") and instance not in ("DEV", "TEST"):
+        return "loopback"
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return None  # a name: resolved by the provider's DNS when the bus connects
+    if ip.is_link_local or ip.is_unspecified or ip.is_multicast:
+        return "link-local, unspecified or multicast"
+    if ip.is_loopback and instance not in ("DEV", "TEST"):
+        return "loopback"
+    return None
+
+
+def _validate(values: dict[str, Any], instance: str = "") -> None:
     if "base_url" in values:
         problem = "the provider base URL must be an http(s) URL with a host and a valid port"
+        raw = str(values["base_url"])
         try:
-            url = urlsplit(str(values["base_url"]))
+            url = urlsplit(raw)
             port = url.port
             ok = url.scheme in ("http", "https") and bool(url.hostname) and port != 0
         except ValueError:
             ok = False
         if not ok or url.query or url.fragment:
             raise BadRequest(problem, "نشانی ارائه‌دهنده باید یک نشانی http یا https معتبر باشد")
+        if not raw.isascii() or any(ch.isspace() or ord(ch) < 32 for ch in raw):
+            raise BadRequest(
+                "the provider base URL must be ASCII without spaces: percent-encode its path",
+                "نشانی ارائه‌دهنده باید بدون فاصله و با نویسه‌های لاتین (کدگذاری‌شده) باشد",
+            )
+        why = _forbidden_host(url.hostname or "", instance)
+        if why:
+            raise BadRequest(
+                f"the bus does not forward to a {why} address",
+                "گذرگاه به این نشانی (داخلی یا ویژه) درخواست نمی‌فرستد",
+            )
     if "timeout_s" in values and not (0 < float(values["timeout_s"]) <= 300):
         raise BadRequest(
             "timeout must be between 0 and 300 seconds", "مهلت پاسخ باید بین ۰ و ۳۰۰ ثانیه باشد"
@@ -108,7 +138,7 @@ def add_service(
         "supplies": supplies or [],
         "openapi": openapi,
     }
-    _validate(values)
+    _validate(values, service_id.split("/", 1)[0])
     if conn.execute(select(services.c.id).where(services.c.id == service_id)).first():
         raise Conflict(
             f"service {service_id} already exists", f"خدمت {service_id} قبلاً ثبت شده است"
@@ -164,7 +194,7 @@ def update_service(
             f"cannot change {', '.join(sorted(unknown))}", "این ویژگی‌ها تغییرپذیر نیستند"
         )
     before = _get_row(conn, service_id)
-    _validate(changes)
+    _validate(changes, service_id.split("/", 1)[0])
     values = dict(changes)
     if "supplies" in values:
         values["supplies"] = json.dumps(sorted(set(values["supplies"] or [])))
