@@ -104,7 +104,8 @@ class LocalCircuitBreaker:
 
 
 def retry_after(seconds: float) -> str:
-    return str(max(1, math.ceil(seconds)))
+    """Whole seconds, at least 1 and at most a day."""
+    return str(min(86_400, max(1, math.ceil(seconds))))
 
 
 def monotonic() -> float:

@@ -24,6 +24,7 @@ import json
 import logging
 import re
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy import Engine, select
 
@@ -40,6 +41,17 @@ def names(instance: str, configured: str) -> tuple[str, str]:
     base = configured or f"DARGAH_{instance}"
     base = re.sub(r"[^A-Za-z0-9_-]", "_", base)
     return base, base.lower().replace("_", ".")
+
+
+def _safe(url: str) -> str:
+    """A URL without the user and password it may carry, for logs."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    return urlunsplit(
+        parts._replace(netloc=f"***@{host}:{parts.port}" if parts.port else f"***@{host}")
+    )
 
 
 def topic_subject(topic_id: str) -> str:
@@ -101,7 +113,7 @@ class Shipper:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # NATS away or refusing: try again; the database keeps all
-                log.warning("shipping to NATS at %s stopped: %s; retrying", self.url, exc)
+                log.warning("shipping to NATS at %s stopped: %s; retrying", _safe(self.url), exc)
                 await asyncio.sleep(RETRY_SECONDS)
             finally:
                 if nc is not None:

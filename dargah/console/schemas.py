@@ -310,7 +310,7 @@ class Grant(BaseModel):
 class QuotaIn(_In):
     client_id: ClientId
     service_id: ServiceId | None = Field(default=None, description="Absent: the client-wide quota.")
-    per_second: float = Field(gt=0, le=1_000_000, allow_inf_nan=False)
+    per_second: float = Field(ge=0.001, le=1_000_000, allow_inf_nan=False)
     burst: float | None = Field(
         default=None,
         ge=1,

@@ -15,6 +15,9 @@ from dargah.registry.audit import Action
 from dargah.registry.members import get_subsystem
 from dargah.store.tables import quotas
 
+MIN_RATE = 0.001
+"""The smallest rate a quota may set: one call in 1,000 seconds."""
+
 
 def set_quota(
     conn: Connection,
@@ -28,12 +31,12 @@ def set_quota(
     get_subsystem(conn, client_id)
     if service_id:
         parse_service_id(service_id)
-    if not (math.isfinite(per_second) and per_second > 0) or (
+    if not (math.isfinite(per_second) and per_second >= MIN_RATE) or (
         burst is not None and not (math.isfinite(burst) and burst >= 1)
     ):
         raise BadRequest(
-            "the rate must be above 0 and the burst at least 1",
-            "نرخ باید بیش از صفر و ظرفیت دست‌کم ۱ باشد",
+            f"the rate must be at least {MIN_RATE} a second and the burst at least 1",
+            "نرخ باید دست‌کم یک درخواست در هزار ثانیه و ظرفیت دست‌کم ۱ باشد",
         )
     key = service_id or ""
     row = {
