@@ -104,6 +104,26 @@ class OverviewCache:
         return self._measure(period)
 
 
+class ReportCache:
+    """Agency reports (PDF) made once per overview, one at a time: anyone may ask for them, and
+    making one costs about half a second of CPU, so many requests must not cost many."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._made: dict[str, tuple[Overview, bytes]] = {}
+
+    def get(self, ov: Overview, scope: str, make: Any) -> bytes:
+        with self._lock:  # one report made at a time; the others wait and take it
+            hit = self._made.get(scope)
+            if hit is not None and hit[0] is ov:
+                return hit[1]
+            pdf = bytes(make())
+            if len(self._made) > 64:
+                self._made.clear()
+            self._made[scope] = (ov, pdf)
+            return pdf
+
+
 def _period(request: Request) -> str | None:
     raw = request.query_params.get("period", "").strip()
     return raw if raw and _PERIOD.fullmatch(raw) else None
@@ -142,6 +162,7 @@ def _not_found(what: str) -> HTMLResponse:
 def build_dashboard(engine: Engine, refresh: float = REFRESH_SECONDS) -> Starlette:
     cache = OverviewCache(engine, refresh)
     rendered: dict[str | None, tuple[Overview, bytes]] = {}  # the national page per overview
+    reports = ReportCache()
 
     def national(request: Request) -> Response:
         period = _period(request)
@@ -209,7 +230,7 @@ def build_dashboard(engine: Engine, refresh: float = REFRESH_SECONDS) -> Starlet
         if scope is None:
             return _not_found("دستگاهی با این شناسه یافت نشد")
         info = ov.agencies_by_id[scope]
-        pdf = agency_report(ov, scope, info, ov.now)
+        pdf = reports.get(ov, scope, lambda: agency_report(ov, scope, info, ov.now))
         return Response(
             pdf,
             media_type="application/pdf",
