@@ -32,9 +32,7 @@ def install_notifier(engine: Engine, redis_url: str, instance: str) -> None:
     """Publish ``channel(instance)`` whenever a transaction that changed the registry commits."""
     import redis
 
-    client: Any = redis.Redis.from_url(
-        redis_url, socket_timeout=1, socket_connect_timeout=1
-    )
+    client: Any = redis.Redis.from_url(redis_url, socket_timeout=1, socket_connect_timeout=1)
     name = channel(instance)
 
     def after_commit(conn: Connection) -> None:
