@@ -97,7 +97,7 @@ def test_provider_addresses_that_would_turn_the_bus_against_its_own_network_are_
     from dargah.registry import members, services
     from dargah.registry.instance import open_instance
 
-    for instance, loopback_ok in (("TEST", True), ("IR", False)):
+    for instance in ("TEST", "IR"):
         engine, _info, _ = open_instance(Settings(home=tmp_path / instance, instance=instance))
         member = f"{instance}/GOV/10100387143"
         with engine.begin() as conn:
@@ -110,15 +110,12 @@ def test_provider_addresses_that_would_turn_the_bus_against_its_own_network_are_
             "http://127.0.0.1:9/سلام",
             "http://127.0.0.1:9/a b",
         ]
-        if not loopback_ok:
-            bad += ["http://127.0.0.1:9/", "http://localhost:9/", "http://[::1]:9/"]
         for i, url in enumerate(bad):
             with engine.begin() as conn, pytest.raises(BadRequest):
                 services.add_service(conn, f"{member}/sabt/s{i}.v1", url, "test")
         with engine.begin() as conn:
             services.add_service(conn, f"{member}/sabt/ok.v1", "https://sabt.example/api", "test")
-            if loopback_ok:
-                services.add_service(conn, f"{member}/sabt/local.v1", "http://127.0.0.1:9/", "test")
+            services.add_service(conn, f"{member}/sabt/local.v1", "http://127.0.0.1:9/", "test")
             with pytest.raises(BadRequest):
                 services.update_service(
                     conn, f"{member}/sabt/ok.v1", {"base_url": "http://169.254.169.254/"}, "test"

@@ -34,24 +34,20 @@ _MUTABLE = {
 }
 
 
-def _forbidden_host(host: str, instance: str) -> str | None:
-    """Why the bus must not forward to ``host``, or None. Link-local (cloud metadata),
-    unspecified and multicast addresses never; loopback only on sandbox instances, whose
-    fictional agencies run on this machine."""
-    if host.lower() in ("localhost", "localhost.localdomain") and instance not in ("DEV", "TEST"):
-        return "loopback"
+def _forbidden_host(host: str) -> str | None:
+    """Why the bus must not forward to ``host``, or None: link-local (cloud metadata),
+    unspecified and multicast addresses are never a provider. Loopback is allowed: a provider
+    may be a sidecar on the bus's machine, and the sandbox's agencies run there."""
     try:
         ip = ipaddress.ip_address(host)
     except ValueError:
         return None  # a name: resolved by the provider's DNS when the bus connects
     if ip.is_link_local or ip.is_unspecified or ip.is_multicast:
         return "link-local, unspecified or multicast"
-    if ip.is_loopback and instance not in ("DEV", "TEST"):
-        return "loopback"
     return None
 
 
-def _validate(values: dict[str, Any], instance: str = "") -> None:
+def _validate(values: dict[str, Any]) -> None:
     if "base_url" in values:
         problem = "the provider base URL must be an http(s) URL with a host and a valid port"
         raw = str(values["base_url"])
@@ -68,7 +64,7 @@ def _validate(values: dict[str, Any], instance: str = "") -> None:
                 "the provider base URL must be ASCII without spaces: percent-encode its path",
                 "نشانی ارائه‌دهنده باید بدون فاصله و با نویسه‌های لاتین (کدگذاری‌شده) باشد",
             )
-        why = _forbidden_host(url.hostname or "", instance)
+        why = _forbidden_host(url.hostname or "")
         if why:
             raise BadRequest(
                 f"the bus does not forward to a {why} address",
@@ -138,7 +134,7 @@ def add_service(
         "supplies": supplies or [],
         "openapi": openapi,
     }
-    _validate(values, service_id.split("/", 1)[0])
+    _validate(values)
     if conn.execute(select(services.c.id).where(services.c.id == service_id)).first():
         raise Conflict(
             f"service {service_id} already exists", f"خدمت {service_id} قبلاً ثبت شده است"
@@ -194,7 +190,7 @@ def update_service(
             f"cannot change {', '.join(sorted(unknown))}", "این ویژگی‌ها تغییرپذیر نیستند"
         )
     before = _get_row(conn, service_id)
-    _validate(changes, service_id.split("/", 1)[0])
+    _validate(changes)
     values = dict(changes)
     if "supplies" in values:
         values["supplies"] = json.dumps(sorted(set(values["supplies"] or [])))
