@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -14,7 +12,7 @@ from dargah.console.api_deps import EngineDep, Operator, problems, reading
 from dargah.console.schemas import CLIENT_ID_PATTERN, SERVICE_ID_PATTERN
 from dargah.core.errors import BadRequest
 from dargah.core.identifiers import is_national_code
-from dargah.registry.instance import active_keys
+from dargah.registry.instance import subject_ref
 
 router = APIRouter()
 
@@ -45,12 +43,11 @@ def search(
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
 ) -> dict[str, Any]:
     with reading(engine) as conn:
-        subject_ref = None
+        ref = None
         if national_code is not None:
             if not is_national_code(national_code):
                 raise BadRequest("national_code fails the checksum", "کد ملی معتبر نیست")
-            key = bytes.fromhex(active_keys(conn)["subject"].private)
-            subject_ref = hmac.new(key, national_code.encode(), hashlib.sha256).hexdigest()
+            ref = subject_ref(conn, national_code)
         rows = search_log(
             conn,
             LogQuery(
@@ -58,7 +55,7 @@ def search(
                 client=client,
                 service=service,
                 outcome=outcome,
-                subject_ref=subject_ref,
+                subject_ref=ref,
                 since=since,
                 until=until,
                 before=before,

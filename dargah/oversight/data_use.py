@@ -7,22 +7,15 @@ returns the matching records with the calling agency's name and the service's ti
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from typing import Any
 
 from sqlalchemy import Connection, select
 
 from dargah.core.identifiers import is_national_code
-from dargah.registry.instance import active_keys
+from dargah.registry.instance import subject_ref
 from dargah.store.tables import members, message_log, services
 
 PAGE = 50
-
-
-def subject_ref(conn: Connection, national_code: str) -> str:
-    key = bytes.fromhex(active_keys(conn)["subject"].private)
-    return hmac.new(key, national_code.encode(), hashlib.sha256).hexdigest()
 
 
 def _member_of(client_or_service: str | None) -> str | None:

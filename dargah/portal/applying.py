@@ -23,7 +23,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from dargah.portal import forms, prefill, records
-from dargah.portal.context import PortalContext, citizen_only, page_route
+from dargah.portal.context import PortalContext, citizen_only, page_route, read_form
 from dargah.portal.gateway import APPLICATION_PURPOSE, BusUnavailable
 from dargah.web.sessions import Session
 
@@ -33,14 +33,6 @@ _SERVICE_ID = re.compile(r"[0-9]{11}")
 
 def can_apply(card: dict[str, Any]) -> bool:
     return bool(card.get("form_schema") and card.get("submit_to"))
-
-
-async def read_form(request: Request) -> dict[str, str]:
-    try:
-        form = await request.form(max_files=0, max_fields=200)
-    except Exception:
-        return {}
-    return {k: v for k, v in form.items() if isinstance(v, str)}
 
 
 def routes(ctx: PortalContext) -> list[Route]:

@@ -39,6 +39,16 @@ def safe_next(target: str | None, default: str = "/me/applications") -> str:
     return target if target and len(target) < 300 and _SAFE_NEXT.match(target) else default
 
 
+async def read_form(request: Request) -> dict[str, str]:
+    """A posted form's text fields; an unreadable body reads as an empty form (the CSRF check
+    then refuses it)."""
+    try:
+        form = await request.form(max_files=0, max_fields=200)
+    except Exception:
+        return {}
+    return {k: v for k, v in form.items() if isinstance(v, str)}
+
+
 @dataclass
 class PortalContext:
     engine: Engine
@@ -110,4 +120,12 @@ def citizen_only(
     return endpoint
 
 
-__all__ = ["AUTH_LEVELS", "Auth", "PortalContext", "citizen_only", "page_route", "safe_next"]
+__all__ = [
+    "AUTH_LEVELS",
+    "Auth",
+    "PortalContext",
+    "citizen_only",
+    "page_route",
+    "read_form",
+    "safe_next",
+]

@@ -23,8 +23,7 @@ from dargah.core.persian import to_latin_digits
 from dargah.core.purposes import PURPOSES
 from dargah.oversight.data_use import data_use
 from dargah.portal import records
-from dargah.portal.applying import read_form
-from dargah.portal.context import PortalContext, citizen_only, page_route
+from dargah.portal.context import PortalContext, citizen_only, page_route, read_form
 from dargah.portal.gateway import APPLICATION_PURPOSE, BusUnavailable
 from dargah.store.db import READ_ONLY
 from dargah.store.people_tables import otp_codes

@@ -15,7 +15,7 @@ from starlette.routing import Route
 from dargah.core.identifiers import is_national_code
 from dargah.core.persian import to_latin_digits
 from dargah.portal import otp
-from dargah.portal.context import PortalContext, page_route, safe_next
+from dargah.portal.context import PortalContext, page_route, read_form, safe_next
 from dargah.portal.gateway import SIGN_IN_PURPOSE, BusUnavailable
 
 MOBILE_ITEM = "person.mobile"
@@ -25,14 +25,6 @@ def clean_digits(raw: object, most: int = 20) -> str:
     """Persian, Arabic or Latin digits, spaces and dashes dropped: ``۰۰۱۲-۳۴`` -> ``001234``."""
     text = to_latin_digits(str(raw or ""))[:100]
     return "".join(ch for ch in text if not ch.isspace() and ch not in "-_")[:most]
-
-
-async def _form(request: Request) -> dict[str, str]:
-    try:
-        form = await request.form(max_files=0, max_fields=20)
-    except Exception:
-        return {}
-    return {k: v for k, v in form.items() if isinstance(v, str)}
 
 
 def routes(ctx: PortalContext) -> list[Route]:
@@ -67,7 +59,7 @@ def routes(ctx: PortalContext) -> list[Route]:
         return show(request)
 
     async def request_code(request: Request) -> Response:
-        form = await _form(request)
+        form = await read_form(request)
         if not ctx.sessions.csrf_ok(request, form.get("csrf"), None):
             return show(request, 403, error="نشست فرم منقضی شده است. صفحه را دوباره باز کنید.")
         code = clean_digits(form.get("national_code"))
@@ -115,7 +107,7 @@ def routes(ctx: PortalContext) -> list[Route]:
         )
 
     async def verify_code(request: Request) -> Response:
-        form = await _form(request)
+        form = await read_form(request)
         code = clean_digits(form.get("national_code"))
         if not ctx.sessions.csrf_ok(request, form.get("csrf"), None):
             return show(request, 403, error="نشست فرم منقضی شده است. صفحه را دوباره باز کنید.")
@@ -133,7 +125,7 @@ def routes(ctx: PortalContext) -> list[Route]:
         return response
 
     async def logout(request: Request) -> Response:
-        form = await _form(request)
+        form = await read_form(request)
         session = ctx.sessions.current(request)
         response = RedirectResponse("/", status_code=303)
         if session is not None and ctx.sessions.csrf_ok(request, form.get("csrf"), session):

@@ -158,6 +158,13 @@ def active_keys(conn: Connection) -> dict[str, BusKey]:
     return out
 
 
+def subject_ref(conn: Connection, national_code: str) -> str:
+    """The message log's ``subject_ref`` of a national code: HMAC-SHA256 under the active
+    subject key (gsb-protocol.md §6), as the bus writes it."""
+    key = bytes.fromhex(active_keys(conn)["subject"].private)
+    return hmac.new(key, national_code.encode(), hashlib.sha256).hexdigest()
+
+
 def all_public_jwks(conn: Connection) -> list[dict[str, str]]:
     """Every signing key ever used (retired ones too, so old seals still verify)."""
     jwks = []

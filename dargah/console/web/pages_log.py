@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from urllib.parse import urlencode
 
 from starlette.responses import Response
@@ -14,7 +12,7 @@ from dargah.console.web.guard import Page, requires
 from dargah.console.web.policy import READERS
 from dargah.core.errors import BadRequest
 from dargah.core.identifiers import is_national_code
-from dargah.registry.instance import active_keys
+from dargah.registry.instance import subject_ref
 
 PAGE_SIZE = 50
 FILTERS = ("request_id", "client", "service", "outcome", "national_code", "since", "until")
@@ -55,12 +53,11 @@ def log_search(page: Page) -> Response:
     searched = any(q.get(name) for name in FILTERS) or before is not None
     records: list[dict[str, object]] = []
     with page.engine.connect() as conn:
-        subject_ref = None
+        ref = None
         if code is not None:
             if not is_national_code(code):
                 raise BadRequest("national_code fails the checksum", "کد ملی معتبر نیست")
-            key = bytes.fromhex(active_keys(conn)["subject"].private)
-            subject_ref = hmac.new(key, code.encode(), hashlib.sha256).hexdigest()
+            ref = subject_ref(conn, code)
         if searched:
             records = search_log(
                 conn,
@@ -69,7 +66,7 @@ def log_search(page: Page) -> Response:
                     client=client,
                     service=service,
                     outcome=outcome,
-                    subject_ref=subject_ref,
+                    subject_ref=ref,
                     since=since,
                     until=until,
                     before=before,
