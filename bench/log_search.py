@@ -94,6 +94,40 @@ def fill(
     return clients, services, subjects, start
 
 
+UNINDEXED = 2_000  # the newest records, not in the index by subject yet (a bus indexes 4 times a
+# second; 2,000 records is a quarter of a second at 8,000 calls a second)
+
+
+def index_subjects(db_url: str, n: int) -> None:
+    """Build the index by subject as the bus's log writers do, then leave the newest
+    UNINDEXED records out of it, as a running bus would."""
+    from sqlalchemy import create_engine, text
+
+    from dargah.bus.log.backends import open_backend
+
+    backend = open_backend(db_url, "process")
+    t0, cpu0 = time.perf_counter(), time.process_time()
+    done = 0
+    while covered := backend.index_subjects():
+        done += covered
+        print(f"\r  {done:,} records indexed by subject", end="", file=sys.stderr)
+    backend.close()
+    cpu = time.process_time() - cpu0
+    print(
+        f"\r  index by subject: {n:,} records in {time.perf_counter() - t0:.1f} s "
+        f"({cpu / n * 1e6:.1f} us of CPU per record, in batches as the bus writes them)",
+        file=sys.stderr,
+    )
+    engine = create_engine(db_url)
+    with engine.begin() as conn:
+        mark = n - UNINDEXED
+        conn.execute(text("DELETE FROM message_log_subject WHERE seq > :m"), {"m": mark})
+        conn.execute(
+            text("UPDATE message_log_indexed SET last_seq = :m WHERE name = 'subject'"), {"m": mark}
+        )
+    engine.dispose()
+
+
 def main() -> int:
     from dargah.bus.log.search import LogQuery, search_log
     from dargah.core.settings import Settings
@@ -111,6 +145,7 @@ def main() -> int:
     t = time.perf_counter()
     clients, services, _subjects, start = fill(engine, args.records, rng)
     print(f"{args.records:,} records written in {time.perf_counter() - t:.0f} s")
+    index_subjects(Settings(home=home, database_url=args.database_url).db_url, args.records)
     from sqlalchemy import select
 
     with engine.connect() as conn:

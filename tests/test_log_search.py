@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import insert
 
+from dargah.bus.log.backends import open_backend
 from dargah.bus.log.search import LogQuery, search_log
+from dargah.bus.log.subjects import subject_mark
 from dargah.store.tables import message_log
 from tests.log_factory import open_logdb
 
@@ -51,14 +53,27 @@ def _records(n: int, rng: random.Random) -> list[dict[str, object]]:
     return out
 
 
+@pytest.mark.parametrize("indexed", [0, 750, 1500])
 def test_every_filter_finds_exactly_the_matching_records_newest_first(
-    tmp_path: Path, database_url: str
+    tmp_path: Path, database_url: str, indexed: int
 ) -> None:
+    """``indexed``: how many of the records the index by subject (kept behind the log) holds
+    when the search runs; the rest are found in the log's unindexed tail."""
     rng = random.Random(7)
     rows = _records(1500, rng)
     with open_logdb(tmp_path / "home", database_url) as db:
+        if indexed:
+            with db.engine.begin() as conn:
+                conn.execute(insert(message_log), rows[:indexed])
+        backend = open_backend(db.settings.db_url, "process")
+        try:
+            backend.index_subjects()
+        finally:
+            backend.close()
         with db.engine.begin() as conn:
-            conn.execute(insert(message_log), rows)
+            if indexed < len(rows):
+                conn.execute(insert(message_log), rows[indexed:])
+            assert subject_mark(conn) == indexed
         since, until = START + timedelta(hours=1), START + timedelta(hours=2)
         queries = [
             LogQuery(request_id="r77"),
@@ -67,6 +82,10 @@ def test_every_filter_finds_exactly_the_matching_records_newest_first(
             LogQuery(outcome="provider-timeout", limit=500),
             LogQuery(outcome="ok", limit=40),
             LogQuery(subject_ref=f"{5:064x}", limit=500),
+            LogQuery(subject_ref=f"{5:064x}", limit=7),
+            LogQuery(subject_ref=f"{9:064x}", before=900, limit=500),
+            LogQuery(subject_ref=f"{9:064x}", client="DEV/GOV/10100387143/c2", limit=500),
+            LogQuery(subject_ref=f"{11:064x}", since=since, limit=500),
             LogQuery(since=since, until=until, limit=500),
             LogQuery(client="DEV/GOV/10100387143/c1", outcome="access-denied", limit=500),
             LogQuery(service="DEV/GOV/10100345616/p/s4.v1", since=since, limit=500),

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
+from dargah.bus.log.subjects import newest_for_subject
 from dargah.core.identifiers import is_national_code
 from dargah.registry.instance import subject_ref
 from dargah.store.tables import members, message_log, services
@@ -41,12 +42,10 @@ def data_use(
         message_log.c.purpose,
         message_log.c.status,
         message_log.c.outcome,
-    ).where(message_log.c.subject_ref == subject_ref(conn, national_code))
+    )
     if before is not None:
         q = q.where(message_log.c.seq < before)
-    rows = [
-        dict(r._mapping) for r in conn.execute(q.order_by(message_log.c.seq.desc()).limit(limit))
-    ]
+    rows = newest_for_subject(conn, q, subject_ref(conn, national_code), limit)
     member_ids = {m for r in rows for m in (_member_of(r["client"]), _member_of(r["service"])) if m}
     service_ids = {r["service"] for r in rows if r["service"]}
     names: dict[str, str] = {

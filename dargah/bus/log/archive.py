@@ -22,6 +22,7 @@ from sqlalchemy import Connection, Engine, text
 from dargah.bus.log.archive_file import encode_line, file_sha256, signed_header, verify_archive_file
 from dargah.bus.log.backends import PG_LOCK_SQL
 from dargah.bus.log.chain import FIELDS, GENESIS
+from dargah.bus.log.subjects import keyed
 from dargah.bus.log.verify import (
     CHUNK,
     ChainCheck,
@@ -275,6 +276,14 @@ def _move(conn: Connection, plan: tuple[int, int, str, str], path: Path, digest:
         },
     )
     rng = {"first": first, "last": last}
+    archived = keyed(
+        conn.execute(text(f"SELECT subject_ref, seq FROM message_log {_IN_RANGE}"), rng)
+    )
+    if archived:
+        conn.execute(
+            text("DELETE FROM message_log_subject WHERE subject_key = :k AND seq = :s"),
+            [{"k": k, "s": s} for k, s in archived],
+        )
     deleted = conn.execute(text(f"DELETE FROM message_log {_IN_RANGE}"), rng).rowcount
     if deleted != last - first + 1:
         raise RuntimeError(

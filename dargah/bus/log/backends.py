@@ -13,6 +13,18 @@ import sqlite3
 from typing import Any, Protocol
 
 from dargah.bus.log.chain import FIELDS, GENESIS, chain_hash, hash_parts
+from dargah.bus.log.subjects import (
+    MARK_SQL,
+    PG_INDEX_SQL,
+    PG_MARK_SQL,
+    PG_NEW_SQL,
+    SQLITE_INDEX_SQL,
+    SQLITE_MARK_SQL,
+    SQLITE_NEW_SQL,
+    TOP_SQL,
+    index_range,
+    keyed,
+)
 
 _COLS = ", ".join(f'"{f}"' for f in FIELDS)
 _TAIL_SQL = "SELECT seq, hash FROM message_log ORDER BY seq DESC LIMIT 1"
@@ -30,6 +42,9 @@ class LogBackend(Protocol):
         """Give each record its seq, prev_hash and hash, insert them all and commit."""
 
     def add_seal(self, seq: int, hash_: str, ts: str, kid: str, signature: str) -> None: ...
+
+    def index_subjects(self) -> int:
+        """Bring the index by subject up to date by one batch; returns the records covered."""
 
     def tail(self) -> tuple[int, str]:
         """(seq, hash) of the newest record, or (0, GENESIS) for an empty log."""
@@ -133,6 +148,26 @@ class SqliteLog:
             (seq, hash_, ts, kid, signature),
         )
 
+    def index_subjects(self) -> int:
+        c = self._conn
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        try:
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                mark = c.execute(MARK_SQL).fetchone()
+                span = index_range(mark[0] if mark else 0, c.execute(TOP_SQL).fetchone()[0])
+                if span is not None:
+                    c.executemany(SQLITE_INDEX_SQL, keyed(c.execute(SQLITE_NEW_SQL, span)))
+                    c.execute(SQLITE_MARK_SQL, (span[1],))
+                c.execute("COMMIT")
+            except BaseException:
+                if c.in_transaction:
+                    c.execute("ROLLBACK")
+                raise
+        finally:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+        return 0 if span is None else span[1] - span[0]
+
     def last_sealed_seq(self) -> int:
         row = self._conn.execute("SELECT MAX(seq) FROM message_log_seal").fetchone()
         return int(row[0] or 0)
@@ -193,6 +228,25 @@ class PostgresLog:
                 (seq, hash_, ts, kid, signature),
             )
         self._conn.commit()
+
+    def index_subjects(self) -> int:
+        c = self._conn
+        try:
+            with c.cursor() as cur:
+                cur.execute(PG_LOCK_SQL)
+                mark = cur.execute(MARK_SQL).fetchone()
+                top = cur.execute(TOP_SQL).fetchone()
+                span = index_range(mark[0] if mark else 0, top[0] if top else 0)
+                if span is not None:
+                    rows = keyed(cur.execute(PG_NEW_SQL, span).fetchall())
+                    if rows:
+                        cur.executemany(PG_INDEX_SQL, rows)
+                    cur.execute(PG_MARK_SQL, (span[1],))
+            c.commit()
+        except BaseException:
+            c.rollback()
+            raise
+        return 0 if span is None else span[1] - span[0]
 
     def last_sealed_seq(self) -> int:
         with self._conn.cursor() as cur:

@@ -3,7 +3,8 @@
 Each result carries its chain position (``seq``, ``prev_hash``, ``hash``) and
 the seal that covers it (the first seal at or after its ``seq``), so that an
 operator following a failure up can show the record is the one the bus wrote.
-Every filter is served by an index of ``message_log``; results come newest
+Every filter is served by an index of ``message_log`` (the subject by the index kept
+behind it, :mod:`dargah.bus.log.subjects`); results come newest
 first, ``before`` pages further back.
 """
 
@@ -15,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
+from dargah.bus.log.subjects import newest_for_subject
 from dargah.core.clock import rfc3339
 from dargah.store.tables import message_log, message_log_seal
 
@@ -46,7 +48,6 @@ def search_log(conn: Connection, q: LogQuery) -> list[dict[str, Any]]:
         (t.c.client, q.client),
         (t.c.service, q.service),
         (t.c.outcome, q.outcome),
-        (t.c.subject_ref, q.subject_ref),
     ):
         if value is not None:
             stmt = stmt.where(column == value)
@@ -58,8 +59,13 @@ def search_log(conn: Connection, q: LogQuery) -> list[dict[str, Any]]:
         stmt = stmt.where(t.c.ts < _ts(q.until))
     if q.before is not None:
         stmt = stmt.where(t.c.seq < q.before)
-    stmt = stmt.order_by(t.c.seq.desc()).limit(max(1, min(q.limit, MAX_LIMIT)))
-    rows = [dict(r) for r in conn.execute(stmt).mappings()]
+    limit = max(1, min(q.limit, MAX_LIMIT))
+    if q.subject_ref is not None:
+        rows = newest_for_subject(conn, stmt, q.subject_ref, limit)
+    else:
+        rows = [
+            dict(r) for r in conn.execute(stmt.order_by(t.c.seq.desc()).limit(limit)).mappings()
+        ]
     for row in rows:
         seal = (
             conn.execute(

@@ -20,6 +20,7 @@ from typing import Any
 
 from dargah.bus.log.backends import Body, LogBackend
 from dargah.bus.log.chain import seal_payload
+from dargah.bus.log.subjects import INDEX_SECONDS
 from dargah.core.clock import now_rfc3339
 from dargah.core.keys import EdDSASigner
 
@@ -54,6 +55,7 @@ class LogWriter:
         self.batches = 0
         self._last_sealed = 0
         self._last_seal_time = 0.0
+        self._last_index_time = 0.0
         self._tail_seq = 0
         self._tail_hash = ""
         self._group: _Group | None = None
@@ -83,6 +85,11 @@ class LogWriter:
                 self._seal(force=True)
             except Exception:
                 log.exception("could not seal the log at stop")
+            try:
+                while self._backend.index_subjects():
+                    pass
+            except Exception as exc:
+                log.warning("indexing the log by subject at stop failed: %s", exc)
             self._backend.close()
             self._backend = None
 
@@ -133,6 +140,7 @@ class LogWriter:
                     self._try_reconnect()
                 else:
                     self._maybe_seal()
+                    self._maybe_index()
                 continue
             stop = first is _STOP
             groups: list[_Group] = [] if stop else [first]
@@ -153,6 +161,7 @@ class LogWriter:
             if stop:
                 return
             self._maybe_seal()
+            self._maybe_index()
 
     def _commit(self, groups: list[_Group]) -> None:
         records = [item[0] for g in groups for item in g.items]
@@ -193,6 +202,17 @@ class LogWriter:
             except Exception as exc:
                 log.error("sealing the log failed: %s", exc)
                 self.healthy = False
+
+    def _maybe_index(self) -> None:
+        """Bring the index by subject up to date, about once a second (between batches)."""
+        if not self.healthy or time.monotonic() - self._last_index_time < INDEX_SECONDS:
+            return
+        self._last_index_time = time.monotonic()
+        assert self._backend is not None
+        try:
+            self._backend.index_subjects()
+        except Exception as exc:  # derived data: the records are safe; the next round retries
+            log.warning("indexing the log by subject failed: %s", exc)
 
     def _seal(self, *, force: bool) -> None:
         assert self._backend is not None
