@@ -54,3 +54,48 @@ def test_a_failing_provider_shows_down_while_a_healthy_one_shows_up(
         assert httpx.get(f"{w.url}/api/v1/status").status_code == 401
     finally:
         w.stop()
+
+
+def test_a_busy_service_is_judged_by_its_newest_calls_and_counted_whole(
+    tmp_path: Path, provider: Provider
+) -> None:
+    """Past SAMPLE calls in the window, the rates come from the newest calls (a check's cost
+    stays bounded at any traffic) while ``calls`` still counts the whole window."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import insert
+
+    from dargah.bus.status import SAMPLE, service_status
+    from dargah.core.clock import rfc3339
+    from dargah.store.tables import message_log
+
+    w = make_world(tmp_path / "home", provider.url)
+    sid = w.add_service("busy.v1")
+    now = datetime.now(UTC)
+    older, newer = 2_000, SAMPLE
+    rows = []
+    for i in range(older + newer):
+        failed = i < older  # the older calls timed out; the provider has recovered since
+        rows.append(
+            {
+                "seq": i + 1,
+                "ts": rfc3339(now - timedelta(seconds=60) + timedelta(microseconds=i * 4000)),
+                "request_id": f"r{i}",
+                "client": "c",
+                "service": sid,
+                "status": 504 if failed else 200,
+                "outcome": "provider-timeout" if failed else "ok",
+                "request_bytes": 0,
+                "response_bytes": 0,
+                "duration_us": 5_000_000 if failed else 2_000,
+                "prev_hash": "0" * 64,
+                "hash": "0" * 64,
+            }
+        )
+    with w.engine.begin() as conn:
+        conn.execute(insert(message_log), rows)
+    with w.engine.connect() as conn:
+        (entry,) = [e for e in service_status(conn, 5, None, now=now) if e["service"] == sid]
+    assert entry["calls"] == older + newer and entry["sampled"] == SAMPLE
+    assert entry["state"] == "up" and entry["failed"] == 0, entry
+    assert entry["latency_ms"]["p99"] == 2.0

@@ -107,8 +107,9 @@ def _summary(s: dict[str, Any]) -> str:
     probe = s.get("probe") or {}
     parts = [f"{s['service']} is {s['state']}"]
     if s["forwarded"]:
+        newest = "the newest " if s["sampled"] < s["calls"] else ""
         parts.append(
-            f"{s['failed']} of {s['forwarded']} calls failed in the last "
+            f"{s['failed']} of {newest}{s['forwarded']} calls failed in the last "
             f"{WINDOW_MINUTES} minutes, p95 {s['latency_ms']['p95']} ms"
         )
     if probe and not probe.get("ok"):
