@@ -25,7 +25,9 @@ from sqlalchemy import Connection, Select, select
 from dargah.store.tables import message_log, message_log_indexed, message_log_subject
 
 INDEX_SECONDS = 0.25  # how often a writer brings the index up to date
-INDEX_BATCH = 20_000  # records per transaction at most, so that the lock is never held long
+# Records per transaction at most (about 20 ms of the log's lock here); a writer that finds more
+# waiting indexes the next batch after its next commit.
+INDEX_BATCH = 2_500
 
 MARK_SQL = "SELECT last_seq FROM message_log_indexed WHERE name = 'subject'"
 TOP_SQL = "SELECT MAX(seq) FROM message_log"

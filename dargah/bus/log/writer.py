@@ -20,7 +20,7 @@ from typing import Any
 
 from dargah.bus.log.backends import Body, LogBackend
 from dargah.bus.log.chain import seal_payload
-from dargah.bus.log.subjects import INDEX_SECONDS
+from dargah.bus.log.subjects import INDEX_BATCH, INDEX_SECONDS
 from dargah.core.clock import now_rfc3339
 from dargah.core.keys import EdDSASigner
 
@@ -56,6 +56,7 @@ class LogWriter:
         self._last_sealed = 0
         self._last_seal_time = 0.0
         self._last_index_time = 0.0
+        self._index_behind = False
         self._tail_seq = 0
         self._tail_hash = ""
         self._group: _Group | None = None
@@ -204,14 +205,19 @@ class LogWriter:
                 self.healthy = False
 
     def _maybe_index(self) -> None:
-        """Bring the index by subject up to date, about once a second (between batches)."""
-        if not self.healthy or time.monotonic() - self._last_index_time < INDEX_SECONDS:
+        """Bring the index by subject up to date by a batch, every INDEX_SECONDS (between commits)."""
+        if not self.healthy:
+            return
+        if not self._index_behind and time.monotonic() - self._last_index_time < INDEX_SECONDS:
             return
         self._last_index_time = time.monotonic()
         assert self._backend is not None
         try:
-            self._backend.index_subjects()
+            # A full batch means more is waiting: the next one follows the next commit, so that
+            # the lock is held a short time at once and the index never falls further behind.
+            self._index_behind = self._backend.index_subjects() >= INDEX_BATCH
         except Exception as exc:  # derived data: the records are safe; the next round retries
+            self._index_behind = False
             log.warning("indexing the log by subject failed: %s", exc)
 
     def _seal(self, *, force: bool) -> None:
