@@ -10,7 +10,7 @@ transaction. The key is a 64-bit hash of ``subject_ref``, a quarter of its
 size, so that four times as many entries share a page.
 
 A search by subject reads the index up to the mark and the records after the
-mark directly (their ``subject_ref`` is in ``message_log``; a second or so of
+mark directly (their ``subject_ref`` is in ``message_log``; a fraction of a second of
 traffic), so it always sees every record, whatever the index's lag.
 """
 
