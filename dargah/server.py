@@ -56,7 +56,11 @@ def build_app(settings: Settings, parts: Iterable[str]) -> Any:
         if fallback is not None:
             fallback.state.health = rt.health  # the status API shows this process's probes
         daily = DailySnapshots(engine)
-        return BusApp(rt, fallback, on_startup=[daily.start], on_shutdown=[daily.stop])
+
+        async def start_daily() -> None:
+            daily.start()
+
+        return BusApp(rt, fallback, on_startup=[start_daily], on_shutdown=[daily.stop])
     return fallback
 
 

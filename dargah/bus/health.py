@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from dargah.core.background import Background
 from dargah.registry.snapshot import Snapshot
 
 log = logging.getLogger("dargah.health")
@@ -32,21 +33,11 @@ class Probe:
     checked_at: float
 
 
-class HealthChecker:
+class HealthChecker(Background):
     def __init__(self, snapshot: Callable[[], Snapshot], interval: float) -> None:
         self._snapshot = snapshot
         self.interval = interval
         self.results: dict[str, Probe] = {}  # by provider subsystem
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
 
     async def _run(self) -> None:
         while True:

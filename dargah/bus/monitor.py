@@ -9,7 +9,6 @@ e-mail to the outbox.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Any
 
@@ -18,13 +17,14 @@ from sqlalchemy import Engine
 
 from dargah.bus.health import HealthChecker
 from dargah.bus.status import service_status
+from dargah.core.background import Background
 from dargah.registry import incidents
 
 log = logging.getLogger("dargah.monitor")
 WINDOW_MINUTES = 2
 
 
-class Monitor:
+class Monitor(Background):
     def __init__(
         self,
         engine: Engine,
@@ -38,16 +38,6 @@ class Monitor:
         self.interval = interval
         self.webhook = webhook
         self.email = email
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
 
     async def _run(self) -> None:
         while True:

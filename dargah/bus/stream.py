@@ -28,6 +28,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy import Engine, select
 
+from dargah.core.background import Background
 from dargah.store.tables import events, message_log
 
 log = logging.getLogger("dargah.stream")
@@ -59,24 +60,14 @@ def topic_subject(topic_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "_", topic_id.replace(".", "-"))
 
 
-class Shipper:
+class Shipper(Background):
     """Follows ``message_log`` and ``events`` and publishes what is new to JetStream."""
 
     def __init__(self, engine: Engine, url: str, instance: str, configured: str = "") -> None:
         self.engine = engine
         self.url = url
         self.stream, self.subject = names(instance, configured)
-        self._task: asyncio.Task[None] | None = None
         self.shipped = {"log": 0, "events": 0}
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
 
     async def _run(self) -> None:
         import nats

@@ -9,12 +9,12 @@ same day replaces that day's rows, so several processes doing it at once are har
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from datetime import UTC, datetime
 
 from sqlalchemy import Engine, select
 
+from dargah.core.background import Background
 from dargah.core.jalali import TEHRAN
 from dargah.oversight.overview import NATION
 from dargah.oversight.snapshots import take_snapshot
@@ -41,19 +41,9 @@ def ensure_today(engine: Engine, now: datetime | None = None) -> bool:
     return True
 
 
-class DailySnapshots:
+class DailySnapshots(Background):
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
 
     async def _run(self) -> None:
         await asyncio.sleep(FIRST_CHECK_SECONDS)

@@ -21,6 +21,7 @@ from dargah.bus.events import store
 from dargah.bus.log.writer import LogUnavailable
 from dargah.bus.runtime import BusRuntime
 from dargah.bus.upstream import UpstreamError
+from dargah.core.background import Background
 from dargah.core.clock import now_rfc3339
 from dargah.core.errors import PROBLEMS
 
@@ -32,26 +33,19 @@ RETRY_SLACK = 0.01
 MAX_IN_FLIGHT = 128
 
 
-class DeliveryWorker:
+class DeliveryWorker(Background):
     def __init__(self, rt: BusRuntime, wake: asyncio.Event) -> None:
         self.rt = rt
         self.wake = wake
         self.delivered = 0
         self.failed = 0
-        self._task: asyncio.Task[None] | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
         self._full = False
         self._next_retry: float | None = None
         """When the earliest retry this process scheduled is due (so it is not left to polling)."""
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
-
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await super().stop()
         # Cut short, not done: their leases run out and they are tried again.
         for task in list(self._in_flight):
             task.cancel()
