@@ -118,16 +118,13 @@ def _duplicates(records: list[Record], field: str) -> list[Problem]:
                 if o is not rec
             )
             problems.append(
-                rec.problem(
-                    "error",
+                rec.refuse(
                     field,
                     f"{field} {key} appears {len(recs)} times in this import (also at {others})",
                     f"{field} {key} تکراری است",
                     key if field == "service_id" else None,
                 )
             )
-            rec.errors += 1
-            rec.value = None
     return problems
 
 
@@ -145,16 +142,13 @@ def _agency_checks(
             and rec.value["member_class"] not in (None, member["member_class"])
         ):
             problems.append(
-                rec.problem(
-                    "error",
+                rec.refuse(
                     "member_class",
                     f"agency {rec.key} is registered as {member['id']}; an "
                     f"import cannot change its class to {given}",
                     "ردهٔ دستگاه ثبت‌شده تغییر نمی‌کند",
                 )
             )
-            rec.errors += 1
-            rec.value = None
         if rec.key is not None:
             in_files[rec.key] = in_files.get(rec.key, True) and rec.value is not None
     for rec in cards:
@@ -175,9 +169,7 @@ def _agency_checks(
             )
         else:
             continue
-        problems.append(rec.problem("error", "agency_legal_id", *reason, rec.key))
-        rec.errors += 1
-        rec.value = None
+        problems.append(rec.refuse("agency_legal_id", *reason, rec.key))
     return problems
 
 
@@ -189,15 +181,12 @@ def _scope_checks(
     for rec in agencies:
         if rec.key is not None and rec.key != legal_id:
             problems.append(
-                rec.problem(
-                    "error",
+                rec.refuse(
                     "legal_id",
                     f"this import is for agency {legal_id} only, not {rec.key}",
                     f"این بارگذاری فقط برای دستگاه {legal_id} است",
                 )
             )
-            rec.errors += 1
-            rec.value = None
     owners = service.card_owners(conn, [r.key for r in cards if r.key])
     for rec in cards:
         owner = owners.get(rec.key or "")
@@ -213,9 +202,7 @@ def _scope_checks(
             )
         else:
             continue
-        problems.append(rec.problem("error", "agency_legal_id", *reason, rec.key))
-        rec.errors += 1
-        rec.value = None
+        problems.append(rec.refuse("agency_legal_id", *reason, rec.key))
     return problems
 
 

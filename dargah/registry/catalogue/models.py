@@ -131,6 +131,18 @@ class Record:
             severity, self.file, reason, reason_fa, self.line, self.path, service_id, field_name
         )
 
+    def refuse(
+        self,
+        field_name: str | None,
+        reason: str,
+        reason_fa: str = "",
+        service_id: str | None = None,
+    ) -> Problem:
+        """An error that keeps this row out of the import: counted, and its value dropped."""
+        self.errors += 1
+        self.value = None
+        return self.problem("error", field_name, reason, reason_fa, service_id)
+
 
 @dataclass(slots=True)
 class FileSummary:
