@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from dargah.core.errors import NotFound
 from dargah.core.keys import generate_ed25519, private_pem, public_jwk
@@ -101,24 +101,26 @@ def provision_agencies(engine: Engine, instance: str, sandbox_url: str) -> None:
             _ensure_subsystem(conn, agency.subsystem_id(instance), agency.name_fa)
             url = f"{base}/{agency.subsystem_code}"
             for spec in agency.services:
-                sid = agency.service_id(instance, spec.code)
-                try:
-                    current = services.get_service(conn, sid)
-                except NotFound:
-                    services.add_service(
-                        conn,
-                        sid,
-                        url,
-                        ACTOR,
-                        title=spec.title_fa,
-                        personal_data=spec.personal_data,
-                        openapi=json.dumps(openapi_document(agency, spec), ensure_ascii=False),
-                        supplies=list(spec.supplies),
-                        timeout_s=10,
-                    )
-                    continue
-                if current["base_url"] != url:
-                    services.update_service(conn, sid, {"base_url": url}, ACTOR)
+                _ensure_service(
+                    conn,
+                    agency.service_id(instance, spec.code),
+                    url,
+                    title=spec.title_fa,
+                    personal_data=spec.personal_data,
+                    openapi=json.dumps(openapi_document(agency, spec), ensure_ascii=False),
+                    supplies=list(spec.supplies),
+                )
+
+
+def _ensure_service(conn: Connection, sid: str, url: str, **fields: Any) -> None:
+    """Register a sandbox service once; on later starts only follow its URL (the port may move)."""
+    try:
+        current = services.get_service(conn, sid)
+    except NotFound:
+        services.add_service(conn, sid, url, ACTOR, timeout_s=10, **fields)
+        return
+    if current["base_url"] != url:
+        services.update_service(conn, sid, {"base_url": url}, ACTOR)
 
 
 BIRTH_TOPIC = ("sabt", "birth-registered.v1")
@@ -234,25 +236,15 @@ def provision_desks(engine: Engine, instance: str, sandbox_url: str) -> None:
             member_id = f"{instance}/GOV/{legal_id}"
             _ensure_member(conn, member_id, name, None)
             _ensure_subsystem(conn, f"{member_id}/{SUBSYSTEM}", f"میز درخواست‌های {name}")
-            sid = desk_service_id(instance, legal_id)
-            url = f"{base}/desk/{legal_id}"
-            try:
-                current = services.get_service(conn, sid)
-            except NotFound:
-                services.add_service(
-                    conn,
-                    sid,
-                    url,
-                    ACTOR,
-                    title=f"ثبت و پیگیری درخواست‌های {name}",
-                    openapi=json.dumps(openapi(legal_id, name), ensure_ascii=False),
-                    personal_data=True,
-                    supplies=[],
-                    timeout_s=10,
-                )
-                continue
-            if current["base_url"] != url:
-                services.update_service(conn, sid, {"base_url": url}, ACTOR)
+            _ensure_service(
+                conn,
+                desk_service_id(instance, legal_id),
+                f"{base}/desk/{legal_id}",
+                title=f"ثبت و پیگیری درخواست‌های {name}",
+                openapi=json.dumps(openapi(legal_id, name), ensure_ascii=False),
+                personal_data=True,
+                supplies=[],
+            )
 
 
 def portal_grants(instance: str) -> list[tuple[str, list[str]]]:
