@@ -98,7 +98,7 @@ UNINDEXED = 2_000  # the newest records, not in the index by subject yet (a bus 
 # second; 2,000 records is a quarter of a second at 8,000 calls a second)
 
 
-def index_subjects(db_url: str, n: int) -> None:
+def index_lookups(db_url: str, n: int) -> None:
     """Build the index by subject as the bus's log writers do, then leave the newest
     UNINDEXED records out of it, as a running bus would."""
     from sqlalchemy import create_engine, text
@@ -108,7 +108,7 @@ def index_subjects(db_url: str, n: int) -> None:
     backend = open_backend(db_url, "process")
     t0, cpu0 = time.perf_counter(), time.process_time()
     done = 0
-    while covered := backend.index_subjects():
+    while covered := backend.index_lookups():
         done += covered
         print(f"\r  {done:,} records indexed by subject", end="", file=sys.stderr)
     backend.close()
@@ -145,7 +145,7 @@ def main() -> int:
     t = time.perf_counter()
     clients, services, _subjects, start = fill(engine, args.records, rng)
     print(f"{args.records:,} records written in {time.perf_counter() - t:.0f} s")
-    index_subjects(Settings(home=home, database_url=args.database_url).db_url, args.records)
+    index_lookups(Settings(home=home, database_url=args.database_url).db_url, args.records)
     from sqlalchemy import select
 
     with engine.connect() as conn:

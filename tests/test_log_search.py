@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import insert
 
 from dargah.bus.log.backends import open_backend
+from dargah.bus.log.lookup import lookup_mark
 from dargah.bus.log.search import LogQuery, search_log
-from dargah.bus.log.subjects import subject_mark
 from dargah.store.tables import message_log
 from tests.log_factory import open_logdb
 
@@ -30,7 +30,8 @@ def _records(n: int, rng: random.Random) -> list[dict[str, object]]:
             {
                 "seq": seq,
                 "ts": ts.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-                "request_id": f"r{seq}",
+                # a few clients send the same request id again (a retry)
+                "request_id": "r-again" if seq % 97 == 0 else f"r{seq}",
                 "client": f"DEV/GOV/10100387143/c{rng.randrange(5)}",
                 "service": f"DEV/GOV/10100345616/p/s{rng.randrange(7)}.v1",
                 "method": "GET",
@@ -57,8 +58,8 @@ def _records(n: int, rng: random.Random) -> list[dict[str, object]]:
 def test_every_filter_finds_exactly_the_matching_records_newest_first(
     tmp_path: Path, database_url: str, indexed: int
 ) -> None:
-    """``indexed``: how many of the records the index by subject (kept behind the log) holds
-    when the search runs; the rest are found in the log's unindexed tail."""
+    """``indexed``: how many of the records the lookup indexes (by subject and request id, kept
+    behind the log) hold when the search runs; the rest are found in the log's unindexed tail."""
     rng = random.Random(7)
     rows = _records(1500, rng)
     with open_logdb(tmp_path / "home", database_url) as db:
@@ -67,16 +68,21 @@ def test_every_filter_finds_exactly_the_matching_records_newest_first(
                 conn.execute(insert(message_log), rows[:indexed])
         backend = open_backend(db.settings.db_url, "process")
         try:
-            backend.index_subjects()
+            backend.index_lookups()
         finally:
             backend.close()
         with db.engine.begin() as conn:
             if indexed < len(rows):
                 conn.execute(insert(message_log), rows[indexed:])
-            assert subject_mark(conn) == indexed
+            assert lookup_mark(conn) == indexed
         since, until = START + timedelta(hours=1), START + timedelta(hours=2)
         queries = [
             LogQuery(request_id="r77"),
+            LogQuery(request_id="r1402"),
+            LogQuery(request_id="r-again", limit=500),
+            LogQuery(request_id="r-again", limit=3),
+            LogQuery(request_id="r-again", before=1000, limit=500),
+            LogQuery(request_id="r-again", client="DEV/GOV/10100387143/c2", limit=500),
             LogQuery(client="DEV/GOV/10100387143/c3", limit=500),
             LogQuery(service="DEV/GOV/10100345616/p/s2.v1", limit=500),
             LogQuery(outcome="provider-timeout", limit=500),

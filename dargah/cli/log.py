@@ -12,14 +12,17 @@ from types import TracebackType
 from typing import Any
 
 import click
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from dargah.bus.log.archive import archive_log, check_archive_file
 from dargah.bus.log.archive_file import chain_archives, verify_archive_file
 from dargah.bus.log.chain import FIELDS
+from dargah.bus.log.lookup import newest_for_request
+from dargah.bus.log.search import MAX_LIMIT
 from dargah.bus.log.verify import VerifyReport, read_snapshot, verify_log
 from dargah.cli.context import Instance, home_option, load_instance, reports_errors
 from dargah.core.settings import settings_from_env
+from dargah.store.tables import message_log
 
 _COLS = ", ".join(f'"{f}"' for f in FIELDS)
 
@@ -161,17 +164,16 @@ def show(home: Path | None, request_id: str | None, last: int | None) -> None:
         raise click.UsageError("give --request-id or --last, not both")
     with _existing_instance(home) as inst, inst.engine.connect() as conn:
         if request_id is not None:
-            rows = conn.execute(
-                text(f"SELECT {_COLS} FROM message_log WHERE request_id = :rid ORDER BY seq"),
-                {"rid": request_id},
-            ).all()
+            found = newest_for_request(conn, select(message_log), request_id, MAX_LIMIT)
+            records = [{f: r[f] for f in FIELDS} for r in found[::-1]]
         else:
             rows = conn.execute(
                 text(f"SELECT {_COLS} FROM message_log ORDER BY seq DESC LIMIT :n"),
                 {"n": last or 20},
             ).all()[::-1]
-    for row in rows:
-        click.echo(json.dumps(dict(zip(FIELDS, row, strict=True)), ensure_ascii=False))
+            records = [dict(zip(FIELDS, row, strict=True)) for row in rows]
+    for record in records:
+        click.echo(json.dumps(record, ensure_ascii=False))
 
 
 commands: list[click.Command] = [log]

@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from dargah.bus.log.subjects import newest_for_subject
+from dargah.bus.log.lookup import newest_for_subject
 from dargah.core.identifiers import is_national_code
 from dargah.registry.instance import subject_ref
 from dargah.store.tables import members, message_log, services

@@ -43,9 +43,8 @@ message_log: Table = Table(
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
     # Search (newest first, by seq) and status (a service's last minutes) are served by these;
-    # failures have an index of their own that the "ok" majority does not pay for. The index by
-    # subject is a table of its own, written behind the log (message_log_subject, below).
-    Index("ix_message_log_request_id", "request_id"),
+    # failures have an index of their own that the "ok" majority does not pay for. The indexes by
+    # subject and by request id are tables of their own, written behind the log (below).
     Index("ix_message_log_client_seq", "client", "seq"),
     Index("ix_message_log_service_ts", "service", "ts"),
     Index("ix_message_log_ts", "ts"),
@@ -58,16 +57,24 @@ message_log: Table = Table(
     ),
 )
 
-# Records by subject ("who used my data"), written in batches behind the log by its writers
-# (dargah.bus.log.subjects) up to the ``subject`` mark of message_log_indexed; the records after
-# that mark are found in message_log itself. Keys are HMACs, so each record's key lands at a
-# random place: written with the record, this index cost every call a random page.
+# Records by subject ("who used my data") and by request id, written in batches behind the log
+# by its writers (dargah.bus.log.lookup) up to the ``lookup`` mark of message_log_indexed; the
+# records after that mark are found in message_log itself. Subject refs are HMACs and request ids
+# mostly random UUIDs, so each record's key lands at a random place: written with the record,
+# such an index cost every call a random page. A key is a 64-bit hash of the value
+# (dargah.bus.log.lookup.lookup_key); a search compares the record's own value too.
 message_log_subject: Table = Table(
     "message_log_subject",
     metadata,
-    # a 64-bit hash of subject_ref (dargah.bus.log.subjects.subject_key): a key a quarter of the
-    # size of subject_ref; a search compares the record's own subject_ref too
     Column("subject_key", BigInteger, primary_key=True, autoincrement=False),
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    sqlite_with_rowid=False,
+)
+
+message_log_request: Table = Table(
+    "message_log_request",
+    metadata,
+    Column("request_key", BigInteger, primary_key=True, autoincrement=False),
     Column("seq", BigInteger, primary_key=True, autoincrement=False),
     sqlite_with_rowid=False,
 )

@@ -358,6 +358,7 @@ from dargah.store import people_tables as _people_tables  # noqa: E402,F401
 # The message log's tables, defined in log_tables, importable from here as before.
 message_log: Table = _log_tables.message_log
 message_log_subject: Table = _log_tables.message_log_subject
+message_log_request: Table = _log_tables.message_log_request
 message_log_indexed: Table = _log_tables.message_log_indexed
 message_log_seal: Table = _log_tables.message_log_seal
 message_log_body: Table = _log_tables.message_log_body

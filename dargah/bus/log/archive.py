@@ -22,7 +22,7 @@ from sqlalchemy import Connection, Engine, text
 from dargah.bus.log.archive_file import encode_line, file_sha256, signed_header, verify_archive_file
 from dargah.bus.log.backends import PG_LOCK_SQL
 from dargah.bus.log.chain import FIELDS, GENESIS
-from dargah.bus.log.subjects import keyed
+from dargah.bus.log.lookup import keyed
 from dargah.bus.log.verify import (
     CHUNK,
     ChainCheck,
@@ -276,14 +276,18 @@ def _move(conn: Connection, plan: tuple[int, int, str, str], path: Path, digest:
         },
     )
     rng = {"first": first, "last": last}
-    archived = keyed(
-        conn.execute(text(f"SELECT subject_ref, seq FROM message_log {_IN_RANGE}"), rng)
+    subjects, requests = keyed(
+        conn.execute(text(f"SELECT seq, subject_ref, request_id FROM message_log {_IN_RANGE}"), rng)
     )
-    if archived:
-        conn.execute(
-            text("DELETE FROM message_log_subject WHERE subject_key = :k AND seq = :s"),
-            [{"k": k, "s": s} for k, s in archived],
-        )
+    for table, column, rows in (
+        ("message_log_subject", "subject_key", subjects),
+        ("message_log_request", "request_key", requests),
+    ):
+        if rows:
+            conn.execute(
+                text(f"DELETE FROM {table} WHERE {column} = :k AND seq = :s"),
+                [{"k": k, "s": s} for k, s in rows],
+            )
     deleted = conn.execute(text(f"DELETE FROM message_log {_IN_RANGE}"), rng).rowcount
     if deleted != last - first + 1:
         raise RuntimeError(

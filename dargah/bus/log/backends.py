@@ -13,14 +13,16 @@ import sqlite3
 from typing import Any, Protocol
 
 from dargah.bus.log.chain import FIELDS, GENESIS, chain_hash, hash_parts
-from dargah.bus.log.subjects import (
+from dargah.bus.log.lookup import (
     MARK_SQL,
-    PG_INDEX_SQL,
     PG_MARK_SQL,
     PG_NEW_SQL,
-    SQLITE_INDEX_SQL,
+    PG_REQUEST_SQL,
+    PG_SUBJECT_SQL,
     SQLITE_MARK_SQL,
     SQLITE_NEW_SQL,
+    SQLITE_REQUEST_SQL,
+    SQLITE_SUBJECT_SQL,
     TOP_SQL,
     index_range,
     keyed,
@@ -36,6 +38,11 @@ PG_LOCK_SQL = "SELECT pg_advisory_xact_lock(hashtext('dargah:message_log:' || cu
 
 Body = tuple[str, bytes, bytes | None, bytes | None]  # kid, nonce, request, response
 
+# SQLite's WAL: the writers copy it into the database themselves, outside the log's lock
+# (SqliteLog.checkpoint); past this many frames (64 MB of 4 KB pages) a checkpoint also makes
+# the next commit start the WAL file over.
+WAL_RESTART_FRAMES = 16_384
+
 
 class LogBackend(Protocol):
     def append(self, records: list[dict[str, Any]], bodies: list[Body | None]) -> None:
@@ -43,13 +50,18 @@ class LogBackend(Protocol):
 
     def add_seal(self, seq: int, hash_: str, ts: str, kid: str, signature: str) -> None: ...
 
-    def index_subjects(self) -> int:
-        """Bring the index by subject up to date by one batch; returns the records covered."""
+    def index_lookups(self) -> int:
+        """Bring the indexes by subject and request id up to date by one batch; returns the
+        records covered."""
 
     def tail(self) -> tuple[int, str]:
         """(seq, hash) of the newest record, or (0, GENESIS) for an empty log."""
 
     def last_sealed_seq(self) -> int: ...
+
+    def checkpoint(self) -> None:
+        """Move committed records from a write-ahead log into the database, if the backend has
+        one to move (SQLite's WAL), without holding up the other writers."""
 
     def ping(self) -> None: ...
 
@@ -99,6 +111,9 @@ class SqliteLog:
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute(f"PRAGMA synchronous={'FULL' if durability == 'power' else 'NORMAL'}")
         self._conn.execute("PRAGMA busy_timeout=30000")
+        # Not in the commit: SQLite would copy the WAL into the database (and fsync both) while
+        # this writer holds the log's lock, and every other writer would wait for it.
+        self._conn.execute("PRAGMA wal_autocheckpoint=0")
         self._lock_fd = os.open(f"{path}-loglock", os.O_RDWR | os.O_CREAT, 0o600)
         self._insert = f"INSERT INTO message_log ({_COLS}) VALUES ({', '.join('?' * len(FIELDS))})"
 
@@ -148,7 +163,7 @@ class SqliteLog:
             (seq, hash_, ts, kid, signature),
         )
 
-    def index_subjects(self) -> int:
+    def index_lookups(self) -> int:
         c = self._conn
         fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
         try:
@@ -157,7 +172,9 @@ class SqliteLog:
                 mark = c.execute(MARK_SQL).fetchone()
                 span = index_range(mark[0] if mark else 0, c.execute(TOP_SQL).fetchone()[0])
                 if span is not None:
-                    c.executemany(SQLITE_INDEX_SQL, keyed(c.execute(SQLITE_NEW_SQL, span)))
+                    subjects, requests = keyed(c.execute(SQLITE_NEW_SQL, span))
+                    c.executemany(SQLITE_SUBJECT_SQL, subjects)
+                    c.executemany(SQLITE_REQUEST_SQL, requests)
                     c.execute(SQLITE_MARK_SQL, (span[1],))
                 c.execute("COMMIT")
             except BaseException:
@@ -171,6 +188,26 @@ class SqliteLog:
     def last_sealed_seq(self) -> int:
         row = self._conn.execute("SELECT MAX(seq) FROM message_log_seal").fetchone()
         return int(row[0] or 0)
+
+    def checkpoint(self) -> None:
+        """A passive checkpoint: it copies what no reader still needs and waits for nobody, so
+        writers go on committing meanwhile. The next commit after a complete one starts the WAL
+        over; when commits keep coming before that can happen, a WAL grown past
+        WAL_RESTART_FRAMES is restarted under the log's lock, waiting a moment at most for
+        readers (a long reader, such as ``dargah log verify``, makes it try again later)."""
+        c = self._conn
+        _busy, frames, _done = c.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        if frames < WAL_RESTART_FRAMES:
+            return
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        try:
+            c.execute("PRAGMA busy_timeout=200")
+            try:
+                c.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+            finally:
+                c.execute("PRAGMA busy_timeout=30000")
+        finally:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     def ping(self) -> None:
         self._conn.execute("SELECT 1").fetchone()
@@ -229,7 +266,7 @@ class PostgresLog:
             )
         self._conn.commit()
 
-    def index_subjects(self) -> int:
+    def index_lookups(self) -> int:
         c = self._conn
         try:
             with c.cursor() as cur:
@@ -238,15 +275,20 @@ class PostgresLog:
                 top = cur.execute(TOP_SQL).fetchone()
                 span = index_range(mark[0] if mark else 0, top[0] if top else 0)
                 if span is not None:
-                    rows = keyed(cur.execute(PG_NEW_SQL, span).fetchall())
-                    if rows:
-                        cur.executemany(PG_INDEX_SQL, rows)
+                    subjects, requests = keyed(cur.execute(PG_NEW_SQL, span).fetchall())
+                    if subjects:
+                        cur.executemany(PG_SUBJECT_SQL, subjects)
+                    if requests:
+                        cur.executemany(PG_REQUEST_SQL, requests)
                     cur.execute(PG_MARK_SQL, (span[1],))
             c.commit()
         except BaseException:
             c.rollback()
             raise
         return 0 if span is None else span[1] - span[0]
+
+    def checkpoint(self) -> None:
+        """PostgreSQL checkpoints by itself."""
 
     def last_sealed_seq(self) -> int:
         with self._conn.cursor() as cur:

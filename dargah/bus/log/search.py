@@ -3,8 +3,8 @@
 Each result carries its chain position (``seq``, ``prev_hash``, ``hash``) and
 the seal that covers it (the first seal at or after its ``seq``), so that an
 operator following a failure up can show the record is the one the bus wrote.
-Every filter is served by an index of ``message_log`` (the subject by the index kept
-behind it, :mod:`dargah.bus.log.subjects`); results come newest
+Every filter is served by an index of ``message_log`` (the subject and the request id
+by the indexes kept behind it, :mod:`dargah.bus.log.lookup`); results come newest
 first, ``before`` pages further back.
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from dargah.bus.log.subjects import newest_for_subject
+from dargah.bus.log.lookup import newest_for_request, newest_for_subject
 from dargah.core.clock import rfc3339
 from dargah.store.tables import message_log, message_log_seal
 
@@ -44,7 +44,6 @@ def search_log(conn: Connection, q: LogQuery) -> list[dict[str, Any]]:
     t = message_log
     stmt = select(t)
     for column, value in (
-        (t.c.request_id, q.request_id),
         (t.c.client, q.client),
         (t.c.service, q.service),
         (t.c.outcome, q.outcome),
@@ -60,7 +59,11 @@ def search_log(conn: Connection, q: LogQuery) -> list[dict[str, Any]]:
     if q.before is not None:
         stmt = stmt.where(t.c.seq < q.before)
     limit = max(1, min(q.limit, MAX_LIMIT))
-    if q.subject_ref is not None:
+    if q.request_id is not None:
+        if q.subject_ref is not None:
+            stmt = stmt.where(t.c.subject_ref == q.subject_ref)
+        rows = newest_for_request(conn, stmt, q.request_id, limit)
+    elif q.subject_ref is not None:
         rows = newest_for_subject(conn, stmt, q.subject_ref, limit)
     else:
         rows = [

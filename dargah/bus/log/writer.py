@@ -20,12 +20,13 @@ from typing import Any
 
 from dargah.bus.log.backends import Body, LogBackend
 from dargah.bus.log.chain import seal_payload
-from dargah.bus.log.subjects import INDEX_BATCH, INDEX_SECONDS
+from dargah.bus.log.lookup import INDEX_BATCH, INDEX_SECONDS
 from dargah.core.clock import now_rfc3339
 from dargah.core.keys import EdDSASigner
 
 log = logging.getLogger("dargah.log")
 MAX_BATCH = 2000
+CHECKPOINT_SECONDS = 0.5  # how often a writer moves the WAL into the database (SQLite)
 _STOP = object()
 
 
@@ -56,6 +57,7 @@ class LogWriter:
         self._last_sealed = 0
         self._last_seal_time = 0.0
         self._last_index_time = 0.0
+        self._last_checkpoint_time = 0.0
         self._index_behind = False
         self._tail_seq = 0
         self._tail_hash = ""
@@ -87,10 +89,10 @@ class LogWriter:
             except Exception:
                 log.exception("could not seal the log at stop")
             try:
-                while self._backend.index_subjects():
+                while self._backend.index_lookups():
                     pass
             except Exception as exc:
-                log.warning("indexing the log by subject at stop failed: %s", exc)
+                log.warning("indexing the log by subject and request id at stop failed: %s", exc)
             self._backend.close()
             self._backend = None
 
@@ -142,6 +144,7 @@ class LogWriter:
                 else:
                     self._maybe_seal()
                     self._maybe_index()
+                    self._maybe_checkpoint()
                 continue
             stop = first is _STOP
             groups: list[_Group] = [] if stop else [first]
@@ -163,6 +166,7 @@ class LogWriter:
                 return
             self._maybe_seal()
             self._maybe_index()
+            self._maybe_checkpoint()
 
     def _commit(self, groups: list[_Group]) -> None:
         records = [item[0] for g in groups for item in g.items]
@@ -205,7 +209,7 @@ class LogWriter:
                 self.healthy = False
 
     def _maybe_index(self) -> None:
-        """Bring the index by subject up to date by a batch, every INDEX_SECONDS (between commits)."""
+        """Bring the lookup indexes up to date by a batch, every INDEX_SECONDS (between commits)."""
         if not self.healthy:
             return
         if not self._index_behind and time.monotonic() - self._last_index_time < INDEX_SECONDS:
@@ -215,10 +219,21 @@ class LogWriter:
         try:
             # A full batch means more is waiting: the next one follows the next commit, so that
             # the lock is held a short time at once and the index never falls further behind.
-            self._index_behind = self._backend.index_subjects() >= INDEX_BATCH
+            self._index_behind = self._backend.index_lookups() >= INDEX_BATCH
         except Exception as exc:  # derived data: the records are safe; the next round retries
             self._index_behind = False
-            log.warning("indexing the log by subject failed: %s", exc)
+            log.warning("indexing the log by subject and request id failed: %s", exc)
+
+    def _maybe_checkpoint(self) -> None:
+        """Every CHECKPOINT_SECONDS, between commits and outside the log's lock."""
+        if not self.healthy or time.monotonic() - self._last_checkpoint_time < CHECKPOINT_SECONDS:
+            return
+        self._last_checkpoint_time = time.monotonic()
+        assert self._backend is not None
+        try:
+            self._backend.checkpoint()
+        except Exception as exc:  # the records are committed; the next round retries
+            log.warning("checkpointing the message log failed: %s", exc)
 
     def _seal(self, *, force: bool) -> None:
         assert self._backend is not None
