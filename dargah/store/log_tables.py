@@ -57,27 +57,25 @@ message_log: Table = Table(
     ),
 )
 
+
 # Records by subject ("who used my data") and by request id, written in batches behind the log
 # by its writers (dargah.bus.log.lookup) up to the ``lookup`` mark of message_log_indexed; the
 # records after that mark are found in message_log itself. Subject refs are HMACs and request ids
 # mostly random UUIDs, so each record's key lands at a random place: written with the record,
 # such an index cost every call a random page. A key is a 64-bit hash of the value
 # (dargah.bus.log.lookup.lookup_key); a search compares the record's own value too.
-message_log_subject: Table = Table(
-    "message_log_subject",
-    metadata,
-    Column("subject_key", BigInteger, primary_key=True, autoincrement=False),
-    Column("seq", BigInteger, primary_key=True, autoincrement=False),
-    sqlite_with_rowid=False,
-)
+def _lookup_table(name: str, key: str) -> Table:
+    return Table(
+        name,
+        metadata,
+        Column(key, BigInteger, primary_key=True, autoincrement=False),
+        Column("seq", BigInteger, primary_key=True, autoincrement=False),
+        sqlite_with_rowid=False,
+    )
 
-message_log_request: Table = Table(
-    "message_log_request",
-    metadata,
-    Column("request_key", BigInteger, primary_key=True, autoincrement=False),
-    Column("seq", BigInteger, primary_key=True, autoincrement=False),
-    sqlite_with_rowid=False,
-)
+
+message_log_subject: Table = _lookup_table("message_log_subject", "subject_key")
+message_log_request: Table = _lookup_table("message_log_request", "request_key")
 
 message_log_indexed: Table = Table(
     "message_log_indexed",

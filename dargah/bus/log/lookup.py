@@ -41,14 +41,11 @@ TOP_SQL = "SELECT MAX(seq) FROM message_log"
 NEW_SQL = "SELECT seq, subject_ref, request_id FROM message_log WHERE seq > {p} AND seq <= {p}"
 SQLITE_NEW_SQL = NEW_SQL.format(p="?")
 PG_NEW_SQL = NEW_SQL.format(p="%s")
-SQLITE_SUBJECT_SQL = "INSERT OR IGNORE INTO message_log_subject (subject_key, seq) VALUES (?, ?)"
-SQLITE_REQUEST_SQL = "INSERT OR IGNORE INTO message_log_request (request_key, seq) VALUES (?, ?)"
-PG_SUBJECT_SQL = (
-    "INSERT INTO message_log_subject (subject_key, seq) VALUES (%s, %s) ON CONFLICT DO NOTHING"
-)
-PG_REQUEST_SQL = (
-    "INSERT INTO message_log_request (request_key, seq) VALUES (%s, %s) ON CONFLICT DO NOTHING"
-)
+_ADD = "INSERT INTO {table} ({key}, seq) VALUES ({p}, {p}) ON CONFLICT DO NOTHING"
+SQLITE_SUBJECT_SQL = _ADD.format(table="message_log_subject", key="subject_key", p="?")
+SQLITE_REQUEST_SQL = _ADD.format(table="message_log_request", key="request_key", p="?")
+PG_SUBJECT_SQL = _ADD.format(table="message_log_subject", key="subject_key", p="%s")
+PG_REQUEST_SQL = _ADD.format(table="message_log_request", key="request_key", p="%s")
 _MOVE_MARK = (
     f"INSERT INTO message_log_indexed (name, last_seq) VALUES ('{MARK}', {{p}})"
     " ON CONFLICT (name) DO UPDATE SET last_seq = excluded.last_seq"
