@@ -308,12 +308,13 @@ def test_every_webhook_subscription_gets_its_own_delivery_and_failures_are_logge
             assert pub.publish(topic_id, event).status_code == 202
         assert webhook.wait_for_ids([event["id"]], WAIT) == set()
         assert failing.wait(lambda hits: len(hits) >= 1, WAIT)
-    engine = world.engine
-    assert wait_until(lambda: delivery_rows(engine, ok_sub)[0]["status"] == "delivered", WAIT)
-    # the failed attempt is written after the webhook answered: wait for it, not just for the hit
-    assert wait_until(
-        lambda: "503" in (delivery_rows(engine, bad_sub)[0]["last_error"] or ""), WAIT
-    )
+        engine = world.engine
+        assert wait_until(lambda: delivery_rows(engine, ok_sub)[0]["status"] == "delivered", WAIT)
+        # The failed attempt is written after the webhook answered: wait for it, not just for the
+        # hit, with the webhook still answering 503 (closed, its retries would fail otherwise).
+        assert wait_until(
+            lambda: "503" in (delivery_rows(engine, bad_sub)[0]["last_error"] or ""), WAIT
+        )
     bad = delivery_rows(engine, bad_sub)[0]
     assert bad["status"] == "pending" and bad["attempts"] >= 1
     assert wait_until(
