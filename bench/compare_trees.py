@@ -64,6 +64,10 @@ def main() -> int:
 
     procs = Processes()
     tmp = Path(tempfile.mkdtemp(prefix="dargah-compare-"))
+    # Out of the checkout: a worker started with ``python -m`` (as older versions start
+    # them) puts its working directory first on sys.path, and would import the working
+    # tree's ``dargah`` whatever PYTHONPATH says.
+    os.chdir(tmp)
     try:
         up_port = free_port()
         up = start_nginx(
@@ -78,6 +82,14 @@ def main() -> int:
         for i, rev in enumerate(args.versions):
             tree = export(rev, tmp / f"tree{i}")
             os.environ["PYTHONPATH"] = str(tree)  # the bus and its CLI import this version
+            check = subprocess.run(
+                [sys.executable, "-c", "import dargah; print(dargah.__file__)"],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            if not check.stdout.startswith(str(tree)):
+                raise BenchError(f"{rev}: dargah imports from {check.stdout.strip()}, not {tree}")
             try:
                 secret = make_instance(tmp / f"home{i}", up_port)
                 bus = start_bus(procs, tmp, tmp / f"home{i}", up, secret, "process", args)

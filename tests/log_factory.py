@@ -61,6 +61,7 @@ class LogDB:
         seal_every_records: int = 50,
         seal_every_seconds: float = 3600.0,
         db_url: str | None = None,
+        durability: str | None = None,
     ) -> LogWriter:
         """A writer like the bus's (runtime.py), with its own connection."""
         with self.engine.connect() as conn:
@@ -68,8 +69,9 @@ class LogDB:
         key = load_private_pem(seal.private.encode())
         assert isinstance(key, ed25519.Ed25519PrivateKey)
         url = db_url or self.settings.db_url
+        mode = durability or self.settings.log_durability
         return LogWriter(
-            lambda: open_backend(url, self.settings.log_durability),
+            lambda: open_backend(url, mode),
             EdDSASigner(key, seal.kid),
             seal_every_records=seal_every_records,
             seal_every_seconds=seal_every_seconds,

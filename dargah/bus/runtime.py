@@ -152,6 +152,7 @@ class BusRuntime:
         close = getattr(self.limiter, "close", None)
         if close is not None:
             await close()
+        self.writer.flush()
         await asyncio.to_thread(self.writer.stop)
         if self.tracer is not None:
             await asyncio.to_thread(self.tracer.close)

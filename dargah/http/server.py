@@ -138,7 +138,7 @@ def run_workers(argv: list[str], workers: int, host: str, port: int) -> None:
 
     def start(slot: int) -> None:
         procs[slot] = subprocess.Popen(
-            [sys.executable, "-m", "dargah.cli.main", *argv, "--reuse-port"]
+            [sys.executable, "-P", "-m", "dargah.cli.main", *argv, "--reuse-port"]
         )
 
     def on_signal(signum: int, _frame: Any) -> None:

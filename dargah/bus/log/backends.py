@@ -45,8 +45,16 @@ WAL_RESTART_FRAMES = 16_384
 
 
 class LogBackend(Protocol):
+    # True when a commit waits neither for a disk flush nor for the network, so that an event
+    # loop can make it itself (see LogWriter): SQLite without fsync on commit.
+    cheap_commits: bool
+
     def append(self, records: list[dict[str, Any]], bodies: list[Body | None]) -> None:
         """Give each record its seq, prev_hash and hash, insert them all and commit."""
+
+    def try_append(self, records: list[dict[str, Any]], bodies: list[Body | None]) -> bool:
+        """:meth:`append` when no other writer holds the log; else False at once, nothing
+        written (only where ``cheap_commits``)."""
 
     def add_seal(self, seq: int, hash_: str, ts: str, kid: str, signature: str) -> None: ...
 
@@ -116,6 +124,8 @@ class SqliteLog:
         self._conn.execute("PRAGMA wal_autocheckpoint=0")
         self._lock_fd = os.open(f"{path}-loglock", os.O_RDWR | os.O_CREAT, 0o600)
         self._insert = f"INSERT INTO message_log ({_COLS}) VALUES ({', '.join('?' * len(FIELDS))})"
+        self.cheap_commits = durability != "power"  # "power": every commit waits for fsync
+        self._waits = True
 
     def _tail(self) -> tuple[int, str]:
         conn = self._conn
@@ -132,6 +142,26 @@ class SqliteLog:
             self._append(records, prepared, bodies)
         finally:
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    def try_append(self, records: list[dict[str, Any]], bodies: list[Body | None]) -> bool:
+        if self._waits:  # this connection never waits: a busy database means "try again later"
+            self._conn.execute("PRAGMA busy_timeout=0")
+            self._waits = False
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        try:
+            self._append(records, _prepare(records), bodies)
+        except sqlite3.OperationalError as exc:
+            # BEGIN IMMEDIATE found another connection writing (the registry's, an archive):
+            # nothing of this batch was written.
+            if exc.sqlite_errorcode == sqlite3.SQLITE_BUSY and not self._conn.in_transaction:
+                return False
+            raise
+        finally:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+        return True
 
     def _append(
         self,
@@ -218,6 +248,8 @@ class SqliteLog:
 
 
 class PostgresLog:
+    cheap_commits = False  # every commit is a round trip to the server
+
     def __init__(self, url: str) -> None:
         import psycopg
 
@@ -256,6 +288,9 @@ class PostgresLog:
         except BaseException:
             c.rollback()
             raise
+
+    def try_append(self, records: list[dict[str, Any]], bodies: list[Body | None]) -> bool:
+        raise NotImplementedError("PostgreSQL's commits are made by the writer thread")
 
     def add_seal(self, seq: int, hash_: str, ts: str, kid: str, signature: str) -> None:
         with self._conn.cursor() as cur:

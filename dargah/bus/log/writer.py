@@ -1,10 +1,19 @@
-"""The group-commit writer: one thread per bus process appends batches to the log.
+"""The group-commit writer: each bus process appends batches to the log.
 
-Request handlers hand a record over and wait; the thread takes everything that
-is waiting, commits it as one transaction, then wakes all its handlers at
-once. No response leaves before its record is committed. When the database
+Request handlers hand a record over and wait; everything appended in one turn
+of the event loop is committed as one transaction, then all its handlers wake
+at once. No response leaves before its record is committed. When the database
 fails, waiting handlers get :class:`LogUnavailable` and the bus refuses new
 calls until the writer reconnects (fail closed).
+
+Who commits depends on what a commit costs. Where it may wait (for fsync, or for
+PostgreSQL over the network) a thread commits, so that the event loop goes on
+serving meanwhile. Where it never waits (SQLite without fsync on commit, the
+default) the event loop commits itself: handing each batch to a thread and back
+cost more than the commit (measured in docs/performance.md). It never waits for
+the other processes either: when one of them holds the log, the batch stays open,
+more records join it, and the loop tries again a moment later. The thread then
+only seals, indexes, checkpoints and reconnects, on a connection of its own.
 """
 
 from __future__ import annotations
@@ -27,7 +36,11 @@ from dargah.core.keys import EdDSASigner
 log = logging.getLogger("dargah.log")
 MAX_BATCH = 2000
 CHECKPOINT_SECONDS = 0.5  # how often a writer moves the WAL into the database (SQLite)
+RETRY_SECONDS = 0.0005  # the event loop's next try when another process holds the log
+BUSY_SECONDS = 30.0  # a batch that could not be committed for this long is refused
 _STOP = object()
+_SEAL = "seal"  # (_SEAL, seq, hash) from the event loop: seal this record
+_BROKEN = object()  # from the event loop: its commit failed, reconnect
 
 
 class LogUnavailable(Exception):
@@ -59,9 +72,15 @@ class LogWriter:
         self._last_index_time = 0.0
         self._last_checkpoint_time = 0.0
         self._index_behind = False
-        self._tail_seq = 0
-        self._tail_hash = ""
+        self._tail: tuple[int, str] = (0, "")  # one attribute: the thread reads it whole
         self._group: _Group | None = None
+        self._here: LogBackend | None = None  # the event loop's own connection, when it commits
+        self._commits_here = False
+        self._retry: asyncio.TimerHandle | None = None
+        self._seal_asked_at = 0  # the seq of the last seal the event loop asked for
+        self._closing = False
+        # How long the thread waits for work before its rounds of sealing, indexing, checkpoints.
+        self._wait = min(seal_every_seconds / 2, INDEX_SECONDS, CHECKPOINT_SECONDS)
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -69,9 +88,35 @@ class LogWriter:
         """Connect, seal the tail left by any earlier run, and start the thread."""
         self._loop = loop
         self._connect()
+        assert self._backend is not None
+        self._commits_here = self._backend.cheap_commits
         self._seal(force=True)
         self._thread = threading.Thread(target=self._run, name="dargah-log-writer", daemon=True)
         self._thread.start()
+
+    def flush(self) -> None:
+        """Commit what the event loop holds, waiting for the log if need be (on the loop's
+        thread, before :meth:`stop`); later appends are refused."""
+        self._closing = True
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
+        group, self._group = self._group, None
+        if group is None:
+            return
+        if not self._commits_here:
+            self._queue.put(group)
+            return
+        error: BaseException | None = None
+        try:
+            backend = self._connection_here()
+            records = [item[0] for item in group.items]
+            backend.append(records, [item[1] for item in group.items])
+            self._committed(records)
+        except Exception as exc:
+            log.error("message log commit failed: %s", exc)
+            error = exc
+        _settle([group.future], error)
 
     def stop(self) -> None:
         """Drain what is waiting, seal, and close."""
@@ -95,6 +140,9 @@ class LogWriter:
                 log.warning("indexing the log by subject and request id at stop failed: %s", exc)
             self._backend.close()
             self._backend = None
+        if self._here is not None:
+            self._here.close()
+            self._here = None
 
     # -- the request side ---------------------------------------------------
 
@@ -104,21 +152,75 @@ class LogWriter:
         Records appended during one turn of the event loop travel to the writer
         thread together and are settled together: one hand-over per turn, not per record.
         """
-        if not self.healthy:
+        if not self.healthy or self._closing:
             raise LogUnavailable("the message log is not writable")
         group = self._group
         if group is None:
             assert self._loop is not None
-            group = self._group = _Group(self._loop.create_future())
+            group = self._group = _Group(self._loop.create_future(), self._loop.time())
             self._loop.call_soon(self._hand_over)
         group.items.append((record, body))
         await group.future
         return int(record["seq"])
 
     def _hand_over(self) -> None:
+        if self._commits_here:
+            self._commit_here()
+            return
         group, self._group = self._group, None
         if group is not None:
             self._queue.put(group)
+
+    # -- commits by the event loop -----------------------------------------
+
+    def _connection_here(self) -> LogBackend:
+        if self._here is None:
+            self._here = self._open()
+        return self._here
+
+    def _commit_here(self) -> None:
+        self._retry = None
+        group = self._group
+        if group is None:
+            return
+        error: BaseException | None = None
+        try:
+            if not self.healthy:
+                raise LogUnavailable("the message log is not writable")
+            records = [item[0] for item in group.items]
+            if not self._connection_here().try_append(records, [item[1] for item in group.items]):
+                assert self._loop is not None
+                if self._loop.time() - group.opened < BUSY_SECONDS:
+                    self._retry = self._loop.call_later(RETRY_SECONDS, self._commit_here)
+                    return
+                raise LogUnavailable(f"the message log stayed locked for {BUSY_SECONDS:g} s")
+            self._committed(records)
+        except Exception as exc:
+            log.error("message log commit failed: %s", exc)
+            error = exc
+            self.healthy = False  # the thread reconnects; this connection is opened again
+            self._queue.put(_BROKEN)
+            if self._here is not None:
+                try:
+                    self._here.close()
+                except Exception:
+                    log.debug("closing a broken log connection failed", exc_info=True)
+                self._here = None
+        self._group = None
+        _settle([group.future], error)
+
+    def _committed(self, records: list[dict[str, Any]]) -> None:
+        self.committed += len(records)
+        self.batches += 1
+        first, last = records[0]["seq"], records[-1]["seq"]
+        self._tail = (last, records[-1]["hash"])
+        # As the thread does: a seal of the batch's last record once seal_records have come
+        # since the last seal, and of records within the batch when it is longer than that.
+        base, n = max(self._seal_asked_at, self._last_sealed), self._seal_records
+        while last - base >= n:
+            seq = last if last - base < 2 * n else max(base + n, first)
+            self._queue.put((_SEAL, seq, records[seq - first]["hash"]))
+            self._seal_asked_at = base = seq
 
     # -- the writer thread --------------------------------------------------
 
@@ -130,14 +232,14 @@ class LogWriter:
                 log.debug("closing a broken log connection failed", exc_info=True)
         self._backend = None
         self._backend = self._open()
-        self._tail_seq, self._tail_hash = self._backend.tail()
+        self._tail = self._backend.tail()
         self._last_sealed = self._backend.last_sealed_seq()
         self.healthy = True
 
     def _run(self) -> None:
         while True:
             try:
-                first = self._queue.get(timeout=self._seal_seconds / 2 if self.healthy else 0.5)
+                first = self._queue.get(timeout=self._wait if self.healthy else 0.5)
             except queue.Empty:
                 if not self.healthy:
                     self._try_reconnect()
@@ -145,6 +247,13 @@ class LogWriter:
                     self._maybe_seal()
                     self._maybe_index()
                     self._maybe_checkpoint()
+                continue
+            if isinstance(first, tuple):  # (_SEAL, seq, hash)
+                self._seal_record(first[1], first[2])
+                continue
+            if first is _BROKEN:
+                if not self.healthy:
+                    self._try_reconnect()
                 continue
             stop = first is _STOP
             groups: list[_Group] = [] if stop else [first]
@@ -158,6 +267,11 @@ class LogWriter:
                 if item is _STOP:
                     stop = True
                     break
+                if isinstance(item, tuple):  # (_SEAL, seq, hash)
+                    self._seal_record(item[1], item[2])
+                    continue
+                if item is _BROKEN:
+                    continue
                 groups.append(item)
                 size += len(item.items)
             if groups:
@@ -180,7 +294,7 @@ class LogWriter:
             self._backend.append(records, bodies)
             self.committed += len(records)
             self.batches += 1
-            self._tail_seq, self._tail_hash = records[-1]["seq"], records[-1]["hash"]
+            self._tail = (records[-1]["seq"], records[-1]["hash"])
         except Exception as exc:
             log.error("message log commit failed: %s", exc)
             self.healthy = False
@@ -198,10 +312,11 @@ class LogWriter:
             time.sleep(0.2)
 
     def _maybe_seal(self) -> None:
-        if not self.healthy or self._tail_seq <= self._last_sealed:
+        tail_seq = self._tail[0]
+        if not self.healthy or tail_seq <= self._last_sealed:
             return
         due = time.monotonic() - self._last_seal_time >= self._seal_seconds
-        if due or self._tail_seq - self._last_sealed >= self._seal_records:
+        if due or tail_seq - self._last_sealed >= self._seal_records:
             try:
                 self._seal(force=False)
             except Exception as exc:
@@ -235,9 +350,24 @@ class LogWriter:
         except Exception as exc:  # the records are committed; the next round retries
             log.warning("checkpointing the message log failed: %s", exc)
 
+    def _seal_record(self, seq: int, hash_: str) -> None:
+        if not self.healthy or seq <= self._last_sealed:
+            return
+        assert self._backend is not None
+        try:
+            ts = now_rfc3339()
+            signature = self._signer.sign_bytes(seal_payload(seq, hash_, ts))
+            self._backend.add_seal(seq, hash_, ts, self._signer.kid, signature)
+        except Exception as exc:
+            log.error("sealing the log failed: %s", exc)
+            self.healthy = False
+            return
+        self._last_sealed = seq
+        self._last_seal_time = time.monotonic()
+
     def _seal(self, *, force: bool) -> None:
         assert self._backend is not None
-        seq, hash_ = self._backend.tail() if force else (self._tail_seq, self._tail_hash)
+        seq, hash_ = self._backend.tail() if force else self._tail
         self._last_seal_time = time.monotonic()
         if seq == 0 or (seq <= self._last_sealed and not force):
             return
@@ -262,4 +392,5 @@ class _Group:
     """Records appended in one turn of the event loop, settled by one future."""
 
     future: asyncio.Future[None]
+    opened: float
     items: list[tuple[dict[str, Any], Body | None]] = field(default_factory=list)
