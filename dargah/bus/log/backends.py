@@ -137,6 +137,9 @@ class SqliteLog:
 
     def append(self, records: list[dict[str, Any]], bodies: list[Body | None]) -> None:
         prepared = _prepare(records)
+        if not self._waits:  # a connection that tried without waiting, now made to wait
+            self._conn.execute("PRAGMA busy_timeout=30000")
+            self._waits = True
         fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
         try:
             self._append(records, prepared, bodies)

@@ -36,7 +36,11 @@ from dargah.core.keys import EdDSASigner
 log = logging.getLogger("dargah.log")
 MAX_BATCH = 2000
 CHECKPOINT_SECONDS = 0.5  # how often a writer moves the WAL into the database (SQLite)
-RETRY_SECONDS = 0.0005  # the event loop's next try when another process holds the log
+# When another process holds the log: the event loop tries again on its next turn for up to
+# SPIN_SECONDS (a commit holds the log for a fraction of that), then every RETRY_SECONDS, so
+# that an idle loop does not spin while an index batch or a checkpoint holds it longer.
+SPIN_SECONDS = 0.002
+RETRY_SECONDS = 0.001
 BUSY_SECONDS = 30.0  # a batch that could not be committed for this long is refused
 _STOP = object()
 _SEAL = "seal"  # (_SEAL, seq, hash) from the event loop: seal this record
@@ -76,7 +80,7 @@ class LogWriter:
         self._group: _Group | None = None
         self._here: LogBackend | None = None  # the event loop's own connection, when it commits
         self._commits_here = False
-        self._retry: asyncio.TimerHandle | None = None
+        self._retry: asyncio.Handle | None = None
         self._seal_asked_at = 0  # the seq of the last seal the event loop asked for
         self._closing = False
         # How long the thread waits for work before its rounds of sealing, indexing, checkpoints.
@@ -149,8 +153,8 @@ class LogWriter:
     async def append(self, record: dict[str, Any], body: Body | None = None) -> int:
         """Append a record and wait until it is committed; returns its seq.
 
-        Records appended during one turn of the event loop travel to the writer
-        thread together and are settled together: one hand-over per turn, not per record.
+        Records appended during one turn of the event loop are committed together (by the
+        loop itself, or by the thread) and settled together: one commit per turn at most.
         """
         if not self.healthy or self._closing:
             raise LogUnavailable("the message log is not writable")
@@ -189,9 +193,16 @@ class LogWriter:
                 raise LogUnavailable("the message log is not writable")
             records = [item[0] for item in group.items]
             if not self._connection_here().try_append(records, [item[1] for item in group.items]):
-                assert self._loop is not None
-                if self._loop.time() - group.opened < BUSY_SECONDS:
-                    self._retry = self._loop.call_later(RETRY_SECONDS, self._commit_here)
+                loop = self._loop
+                assert loop is not None
+                now = loop.time()
+                if group.busy_since == 0.0:
+                    group.busy_since = now
+                if now - group.busy_since < SPIN_SECONDS:
+                    self._retry = loop.call_soon(self._commit_here)
+                    return
+                if now - group.opened < BUSY_SECONDS:
+                    self._retry = loop.call_later(RETRY_SECONDS, self._commit_here)
                     return
                 raise LogUnavailable(f"the message log stayed locked for {BUSY_SECONDS:g} s")
             self._committed(records)
@@ -389,8 +400,10 @@ def _settle(futures: list[asyncio.Future[None]], error: BaseException | None) ->
 
 @dataclass(slots=True)
 class _Group:
-    """Records appended in one turn of the event loop, settled by one future."""
+    """Records appended in one turn of the event loop (and, while the log is held elsewhere,
+    the turns after), settled by one future."""
 
     future: asyncio.Future[None]
     opened: float
     items: list[tuple[dict[str, Any], Body | None]] = field(default_factory=list)
+    busy_since: float = 0.0  # when the event loop first found the log held by another process
