@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from dargah.bus.log import writer as writer_module
+from dargah.bus.log.backends import SqliteLog
 from dargah.bus.log.verify import verify_log
 from dargah.bus.log.writer import LogUnavailable, LogWriter
 from tests.log_factory import LogDB, append_many, make_record, open_logdb, run_writers
@@ -132,3 +133,27 @@ def test_two_writers_share_one_chain_in_either_mode(db: LogDB, durability: str) 
     assert report.records == 240 and report.last_sealed_seq == 240
     seals = sorted({row[0] for row in db.rows("SELECT seq FROM message_log_seal")})
     assert max(y - x for x, y in zip([0, *seals], seals, strict=False)) <= 80
+
+
+def test_with_power_records_are_flushed_and_seals_and_index_batches_are_not(db: LogDB) -> None:
+    path = db.settings.db_url.removeprefix("sqlite:///")
+    backend = SqliteLog(path, "power")
+    conn = backend._conn  # what a commit of this connection does is its synchronous setting
+    statements: list[str] = []
+    conn.set_trace_callback(statements.append)
+    try:
+        records = [make_record(i) for i in range(5)]
+        backend.append(records, [None] * 5)
+        assert backend.index_lookups() == 5
+        backend.add_seal(5, records[-1]["hash"], "2026-11-28T10:00:00.000000Z", "k", "s")
+        backend.append([make_record(5)], [None])
+        assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL again
+    finally:
+        conn.set_trace_callback(None)
+        backend.close()
+    # The index batch and the seal ran between a switch to NORMAL and back to FULL.
+    switches = [s for s in statements if s.startswith("PRAGMA synchronous=")]
+    assert switches == ["PRAGMA synchronous=NORMAL", "PRAGMA synchronous=FULL"] * 2
+    seal = next(i for i, s in enumerate(statements) if "message_log_seal" in s)
+    assert statements[seal - 1] == "PRAGMA synchronous=NORMAL"
+    assert db.rows("SELECT COUNT(*) FROM message_log")[0][0] == 6

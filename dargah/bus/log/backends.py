@@ -10,6 +10,8 @@ from __future__ import annotations
 import fcntl
 import os
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Protocol
 
 from dargah.bus.log.chain import FIELDS, GENESIS, chain_hash, hash_parts
@@ -125,6 +127,7 @@ class SqliteLog:
         self._lock_fd = os.open(f"{path}-loglock", os.O_RDWR | os.O_CREAT, 0o600)
         self._insert = f"INSERT INTO message_log ({_COLS}) VALUES ({', '.join('?' * len(FIELDS))})"
         self.cheap_commits = durability != "power"  # "power": every commit waits for fsync
+        self._flushes = durability == "power"
         self._waits = True
 
     def _tail(self) -> tuple[int, str]:
@@ -190,30 +193,49 @@ class SqliteLog:
                 c.execute("ROLLBACK")
             raise
 
+    @contextmanager
+    def _no_flush(self) -> Iterator[None]:
+        """Commit without fsync, also with ``power``: for what is not a record (seals, the
+        lookup indexes), so that no other writer waits for a flush of it. It still reaches
+        the disk with the next record's commit, which flushes the WAL before it; if power is
+        lost first, the index is rebuilt from the mark and the tail sealed at the next start,
+        as after a crash."""
+        if not self._flushes:
+            yield
+            return
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        try:
+            yield
+        finally:
+            self._conn.execute("PRAGMA synchronous=FULL")
+
     def add_seal(self, seq: int, hash_: str, ts: str, kid: str, signature: str) -> None:
-        self._conn.execute(
-            "INSERT INTO message_log_seal (seq, hash, ts, kid, signature) VALUES (?, ?, ?, ?, ?)",
-            (seq, hash_, ts, kid, signature),
-        )
+        with self._no_flush():
+            self._conn.execute(
+                "INSERT INTO message_log_seal (seq, hash, ts, kid, signature)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (seq, hash_, ts, kid, signature),
+            )
 
     def index_lookups(self) -> int:
         c = self._conn
         fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
         try:
-            c.execute("BEGIN IMMEDIATE")
-            try:
-                mark = c.execute(MARK_SQL).fetchone()
-                span = index_range(mark[0] if mark else 0, c.execute(TOP_SQL).fetchone()[0])
-                if span is not None:
-                    subjects, requests = keyed(c.execute(SQLITE_NEW_SQL, span))
-                    c.executemany(SQLITE_SUBJECT_SQL, subjects)
-                    c.executemany(SQLITE_REQUEST_SQL, requests)
-                    c.execute(SQLITE_MARK_SQL, (span[1],))
-                c.execute("COMMIT")
-            except BaseException:
-                if c.in_transaction:
-                    c.execute("ROLLBACK")
-                raise
+            with self._no_flush():
+                c.execute("BEGIN IMMEDIATE")
+                try:
+                    mark = c.execute(MARK_SQL).fetchone()
+                    span = index_range(mark[0] if mark else 0, c.execute(TOP_SQL).fetchone()[0])
+                    if span is not None:
+                        subjects, requests = keyed(c.execute(SQLITE_NEW_SQL, span))
+                        c.executemany(SQLITE_SUBJECT_SQL, subjects)
+                        c.executemany(SQLITE_REQUEST_SQL, requests)
+                        c.execute(SQLITE_MARK_SQL, (span[1],))
+                    c.execute("COMMIT")
+                except BaseException:
+                    if c.in_transaction:
+                        c.execute("ROLLBACK")
+                    raise
         finally:
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
         return 0 if span is None else span[1] - span[0]
