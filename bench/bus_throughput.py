@@ -350,7 +350,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("\n" + "\n".join(log_text))
             print(
                 "\ngoals: bus >= 1/3 of nginx's throughput (floor 1/5); bus adds <= 1 ms p50 at "
-                "one connection"
+                "one connection; judged (--strict) on the default durability, process (a record "
+                "survives a crash of the bus, kill -9 included); power adds an fsync per group "
+                "commit (docs/performance.md)"
             )
             print(f"load average before {facts['loadavg']}, after {facts['loadavg after']}")
             if args.strict and not passed:
