@@ -193,16 +193,16 @@ def group_commit_sizes(base: str) -> str:
     )
 
 
-def check_log(home: Path, buses: list[Target]) -> list[str]:
+def check_log(home: Path, buses: list[Target], name: str = "message log") -> list[str]:
     """The message log after all buses stopped: one record per answered call, gap-free, sealed."""
     n, top, seals = log_counts(home)
     answered = sum(r.requests for t in buses for r in (*t.loads, *t.singles))
     lines = [
-        f"message log: {n} records (SELECT COUNT(*), MAX(seq) FROM message_log: {n}, {top}; "
+        f"{name}: {n} records (SELECT COUNT(*), MAX(seq) FROM message_log: {n}, {top}; "
         f"{'gap-free' if n == top else 'NOT gap-free'}), {seals} seals; wrk counted {answered} "
         f"measured answers from the bus (the rest: warm-ups and the calls in flight when wrk "
         f"stopped)",
-        f"message log: {log_verify(home)}",
+        f"{name}: {log_verify(home)}",
     ]
     if n < answered or n != top:
         raise BenchError("\n".join(lines))

@@ -274,9 +274,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         wait_http(f"http://127.0.0.1:{proxy_port}{UPSTREAM_PATH}", px)
 
-        print("Making a fresh bus instance with the dargah CLI ...", flush=True)
-        home = tmp / "home"
-        secret = make_instance(home, up_port)
+        print("Making a fresh bus instance per log durability with the dargah CLI ...", flush=True)
+        homes = {d: tmp / f"home-{d}" for d in durabilities}
+        secrets_ = {d: make_instance(homes[d], up_port) for d in durabilities}
 
         # nginx gets the same request headers as the bus (a dummy token of similar length)
         dummy = write_wrk_script(
@@ -301,9 +301,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 up,
             )
         )
-        # one bus per log durability, on the same home (like several bus processes of one
-        # instance); each is idle while the others are measured
-        buses = [start_bus(procs, tmp, home, up, secret, d, args) for d in durabilities]
+        # one bus per log durability, each on an instance of its own: the processes of one
+        # instance share its durability, and an idle bus would otherwise do its upkeep (seals,
+        # index batches, checkpoints) on the log of the bus being measured
+        buses = [start_bus(procs, tmp, homes[d], up, secrets_[d], d, args) for d in durabilities]
         targets += buses
 
         for rnd in range(1, args.rounds + 1):
@@ -322,7 +323,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             if batch:
                 bus.notes.append(f"records per group commit, per worker (whole run): {batch}")
             procs.stop(bus.proc)  # a clean stop: the log is sealed
-        log_text = check_log(home, buses)
+        log_text = [
+            line
+            for d, bus in zip(durabilities, buses, strict=True)
+            for line in check_log(homes[d], [bus], f"message log ({d})")
+        ]
     except BenchError as exc:
         print(f"\nFAILED: {exc}", file=sys.stderr)
         status = 1
