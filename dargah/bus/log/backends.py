@@ -10,7 +10,7 @@ from __future__ import annotations
 import fcntl
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol
 
@@ -39,6 +39,7 @@ _ARCHIVE_TAIL_SQL = (
 PG_LOCK_SQL = "SELECT pg_advisory_xact_lock(hashtext('dargah:message_log:' || current_schema()))"
 
 Body = tuple[str, bytes, bytes | None, bytes | None]  # kid, nonce, request, response
+NonBlockingAppend = Callable[[list[dict[str, Any]], list[Body | None]], bool]
 
 # SQLite's WAL: the writers copy it into the database themselves, outside the log's lock
 # (SqliteLog.checkpoint); past this many frames (64 MB of 4 KB pages) a checkpoint also makes
@@ -47,16 +48,14 @@ WAL_RESTART_FRAMES = 16_384
 
 
 class LogBackend(Protocol):
-    # True when a commit waits neither for a disk flush nor for the network, so that an event
-    # loop can make it itself (see LogWriter): SQLite without fsync on commit.
-    cheap_commits: bool
-
     def append(self, records: list[dict[str, Any]], bodies: list[Body | None]) -> None:
         """Give each record its seq, prev_hash and hash, insert them all and commit."""
 
-    def try_append(self, records: list[dict[str, Any]], bodies: list[Body | None]) -> bool:
-        """:meth:`append` when no other writer holds the log; else False at once, nothing
-        written (only where ``cheap_commits``)."""
+    def nonblocking_append(self) -> NonBlockingAppend | None:
+        """Where a commit waits neither for a disk flush nor for the network (SQLite without
+        fsync on commit), an :meth:`append` that returns False at once, nothing written, when
+        another writer holds the log: the event loop can then commit itself (LogWriter).
+        None where commits wait."""
 
     def add_seal(self, seq: int, hash_: str, ts: str, kid: str, signature: str) -> None: ...
 
@@ -126,8 +125,7 @@ class SqliteLog:
         self._conn.execute("PRAGMA wal_autocheckpoint=0")
         self._lock_fd = os.open(f"{path}-loglock", os.O_RDWR | os.O_CREAT, 0o600)
         self._insert = f"INSERT INTO message_log ({_COLS}) VALUES ({', '.join('?' * len(FIELDS))})"
-        self.cheap_commits = durability != "power"  # "power": every commit waits for fsync
-        self._flushes = durability == "power"
+        self._flushes = durability == "power"  # every commit waits for fsync
         self._waits = True
 
     def _tail(self) -> tuple[int, str]:
@@ -149,7 +147,10 @@ class SqliteLog:
         finally:
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
-    def try_append(self, records: list[dict[str, Any]], bodies: list[Body | None]) -> bool:
+    def nonblocking_append(self) -> NonBlockingAppend | None:
+        return None if self._flushes else self._try_append
+
+    def _try_append(self, records: list[dict[str, Any]], bodies: list[Body | None]) -> bool:
         if self._waits:  # this connection never waits: a busy database means "try again later"
             self._conn.execute("PRAGMA busy_timeout=0")
             self._waits = False
@@ -273,8 +274,6 @@ class SqliteLog:
 
 
 class PostgresLog:
-    cheap_commits = False  # every commit is a round trip to the server
-
     def __init__(self, url: str) -> None:
         import psycopg
 
@@ -314,8 +313,8 @@ class PostgresLog:
             c.rollback()
             raise
 
-    def try_append(self, records: list[dict[str, Any]], bodies: list[Body | None]) -> bool:
-        raise NotImplementedError("PostgreSQL's commits are made by the writer thread")
+    def nonblocking_append(self) -> NonBlockingAppend | None:
+        return None  # every commit is a round trip to the server
 
     def add_seal(self, seq: int, hash_: str, ts: str, kid: str, signature: str) -> None:
         with self._conn.cursor() as cur:

@@ -43,7 +43,6 @@ SPIN_SECONDS = 0.002
 RETRY_SECONDS = 0.001
 BUSY_SECONDS = 30.0  # a batch that could not be committed for this long is refused
 _STOP = object()
-_SEAL = "seal"  # (_SEAL, seq, hash) from the event loop: seal this record
 _BROKEN = object()  # from the event loop: its commit failed, reconnect
 
 
@@ -93,7 +92,7 @@ class LogWriter:
         self._loop = loop
         self._connect()
         assert self._backend is not None
-        self._commits_here = self._backend.cheap_commits
+        self._commits_here = self._backend.nonblocking_append() is not None
         self._seal(force=True)
         self._thread = threading.Thread(target=self._run, name="dargah-log-writer", daemon=True)
         self._thread.start()
@@ -192,7 +191,9 @@ class LogWriter:
             if not self.healthy:
                 raise LogUnavailable("the message log is not writable")
             records = [item[0] for item in group.items]
-            if not self._connection_here().try_append(records, [item[1] for item in group.items]):
+            append = self._connection_here().nonblocking_append()
+            assert append is not None  # the same kind of connection as the thread's
+            if not append(records, [item[1] for item in group.items]):
                 loop = self._loop
                 assert loop is not None
                 now = loop.time()
@@ -211,36 +212,32 @@ class LogWriter:
             error = exc
             self.healthy = False  # the thread reconnects; this connection is opened again
             self._queue.put(_BROKEN)
-            if self._here is not None:
-                try:
-                    self._here.close()
-                except Exception:
-                    log.debug("closing a broken log connection failed", exc_info=True)
-                self._here = None
+            _close_quietly(self._here)
+            self._here = None
         self._group = None
         _settle([group.future], error)
 
-    def _committed(self, records: list[dict[str, Any]]) -> None:
+    def _count(self, records: list[dict[str, Any]]) -> None:
         self.committed += len(records)
         self.batches += 1
+        self._tail = (records[-1]["seq"], records[-1]["hash"])
+
+    def _committed(self, records: list[dict[str, Any]]) -> None:
+        """After the event loop's commit: count it, and ask the thread for the seals due."""
+        self._count(records)
         first, last = records[0]["seq"], records[-1]["seq"]
-        self._tail = (last, records[-1]["hash"])
         # As the thread does: a seal of the batch's last record once seal_records have come
         # since the last seal, and of records within the batch when it is longer than that.
         base, n = max(self._seal_asked_at, self._last_sealed), self._seal_records
         while last - base >= n:
             seq = last if last - base < 2 * n else max(base + n, first)
-            self._queue.put((_SEAL, seq, records[seq - first]["hash"]))
+            self._queue.put(_SealAt(seq, records[seq - first]["hash"]))
             self._seal_asked_at = base = seq
 
     # -- the writer thread --------------------------------------------------
 
     def _connect(self) -> None:
-        if self._backend is not None:
-            try:
-                self._backend.close()
-            except Exception:
-                log.debug("closing a broken log connection failed", exc_info=True)
+        _close_quietly(self._backend)
         self._backend = None
         self._backend = self._open()
         self._tail = self._backend.tail()
@@ -259,8 +256,8 @@ class LogWriter:
                     self._maybe_index()
                     self._maybe_checkpoint()
                 continue
-            if isinstance(first, tuple):  # (_SEAL, seq, hash)
-                self._seal_record(first[1], first[2])
+            if isinstance(first, _SealAt):
+                self._seal_record(first)
                 continue
             if first is _BROKEN:
                 if not self.healthy:
@@ -278,8 +275,8 @@ class LogWriter:
                 if item is _STOP:
                     stop = True
                     break
-                if isinstance(item, tuple):  # (_SEAL, seq, hash)
-                    self._seal_record(item[1], item[2])
+                if isinstance(item, _SealAt):
+                    self._seal_record(item)
                     continue
                 if item is _BROKEN:
                     continue
@@ -303,9 +300,7 @@ class LogWriter:
             if self._backend is None:
                 raise LogUnavailable("no connection to the message log")
             self._backend.append(records, bodies)
-            self.committed += len(records)
-            self.batches += 1
-            self._tail = (records[-1]["seq"], records[-1]["hash"])
+            self._count(records)
         except Exception as exc:
             log.error("message log commit failed: %s", exc)
             self.healthy = False
@@ -361,20 +356,16 @@ class LogWriter:
         except Exception as exc:  # the records are committed; the next round retries
             log.warning("checkpointing the message log failed: %s", exc)
 
-    def _seal_record(self, seq: int, hash_: str) -> None:
-        if not self.healthy or seq <= self._last_sealed:
+    def _seal_record(self, at: _SealAt) -> None:
+        """The seal the event loop asked for (unless a later one came first)."""
+        if not self.healthy or at.seq <= self._last_sealed:
             return
-        assert self._backend is not None
+        self._last_seal_time = time.monotonic()
         try:
-            ts = now_rfc3339()
-            signature = self._signer.sign_bytes(seal_payload(seq, hash_, ts))
-            self._backend.add_seal(seq, hash_, ts, self._signer.kid, signature)
+            self._write_seal(at.seq, at.hash)
         except Exception as exc:
             log.error("sealing the log failed: %s", exc)
             self.healthy = False
-            return
-        self._last_sealed = seq
-        self._last_seal_time = time.monotonic()
 
     def _seal(self, *, force: bool) -> None:
         assert self._backend is not None
@@ -382,10 +373,23 @@ class LogWriter:
         self._last_seal_time = time.monotonic()
         if seq == 0 or (seq <= self._last_sealed and not force):
             return
+        self._write_seal(seq, hash_)
+
+    def _write_seal(self, seq: int, hash_: str) -> None:
+        assert self._backend is not None
         ts = now_rfc3339()
         signature = self._signer.sign_bytes(seal_payload(seq, hash_, ts))
         self._backend.add_seal(seq, hash_, ts, self._signer.kid, signature)
         self._last_sealed = seq
+
+
+def _close_quietly(backend: LogBackend | None) -> None:
+    if backend is None:
+        return
+    try:
+        backend.close()
+    except Exception:
+        log.debug("closing a broken log connection failed", exc_info=True)
 
 
 def _settle(futures: list[asyncio.Future[None]], error: BaseException | None) -> None:
@@ -396,6 +400,14 @@ def _settle(futures: list[asyncio.Future[None]], error: BaseException | None) ->
             fut.set_result(None)
         else:
             fut.set_exception(LogUnavailable(str(error)))
+
+
+@dataclass(frozen=True, slots=True)
+class _SealAt:
+    """From the event loop to the thread: seal this record."""
+
+    seq: int
+    hash: str
 
 
 @dataclass(slots=True)
