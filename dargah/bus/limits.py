@@ -5,6 +5,11 @@ The in-process implementations here keep their state in the bus process;
 (``DARGAH_REDIS_URL``).
 Both fail closed for quotas only in the sense that an unknown client has no
 quota at all: clients have no limit until an operator sets one.
+
+Circuit breakers and provider health stay per process on purpose: each process
+learns from its own calls and probes within seconds, a provider that is down for
+one node's network is down for that node only, and no shared store sits on the
+call path for them (see the decisions in ``docs/architecture.md``).
 """
 
 from __future__ import annotations

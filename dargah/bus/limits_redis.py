@@ -2,24 +2,31 @@
 
 The same token bucket as :class:`dargah.bus.limits.LocalRateLimiter`, taken
 atomically by a Lua script on the Redis server, so that a client's quota is
-one quota however many processes and machines serve it. If Redis cannot be
-reached the call is refused (``rate-limited``, retry in a second): a quota
-fails closed.
+one quota however many processes and machines serve it. The bucket's time is
+the Redis server's own (``TIME``, read inside the script), never a bus node's:
+nodes whose clocks disagree still share one exact quota (a node that sent its
+own time would refill the bucket by the skew every time the nodes alternated).
+If Redis cannot be reached the call is refused (``rate-limited``, retry in a
+second): a quota fails closed.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 from dargah.registry.snapshot import Quota
 
 log = logging.getLogger("dargah.limits")
 
-# KEYS[1] bucket; ARGV: rate, burst, now (s). Returns the wait in microseconds (0 = go).
+# KEYS[1] bucket; ARGV: rate, burst. Returns the wait in microseconds (0 = go). The time is
+# the server's: scripts are replicated by their effects (always so from Redis 7; asked for on
+# older servers), so reading TIME before writing is allowed.
 _TAKE = """
-local rate, burst, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+if redis.replicate_commands then redis.replicate_commands() end
+local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local b = redis.call('HMGET', KEYS[1], 't', 's')
 local tokens, stamp = tonumber(b[1]), tonumber(b[2])
 if tokens == nil then tokens, stamp = burst, now end
@@ -43,9 +50,10 @@ class RedisRateLimiter:
         self._prefix = prefix
 
     async def take(self, key: str, quota: Quota, now: float) -> float:
+        """``now`` (this process's clock) is not used: the bucket runs on Redis's clock."""
         try:
             micros = await self._take(
-                keys=[f"{self._prefix}:{key}"], args=[quota.per_second, quota.burst, time.time()]
+                keys=[f"{self._prefix}:{key}"], args=[quota.per_second, quota.burst]
             )
         except Exception as exc:
             log.warning("shared rate limits unavailable, refusing (fail closed): %s", exc)
