@@ -43,6 +43,7 @@ SAMPLE_PARAMS = {
     "incident_id": "1",
     "service_id": "10000000001",
     "period": "1403",
+    "name": "ci-deploy",
 }
 WRONG_AUTHORIZATIONS = [
     None,

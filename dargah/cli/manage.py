@@ -346,18 +346,49 @@ def admin() -> None:
     """The instance's administration."""
 
 
-@admin.command("token")
+@admin.group("token")
+def admin_token() -> None:
+    """Admin API tokens: one per operator or automation, each revocable."""
+
+
+@admin_token.command("create")
+@click.argument("name")
 @home_option
 @reports_errors
-def admin_token(home: Path | None) -> None:
-    """Make a new admin API token and print it; the previous one stops working."""
-    from dargah.registry.instance import new_secret, set_admin_token
+def admin_token_create(name: str, home: Path | None) -> None:
+    """Make a token named NAME (e.g. ali.rezaei, ci-deploy) and print it once; only its hash
+    is kept. Other tokens keep working."""
+    from dargah.registry.admin_tokens import create_token
 
     inst = load_instance(home)
-    token = new_secret()
     with inst.engine.begin() as conn:
-        set_admin_token(conn, token)
+        _row, token = create_token(conn, name, inst.actor)
     click.echo(token)
+
+
+@admin_token.command("list")
+@home_option
+@reports_errors
+def admin_token_list(home: Path | None) -> None:
+    """List the tokens: name, who made it and when, status, last use (to the minute)."""
+    from dargah.registry.admin_tokens import list_tokens
+
+    inst = load_instance(home)
+    with inst.engine.connect() as conn:
+        _print(list_tokens(conn))
+
+
+@admin_token.command("revoke")
+@click.argument("name")
+@home_option
+@reports_errors
+def admin_token_revoke(name: str, home: Path | None) -> None:
+    """Revoke the token NAME: every node refuses it within seconds."""
+    from dargah.registry.admin_tokens import revoke_token
+
+    inst = load_instance(home)
+    with inst.engine.begin() as conn:
+        _print(revoke_token(conn, name, inst.actor))
 
 
 commands: list[click.Command] = [member, subsystem, key, service, grant, quota, admin]

@@ -5,12 +5,12 @@ Described by OpenAPI at ``/api/openapi.json`` (public); every other path under
 :mod:`dargah.console.auth`). Every error is ``application/problem+json`` (see
 :mod:`dargah.console.api_errors`). Every change is one transaction and one or
 more audit entries, written by the registry functions this module wraps; the
-actor is the caller's (``api:operator`` for the admin token).
+actor is the caller's: ``api:{name}`` for the admin token named ``name``.
 
 Layers, outermost first: :class:`~dargah.console.api_errors.GuardMiddleware`
 (request id, body limit, last-resort 500), :class:`~dargah.console.auth.AuthMiddleware`,
-FastAPI's exception handlers, the routes of ``api_members``, ``api_services`` and
-``api_grants``.
+FastAPI's exception handlers, the routes of ``api_members``, ``api_services``,
+``api_grants``, ``api_admin`` (admin tokens) and the others.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from dargah.console import (
+    api_admin,
     api_grants,
     api_incidents,
     api_log,
@@ -101,6 +102,7 @@ def build_management_app(settings: Settings, engine: Engine) -> Any:
     app.state.settings = settings
     for module in (api_members, api_services, api_grants, api_log, api_status, api_incidents):
         app.include_router(module.router, prefix=API_PREFIX)
+    app.include_router(api_admin.router, prefix=API_PREFIX)
     app.include_router(api_reports.router, prefix=API_PREFIX)
     install_error_handlers(app)
     app.add_middleware(AuthMiddleware, engine=engine)

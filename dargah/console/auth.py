@@ -13,9 +13,14 @@ Two steps, both failing closed:
    ``tests/test_route_auth.py`` fails when a route declares neither roles nor
    membership of :data:`PUBLIC_PATHS`.
 
-Today the only credential is the instance's admin API token (role ``operator``,
-actor ``api:operator``). Agency administrators and auditors will add roles and
-credentials here (sessions, per-user tokens) without touching the routes.
+Today the credentials are the instance's admin API tokens (role ``operator``), one
+per operator or automation, each named: the actor written to the audit trail is
+``api:{name}`` (``api:operator`` for the instance's first token). They are checked
+against a copy kept in memory that follows the registry's change feed
+(:class:`dargah.registry.admin_tokens.AdminTokens`), so a revoked token is refused by
+every process within seconds and a request costs no database round trip. Agency
+administrators and auditors will add roles and credentials here (sessions, per-user
+tokens) without touching the routes.
 
 (No ``from __future__ import annotations`` here: FastAPI reads the annotations of
 :meth:`RequireRole.__call__` at runtime, and an instance has no module globals to
@@ -36,7 +41,7 @@ from starlette.routing import BaseRoute
 
 from dargah.console.api_errors import ASGIApp, Receive, Scope, Send, send_problem
 from dargah.core.errors import AccessDenied, Unauthenticated
-from dargah.registry.instance import check_admin_token
+from dargah.registry.admin_tokens import AdminTokens
 
 log = logging.getLogger("dargah.console.auth")
 
@@ -64,9 +69,6 @@ class Principal:
     member_id: str | None = None  # the member an agency administrator acts for
 
 
-OPERATOR_PRINCIPAL = Principal(Role.OPERATOR, "api:operator")
-
-
 def bearer_token(authorization: str | None) -> str | None:
     """The token of an ``Authorization: Bearer <token>`` header, else None."""
     if not authorization:
@@ -78,15 +80,16 @@ def bearer_token(authorization: str | None) -> str | None:
     return token
 
 
-def authenticate(engine: Engine, authorization: str | None) -> Principal | None:
-    """The principal for an ``Authorization`` header value, or None. Blocking (database)."""
+def authenticate(tokens: AdminTokens, authorization: str | None) -> Principal | None:
+    """The principal for an ``Authorization`` header value, or None. Blocking (database,
+    now and then)."""
     token = bearer_token(authorization)
     if token is None:
         return None
-    with engine.connect() as conn:
-        if check_admin_token(conn, token):
-            return OPERATOR_PRINCIPAL
-    return None
+    name = tokens.check(token)
+    if name is None:
+        return None
+    return Principal(Role.OPERATOR, f"api:{name}")
 
 
 class AuthMiddleware:
@@ -95,6 +98,7 @@ class AuthMiddleware:
     def __init__(self, app: ASGIApp, engine: Engine) -> None:
         self.app = app
         self.engine = engine
+        self.tokens = AdminTokens(engine)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope.get("path", "")
@@ -102,7 +106,7 @@ class AuthMiddleware:
             await self.app(scope, receive, send)
             return
         header = _header(scope, b"authorization")
-        principal = await run_in_threadpool(authenticate, self.engine, header)
+        principal = await run_in_threadpool(authenticate, self.tokens, header)
         if principal is None:
             reason = "no bearer token" if bearer_token(header) is None else "unknown token"
             log.info("management API: refused %s %s (%s)", scope.get("method"), path, reason)
@@ -127,7 +131,7 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-_bearer = HTTPBearer(auto_error=False, description="The instance's admin API token.")
+_bearer = HTTPBearer(auto_error=False, description="One of the instance's admin API tokens.")
 
 
 class RequireRole:

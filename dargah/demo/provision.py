@@ -20,7 +20,8 @@ from sqlalchemy import Connection, Engine
 from dargah.core.errors import NotFound
 from dargah.core.keys import generate_ed25519, private_pem, public_jwk
 from dargah.registry import grants, members, services
-from dargah.registry.instance import new_secret, set_admin_token
+from dargah.registry.admin_tokens import create_token, revoke_token
+from dargah.registry.instance import new_secret
 from dargah.sandbox.agencies import AGENCIES
 from dargah.sandbox.openapi import openapi_document
 
@@ -84,10 +85,14 @@ def admin_token(engine: Engine, home: Path, fresh_token: str | None) -> str:
     secrets = _load_secrets(home)
     if fresh_token is not None:
         secrets["admin_token"] = fresh_token
-    elif "admin_token" not in secrets:
+    elif "admin_token" not in secrets:  # e.g. a new home on an existing database
         secrets["admin_token"] = new_secret()
         with engine.begin() as conn:
-            set_admin_token(conn, secrets["admin_token"])
+            try:
+                revoke_token(conn, "sandbox", ACTOR)
+            except NotFound:
+                pass
+            create_token(conn, "sandbox", ACTOR, token=secrets["admin_token"])
     _save_secrets(home, secrets)
     return secrets["admin_token"]
 

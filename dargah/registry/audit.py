@@ -45,6 +45,8 @@ class Action(StrEnum):
     UNASSERTED_CALLS_REPORT = "oversight:unasserted-calls:report"
     INCIDENT_UPDATE = "operations:incident:update"
     COMPLAINT_ANSWER = "operations:complaint:answer"
+    ADMIN_TOKEN_CREATE = "security:admin-token:create"
+    ADMIN_TOKEN_REVOKE = "security:admin-token:revoke"
     TOKEN_ISSUE = "security:token:issue"
     TOKEN_REFUSE = "security:token:refuse"
     CONSOLE_USER_ADD = "console:user:add"

@@ -1,4 +1,4 @@
-"""An instance's identity: its code, its admin token and the bus's own keys.
+"""An instance's identity: its code, its first admin token and the bus's own keys.
 
 Keys live in the database so that every bus process of an instance, on any
 machine, signs and verifies with the same ones. Protect the database (and its
@@ -21,7 +21,7 @@ from dargah.core.identifiers import INSTANCE_RE
 from dargah.core.keys import generate_ed25519, private_pem, public_jwk
 from dargah.registry import audit
 from dargah.store.db import is_initialised, upgrade
-from dargah.store.tables import bus_keys, instance_meta, registry_version
+from dargah.store.tables import admin_tokens, bus_keys, instance_meta, registry_version
 
 SANDBOX_INSTANCES = frozenset({"DEV", "TEST"})
 
@@ -60,8 +60,8 @@ def _meta(conn: Connection, key: str) -> str | None:
 def ensure_instance(engine: Engine, code: str) -> tuple[InstanceInfo, str | None]:
     """Migrate the schema and create the instance if it is new.
 
-    Returns the instance and, only when it was just created, the admin API token
-    (shown once; only its hash is kept).
+    Returns the instance and, only when it was just created, its first admin API token,
+    named ``operator`` (shown once; only its hash is kept; see :mod:`dargah.registry.admin_tokens`).
     """
     if not INSTANCE_RE.fullmatch(code):
         raise ValueError(f"instance code {code!r} must be 2-8 capital letters")
@@ -78,8 +78,12 @@ def ensure_instance(engine: Engine, code: str) -> tuple[InstanceInfo, str | None
             [
                 {"key": "instance", "value": code},
                 {"key": "created_at", "value": now},
-                {"key": "admin_token", "value": hash_secret(token)},
             ],
+        )
+        conn.execute(
+            insert(admin_tokens).values(
+                name="operator", token_hash=hash_secret(token), created_at=now, created_by="system"
+            )
         )
         conn.execute(insert(registry_version).values(id=1, version=1))
         for use in SIGNING_USES:
@@ -117,20 +121,6 @@ def instance_info(conn: Connection) -> InstanceInfo:
     if code is None:
         raise RuntimeError("this database holds no Dargah instance yet")
     return InstanceInfo(code, _meta(conn, "created_at") or "")
-
-
-def check_admin_token(conn: Connection, token: str) -> bool:
-    return check_secret(token, _meta(conn, "admin_token"))
-
-
-def set_admin_token(conn: Connection, token: str) -> None:
-    from sqlalchemy import update
-
-    conn.execute(
-        update(instance_meta)
-        .where(instance_meta.c.key == "admin_token")
-        .values(value=hash_secret(token))
-    )
 
 
 @dataclass(frozen=True)

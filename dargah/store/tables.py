@@ -31,6 +31,19 @@ instance_meta = Table(
     Column("value", Text, nullable=False),
 )
 
+# Admin API tokens, one per operator or automation (dargah.registry.admin_tokens): only a hash
+# of each is kept. A revoked token's row stays, listed as revoked, until its name is reused.
+admin_tokens = Table(
+    "admin_tokens",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("token_hash", String(80), nullable=False, unique=True),
+    Column("created_at", String(32), nullable=False),
+    Column("created_by", Text, nullable=False),
+    Column("revoked_at", String(32)),
+    Column("last_used_at", String(32)),
+)
+
 # Bumped by every registry change; running processes poll it (the change feed).
 registry_version = Table(
     "registry_version",
