@@ -16,6 +16,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
@@ -26,6 +27,18 @@ HAPROXY_CFG = REPO / "deploy" / "haproxy.cfg"
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 REDIS_URL = os.environ.get("DARGAH_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 NATS_URL = os.environ.get("DARGAH_TEST_NATS_URL", "nats://127.0.0.1:4222")
+
+
+def via_port(url: str, port: int) -> str:
+    """``url`` with its host and port replaced by 127.0.0.1:``port`` (a tests/tcp_cut.py forwarder)."""
+    parts = urlsplit(url)
+    user = parts.netloc.rsplit("@", 1)
+    netloc = (user[0] + "@" if len(user) == 2 else "") + f"127.0.0.1:{port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def db_port(url: str) -> int:
+    return urlsplit(url).port or 5432
 
 
 @dataclass
@@ -75,7 +88,7 @@ class Node:
 
     def ready(self) -> bool:
         try:
-            return httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200
+            return httpx.get(f"{self.url}/readyz", timeout=3).status_code == 200
         except httpx.HTTPError:
             return False
 

@@ -39,6 +39,10 @@ class BusApp:
         self._on_startup = on_startup or []
         self._on_shutdown = on_shutdown or []
 
+    def drain(self) -> None:
+        """Stopping: answer ``/readyz`` 503 from now on, and go on serving what arrives."""
+        self.rt.draining = True
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and _is_bus_path(scope["path"]):
             try:
@@ -115,7 +119,10 @@ ROUTES: dict[str, tuple[str, str]] = {
         "public keys, so providers can verify assertions and seals",
     ),
     "/healthz": ("public", "liveness for load balancers; says nothing else"),
-    "/readyz": ("public", "readiness for load balancers: database and registry reachable"),
+    "/readyz": (
+        "public",
+        "readiness for load balancers: database, log and registry reachable, not draining",
+    ),
     "/metrics": ("public", "Prometheus counters; no personal data, tokens or secrets (§2)"),
 }
 """Every address the bus serves itself (a key ending in ``/`` is a prefix), with the

@@ -180,7 +180,7 @@ async def health_endpoint(rt: BusRuntime, path: str, send: Send) -> None:
     if path == "/healthz":
         await send_json(send, 200, {"status": "alive"})
         return
-    checks = await asyncio.to_thread(rt.readiness)
+    checks = await rt.ready()
     ok = all(checks.values())
     await send_json(
         send, 200 if ok else 503, {"status": "ready" if ok else "not-ready", "checks": checks}

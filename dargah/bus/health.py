@@ -1,9 +1,14 @@
-"""Active health checks: every provider endpoint is probed now and then, traffic or not.
+"""Health: active checks of every provider endpoint, and this node's own readiness.
 
 A probe opens a TCP connection (TLS included for https providers) to each
 endpoint that serves an active bus service and records whether it could, and
 how long it took. A provider that nobody called for an hour is still known to
-be down before the next citizen needs it.
+be down before the next citizen needs it. Probes and their results stay per process (see
+the decisions in ``docs/architecture.md``).
+
+:class:`Readiness` answers ``/readyz`` for load balancers: ready while the node reaches its
+database and its message log, knows the registry, and is not draining (stopping after
+SIGTERM); ``/healthz`` (liveness) only says the process answers.
 """
 
 from __future__ import annotations
@@ -83,3 +88,31 @@ class HealthChecker(Background):
             error,
             time.time(),
         )
+
+
+READY_TIMEOUT = 2.0
+
+
+class Readiness:
+    """This node's readiness for a load balancer, answered within :data:`READY_TIMEOUT`.
+
+    ``check`` (blocking: it reaches the database) runs in a thread, one at a time: a probe
+    that arrives while one is still running waits for that one instead of starting another,
+    so a database that stopped answering holds at most one thread. A check that takes longer
+    than the timeout counts as not ready (``database`` false).
+    """
+
+    def __init__(self, check: Callable[[], dict[str, bool]]) -> None:
+        self._check = check
+        self._running: asyncio.Future[dict[str, bool]] | None = None
+
+    async def __call__(self) -> dict[str, bool]:
+        if self._running is None or self._running.done():
+            self._running = asyncio.ensure_future(asyncio.to_thread(self._check))
+        try:
+            return await asyncio.wait_for(asyncio.shield(self._running), READY_TIMEOUT)
+        except TimeoutError:
+            return {"database": False}
+        except Exception as exc:
+            log.warning("readiness check failed: %s", exc)
+            return {"database": False}

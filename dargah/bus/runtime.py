@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import Engine, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from dargah.bus.health import HealthChecker
+from dargah.bus.health import HealthChecker, Readiness
 from dargah.bus.limits import LocalCircuitBreaker, LocalRateLimiter, RateLimiter
 from dargah.bus.log.backends import open_backend
 from dargah.bus.log.writer import LogWriter
@@ -101,6 +101,8 @@ class BusRuntime:
             settings.alert_email,
         )
         self.registry_ok = True
+        self.draining = False  # set on SIGTERM: not ready, so load balancers move away
+        self.ready = Readiness(self.readiness)
         self._refresher: asyncio.Task[None] | None = None
         self._publisher: asyncio.Task[None] | None = None
         self._listener: asyncio.Task[None] | None = None
@@ -242,11 +244,17 @@ class BusRuntime:
         with self.engine.begin() as conn:
             audit.record(conn, actor, action, actor, None, after, bump=False)
 
-    def readiness(self) -> dict[str, Any]:
+    def readiness(self) -> dict[str, bool]:
+        """Blocking; served through :attr:`ready`, which bounds its time."""
         db_ok = True
         try:
             with self.engine.connect().execution_options(**READ_ONLY) as conn:
                 conn.execute(select(1))
         except Exception:
             db_ok = False
-        return {"database": db_ok, "registry": self.registry_ok, "log": self.writer.healthy}
+        return {
+            "database": db_ok,
+            "registry": self.registry_ok,
+            "log": self.writer.healthy,
+            "serving": not self.draining,
+        }

@@ -55,7 +55,14 @@ def serve(
         run_workers(argv, settings.workers, settings.host, settings.port)
         return
     app = build_app(settings, chosen)
-    serve_sites([Site(app, settings.host, settings.port, reuse_port=reuse_port)])
+    site = Site(
+        app,
+        settings.host,
+        settings.port,
+        reuse_port=reuse_port,
+        on_drain=getattr(app, "drain", None),
+    )
+    serve_sites([site], drain=settings.drain_seconds)
 
 
 @click.command()

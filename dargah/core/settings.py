@@ -190,6 +190,15 @@ class Settings:
             "Sandbox only: seconds before the welfare agency decides an application.",
         ),
     )
+    drain_seconds: float = field(
+        default=0.0,
+        metadata=_meta(
+            "DARGAH_DRAIN_SECONDS",
+            "On SIGTERM, answer /readyz 503 and go on serving for this long before stopping, "
+            "so a load balancer moves away first (behind one: a little more than its check "
+            "interval times its fall count, e.g. 3).",
+        ),
+    )
     log_level: str = field(
         default="info", metadata=_meta("DARGAH_LOG_LEVEL", "debug, info, warning or error.")
     )

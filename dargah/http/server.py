@@ -1,9 +1,12 @@
 """Running ASGI applications on :mod:`dargah.http.protocol`: lifespan, graceful stop, workers.
 
 :func:`serve` runs one or more applications (each on its own address) in one
-event loop until SIGINT or SIGTERM, then stops accepting, lets the requests in
-flight finish (up to ``grace`` seconds) and runs the lifespan shutdown, which
-is where the bus seals its message log. :func:`run_workers` starts N processes
+event loop until SIGINT or SIGTERM, then drains (for ``drain`` seconds, if any:
+each site's ``on_drain`` is called, so that its readiness check fails and load
+balancers move away, while it goes on serving), stops accepting, lets the
+requests in flight finish (up to ``grace`` seconds) and runs the lifespan
+shutdown, which is where the bus seals its message log. A second signal ends
+the drain at once. :func:`run_workers` starts N processes
 that share one port (SO_REUSEPORT) and restarts any that dies.
 """
 
@@ -19,6 +22,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +43,7 @@ class Site:
     lifespan: bool = True
     reuse_port: bool = False
     name: str = "dargah"
+    on_drain: Callable[[], None] | None = None
 
 
 class _Lifespan:
@@ -73,11 +78,20 @@ class _Lifespan:
         await self.outbox.get()
 
 
-async def _serve(sites: list[Site], grace: float, started: asyncio.Event | None) -> None:
+async def _serve(
+    sites: list[Site], grace: float, started: asyncio.Event | None, drain: float = 0.0
+) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+    signals = 0
+
+    def on_signal() -> None:
+        nonlocal signals
+        signals += 1
+        stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal)
     lifespans: list[_Lifespan] = []
     servers: list[tuple[asyncio.Server, ServerState]] = []
     try:
@@ -103,6 +117,8 @@ async def _serve(sites: list[Site], grace: float, started: asyncio.Event | None)
         if started is not None:
             started.set()
         await stop.wait()
+        if drain > 0:
+            await _drain(sites, drain, lambda: signals > 1)
     finally:
         for server, state in servers:
             state.closing = True
@@ -120,9 +136,19 @@ async def _serve(sites: list[Site], grace: float, started: asyncio.Event | None)
                 log.exception("lifespan shutdown failed")
 
 
-def serve(sites: list[Site], *, grace: float = 10.0) -> None:
-    """Serve until SIGINT or SIGTERM, then stop gracefully."""
-    uvloop.run(_serve(sites, grace, None))
+async def _drain(sites: list[Site], seconds: float, cut_short: Callable[[], bool]) -> None:
+    log.info("draining for %g s before stopping", seconds)
+    for site in sites:
+        if site.on_drain is not None:
+            site.on_drain()
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not cut_short():
+        await asyncio.sleep(0.05)
+
+
+def serve(sites: list[Site], *, grace: float = 10.0, drain: float = 0.0) -> None:
+    """Serve until SIGINT or SIGTERM, drain for ``drain`` seconds, then stop gracefully."""
+    uvloop.run(_serve(sites, grace, None, drain))
 
 
 def run_workers(argv: list[str], workers: int, host: str, port: int) -> None:
