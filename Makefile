@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-.PHONY: help install run test lint typecheck bench docs clean
+.PHONY: help install run test lint typecheck bench docs clean cluster cluster-stop
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -34,6 +34,12 @@ typecheck: $(STAMP) ## mypy --strict on the package
 bench: $(STAMP) ## Benchmarks: the bus against nginx on loopback
 	@command -v nginx >/dev/null && command -v wrk >/dev/null || { echo "installing nginx-light and wrk (Debian)"; apt-get install -y -qq nginx-light wrk; }
 	$(BIN)/python bench/bus_throughput.py
+
+cluster: $(STAMP) ## Three bus nodes behind haproxy on local PostgreSQL, Redis, NATS (CLUSTER_PORT=8080 ...)
+	$(BIN)/python scripts/cluster.py start
+
+cluster-stop: ## Stop what make cluster started
+	$(BIN)/python scripts/cluster.py stop
 
 docs: $(STAMP) ## Regenerate docs/cli.md from the commands' help
 	$(BIN)/python -m dargah.cli.reference > docs/cli.md
