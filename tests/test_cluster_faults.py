@@ -6,9 +6,10 @@ What must hold: every exchange answered 200 is in the message log, ``dargah log 
 finds the log intact, and the nodes that are healthy keep answering, their p99 under 1 s,
 whatever the others do: no node waits for another on the per-call path.
 
-The node is frozen at the worst moment the test can find: while one of its database
-transactions writes (each node names itself to PostgreSQL with ``application_name``), so
-that whatever it holds in the database stays held for the 20 s.
+The node is frozen at the worst moment the test can find: while another node's database
+session waits for one of its own (each node names itself to PostgreSQL with
+``application_name``), if such a moment comes within 5 s, so that whatever it holds that
+the others need stays held for the 20 s.
 """
 
 from __future__ import annotations
@@ -145,30 +146,33 @@ def _with_name(url: str, name: str) -> str:
     return f"{url}{'&' if '?' in url else '?'}application_name={name}"
 
 
-def _freeze_mid_write(node: Node, app_name: str) -> bool:
-    """SIGSTOP ``node`` while one of its database transactions writes (or waits to): stop it,
-    look, and let it go on for a few milliseconds if it is not in one, for up to 5 s. True
-    if it was caught in one (it stays stopped either way)."""
+def _freeze_while_needed(node: Node, app_prefix: str) -> bool:
+    """SIGSTOP ``node`` at a moment when another node's database session waits for one of its
+    sessions (it holds something the others need): stop it, look, and let it go on for a few
+    milliseconds if nobody waits for it, for up to 5 s. True if such a moment was found (the
+    node stays stopped either way)."""
     import psycopg
 
     from tests.conftest import PG_URL
 
+    name = app_prefix + node.name
     with psycopg.connect(PG_URL, autocommit=True) as conn:
         deadline = time.monotonic() + 5
         while True:
             node.signal(signal.SIGSTOP)
+            time.sleep(0.03)  # what it had sent before it stopped is done by now
             row = conn.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s "
-                "AND xact_start IS NOT NULL "
-                "AND (backend_xid IS NOT NULL OR wait_event_type = 'Lock')",
-                (app_name,),
+                "SELECT count(*) FROM pg_stat_activity w WHERE w.application_name LIKE %s "
+                "AND w.application_name <> %s AND EXISTS (SELECT 1 FROM pg_stat_activity h "
+                "WHERE h.pid = ANY(pg_blocking_pids(w.pid)) AND h.application_name = %s)",
+                (app_prefix + "%", name, name),
             ).fetchone()
             if row is not None and row[0] > 0:
                 return True
             if time.monotonic() > deadline:
                 return False
             node.signal(signal.SIGCONT)
-            time.sleep(0.01)
+            time.sleep(0.02)
 
 
 def _lock_waits(app_prefix: str) -> int:
@@ -254,30 +258,30 @@ def test_three_nodes_lose_nothing_and_healthy_nodes_stay_fast_while_one_is_kille
         t0 = time.monotonic()
         load.start()
 
-        def at(offset: float) -> None:
-            time.sleep(max(0.0, t0 + offset - time.monotonic()))
+        def at(base: float, offset: float) -> None:
+            time.sleep(max(0.0, base + offset - time.monotonic()))
 
-        at(3)
+        at(t0, 3)
         kill_at = time.monotonic()
         killed.kill()
-        at(6)
+        at(t0, 6)
         killed.start()
         windows["node1"] = (kill_at, time.monotonic())
-        at(10)
-        caught = _freeze_mid_write(frozen, app + frozen.name)
+        at(t0, 10)
+        caught = _freeze_while_needed(frozen, app)
         freeze_at = time.monotonic()
-        at(12)
+        at(freeze_at, 2)
         waits = _lock_waits(app)
-        at(13)
+        at(freeze_at, 3)
         cut_at = time.monotonic()
         fwd.cut()
-        at(13 + CUT_SECONDS)
+        at(cut_at, CUT_SECONDS)
         fwd.restore()
         windows["node3"] = (cut_at, time.monotonic())
-        at(10 + FREEZE_SECONDS)
+        at(freeze_at, FREEZE_SECONDS)
         frozen.signal(signal.SIGCONT)
         windows["node2"] = (freeze_at, time.monotonic())
-        at(10 + FREEZE_SECONDS + 8)
+        at(windows["node2"][1], 8)
         load.stop()
     finally:
         if load is not None:
@@ -316,7 +320,7 @@ def test_three_nodes_lose_nothing_and_healthy_nodes_stay_fast_while_one_is_kille
         f"{len(failed)} not ({sorted({a.status for a in failed})}, "
         f"{sum(1 for a in failed if a.node is None)} of them not routed to any node); "
         f"healthy nodes: {len(healthy)} answers, p99 {p99 * 1000:.0f} ms, "
-        f"{len(during_freeze)} while node2 was frozen (frozen mid-write: {caught}; "
+        f"{len(during_freeze)} while node2 was frozen (frozen while another node waited for it: {caught}; "
         f"the others' backends waiting for a lock 2 s into the freeze: {waits})"
     )
 
