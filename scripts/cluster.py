@@ -57,8 +57,11 @@ STOPPING = False  # set by SIGINT or SIGTERM
 
 
 def _database_url(name: str | None = None) -> str:
+    # A session left in a transaction by a frozen node is ended after 5 s, and what it held
+    # (the message log's lock) is released (docs/operators.md, "What happens when...").
     sep = "&" if "?" in BASE_URL else "?"
-    url = f"{BASE_URL}{sep}options=-csearch_path%3D{SCHEMA}"
+    options = f"-csearch_path%3D{SCHEMA}%20-cidle_in_transaction_session_timeout%3D5000"
+    url = f"{BASE_URL}{sep}options={options}"
     return f"{url}&application_name={name}" if name else url
 
 
