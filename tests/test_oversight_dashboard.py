@@ -169,9 +169,10 @@ def test_a_visitor_sees_the_charts_follows_an_agency_and_downloads_a_table(
     site: str, page: Any, shots: Any, tmp_path: Path
 ) -> None:
     page.goto(f"{site}/dashboard")
-    page.wait_for_function("document.querySelector('#chart-levels').width > 0")
-    assert page.evaluate("typeof Chart") == "function"
-    assert page.evaluate("Chart.getChart(document.getElementById('chart-levels')) !== undefined")
+    # Chart.js is fetched once a chart is on screen: wait until it has drawn the levels
+    page.wait_for_function("typeof Chart === 'function'")
+    page.wait_for_function("Chart.getChart(document.getElementById('chart-levels')) !== undefined")
+    assert page.evaluate("document.querySelector('#chart-levels').width > 0")
     shots(page, "national")
     page.get_by_role("link", name="سازمان ثبت احوال").click()
     page.wait_for_url(f"**/dashboard/agencies/{SABT}")
