@@ -101,6 +101,6 @@
     entries.forEach(function (e) {
       if (e.isIntersecting) { seen.unobserve(e.target); draw(e.target); }
     });
-  }, { rootMargin: "200px 0px" });
+  });
   canvases.forEach(function (c) { seen.observe(c); });
 })();
