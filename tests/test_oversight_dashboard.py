@@ -254,6 +254,8 @@ def test_a_long_list_is_shown_a_page_at_a_time_with_links_that_keep_the_period()
         shown = ask(junk)
         assert shown["rows"] in ([20, 21, 22, 23, 24], list(range(10))), junk
     assert ask("page=999")["page"] == 3 and ask("page=abc")["page"] == 1
+    # only valid values are carried on: the national page is cached by period and page
+    assert ask("period=%3Cb%3E&x=1&page=2")["next"] == "/dashboard?page=3#violations-h"
 
 
 def test_pages_are_compressed_never_wait_for_a_script_and_assets_are_cached_for_a_year(

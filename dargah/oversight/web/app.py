@@ -146,12 +146,16 @@ def _page_of(request: Request, param: str) -> int:
 
 def _paged(rows: list[Any], request: Request, param: str, size: int) -> dict[str, Any]:
     """One page of ``rows`` (``?<param>=N``, out of range: the nearest page) with the
-    addresses of the pages before and after it, other query values kept."""
+    addresses of the pages before and after it, keeping the period and the other list's page
+    when they are valid (the national page is cached by period and page: nothing else may
+    change it)."""
     pages = max(1, -(-len(rows) // size))
     page = min(max(1, _page_of(request, param)), pages)
-    kept = {
-        k: v for k, v in request.query_params.items() if k in {"period", "page", "services_page"}
-    }
+    period = _period(request)
+    kept = {"period": period} if period else {}
+    for other in ("page", "services_page"):
+        if other != param and _page_of(request, other) > 1:
+            kept[other] = str(_page_of(request, other))
     anchor = "#violations-h" if param == "page" else "#services-h"
 
     def link(n: int) -> str | None:
