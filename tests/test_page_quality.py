@@ -156,6 +156,9 @@ def opened(site: Site, browser: Any) -> Iterator[dict[tuple[str, str], dict[str,
                     "final_url": page.url,
                 }
                 if view == "390":
+                    for canvas in page.locator("canvas").all():  # charts drawn when on screen
+                        canvas.scroll_into_view_if_needed()
+                    page.wait_for_timeout(300 if page.locator("canvas").count() else 0)
                     page.screenshot(path=str(shots / f"{name}-390.png"), full_page=True)
             context.close()
     (REPORTS / "axe.json").write_text(
