@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Lighthouse and axe-core (npm, pinned by the lock file) for the page checks of `make test`
+CHECKS := tools/browser-checks
+CHECKS_STAMP := $(CHECKS)/node_modules/.installed
 
 .DEFAULT_GOAL := help
 
@@ -11,6 +14,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+$(CHECKS_STAMP): $(CHECKS)/package.json $(CHECKS)/package-lock.json
+	cd $(CHECKS) && npm ci --no-audit --no-fund --loglevel=error
+	touch $(CHECKS_STAMP)
 
 .PHONY: help install run test lint typecheck bench docs clean cluster cluster-stop
 
@@ -22,7 +29,7 @@ install: $(STAMP) ## Create the virtual environment and install Dargah with its 
 run: $(STAMP) ## Start the sandbox (bus, registry, portal, console, sandbox agencies) on http://127.0.0.1:8000
 	$(BIN)/dargah demo
 
-test: $(STAMP) ## Run the test suite (SQLite, and PostgreSQL when reachable)
+test: $(STAMP) $(CHECKS_STAMP) ## Run the test suite (SQLite, and PostgreSQL when reachable)
 	$(BIN)/pytest
 
 lint: $(STAMP) ## ruff lint and format check
@@ -45,4 +52,4 @@ docs: $(STAMP) ## Regenerate docs/cli.md from the commands' help
 	$(BIN)/python -m dargah.cli.reference > docs/cli.md
 
 clean: ## Remove the virtual environment and caches
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(CHECKS)/node_modules

@@ -169,9 +169,10 @@ def test_a_visitor_sees_the_charts_follows_an_agency_and_downloads_a_table(
     site: str, page: Any, shots: Any, tmp_path: Path
 ) -> None:
     page.goto(f"{site}/dashboard")
-    page.wait_for_function("document.querySelector('#chart-levels').width > 0")
-    assert page.evaluate("typeof Chart") == "function"
-    assert page.evaluate("Chart.getChart(document.getElementById('chart-levels')) !== undefined")
+    # Chart.js is fetched once a chart is on screen: wait until it has drawn the levels
+    page.wait_for_function("typeof Chart === 'function'")
+    page.wait_for_function("Chart.getChart(document.getElementById('chart-levels')) !== undefined")
+    assert page.evaluate("document.querySelector('#chart-levels').width > 0")
     shots(page, "national")
     page.get_by_role("link", name="سازمان ثبت احوال").click()
     page.wait_for_url(f"**/dashboard/agencies/{SABT}")
@@ -224,3 +225,81 @@ def test_exports_never_carry_a_formula_from_agency_text() -> None:
     assert sheet is not None
     cells = [(c.value, c.data_type) for c in sheet["A"]][2:]
     assert cells == [(evil, "s"), ("-2+3", "s"), (7, "n")]  # text, never a formula
+
+
+# -- on a phone, and fast ------------------------------------------------------------------------
+
+
+def test_a_long_list_is_shown_a_page_at_a_time_with_links_that_keep_the_period() -> None:
+    from starlette.requests import Request
+
+    from dargah.oversight.web.app import _paged
+
+    def ask(query: str) -> dict[str, Any]:
+        scope = {
+            "type": "http",
+            "path": "/dashboard",
+            "query_string": query.encode(),
+            "headers": [],
+        }
+        return _paged(list(range(25)), Request(scope), "page", 10)
+
+    third = ask("period=1404&page=3")
+    assert third["rows"] == [20, 21, 22, 23, 24] and (third["page"], third["pages"]) == (3, 3)
+    assert third["prev"] == "/dashboard?period=1404&page=2#violations-h" and third["next"] is None
+    second = ask("page=2")
+    assert second["prev"] == "/dashboard#violations-h"  # the first page has no page number
+    assert second["next"] == "/dashboard?page=3#violations-h"
+    for junk in ("page=999", "page=-1", "page=۲", "page=abc", "page=" + "9" * 50, "page=0"):
+        shown = ask(junk)
+        assert shown["rows"] in ([20, 21, 22, 23, 24], list(range(10))), junk
+    assert ask("page=999")["page"] == 3 and ask("page=abc")["page"] == 1
+    # only valid values are carried on: the national page is cached by period and page
+    assert ask("period=%3Cb%3E&x=1&page=2")["next"] == "/dashboard?page=3#violations-h"
+
+
+def test_pages_are_compressed_never_wait_for_a_script_and_assets_are_cached_for_a_year(
+    client: TestClient,
+) -> None:
+    r = client.get("/dashboard", headers={"accept-encoding": "gzip"})
+    assert r.headers["content-encoding"] == "gzip"
+    assert 'name="description"' in r.text and "<style>" in r.text
+    assert 'rel="stylesheet"' not in r.text  # the stylesheet is inline: nothing blocks paint
+    scripts = re.findall(r"<script [^>]*src=[^>]*>", r.text)
+    assert scripts and all(" defer" in s for s in scripts), scripts
+    found = re.search(r'src="(/dashboard/static/dashboard\.js\?v=[0-9a-f]{12})"', r.text)
+    assert found
+    assert "immutable" in client.get(found.group(1)).headers["cache-control"]
+    stale = client.get("/dashboard/static/dashboard.js?v=000000000000")
+    assert stale.status_code == 200 and "immutable" not in stale.headers["cache-control"]
+    assert "immutable" not in client.get("/dashboard/static/dashboard.js").headers["cache-control"]
+
+
+def test_on_a_360_px_phone_nothing_scrolls_sideways_and_every_chart_is_drawn(
+    site: str, browser: Any, shots: Any
+) -> None:
+    context = browser.new_context(
+        locale="fa-IR", viewport={"width": 360, "height": 740}, is_mobile=True, has_touch=True
+    )
+    page = context.new_page()
+    try:
+        for path in ("/dashboard", f"/dashboard/agencies/{SABT}"):
+            page.goto(site + path)
+            assert page.evaluate("document.documentElement.scrollWidth") <= 360, path
+            for chart in ("chart-plan", "chart-levels", "chart-satisfaction"):
+                page.locator(f"#{chart}").scroll_into_view_if_needed()
+                drawn = f"window.Chart && Chart.getChart(document.getElementById('{chart}'))"
+                page.wait_for_function(f"!!({drawn})")
+                # a visible mark: some bar or point of the first series stands above the axis
+                marks = page.evaluate(
+                    f"({drawn}).getDatasetMeta(0).data.map(e => e.height ?? (e.y > 0 ? 1 : 0))"
+                )
+                assert any(m and m > 0 for m in marks), (path, chart, marks)
+                width = page.evaluate(f"document.getElementById('{chart}').clientWidth")
+                assert 280 <= width <= 360, (path, chart, width)
+            region = page.locator("[role=region][tabindex='0']").first
+            region.focus()
+            assert page.evaluate("document.activeElement.getAttribute('role')") == "region"
+            shots(page, path.rsplit("/", 1)[-1] + "-360")
+    finally:
+        context.close()

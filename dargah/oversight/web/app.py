@@ -4,12 +4,15 @@ Authentication: none; everything shown is public by design (smartness.md: the pu
 what citizens experience and what agencies claim). Every input is a path or query value;
 anything unknown answers a Persian 404 page, never a 500.
 
-- ``/dashboard``: the nation; ``?period=1404`` chooses the reported period (and the window).
-- ``/dashboard/agencies/{member id or legal ID}``: one agency.
+- ``/dashboard``: the nation; ``?period=1404`` chooses the reported period (and the window),
+  ``?page=N`` the page of violations (ten a page; every one is in the exports).
+- ``/dashboard/agencies/{member id or legal ID}``: one agency (``?page=``, ``?services_page=``).
 - ``/dashboard/export/{table}.{csv|xlsx}`` (``?agency=…`` for an agency's tables).
 - ``/dashboard/report.pdf?agency=…``: the agency's report.
 
-The overview is measured at most every 30 s per period and shared by all requests.
+The overview is measured at most every 30 s per period and shared by all requests. Pages carry
+their own small stylesheet inline and draw their charts after the first paint (``dashboard.js``
+loads Chart.js once a chart is on screen); responses are gzip-compressed.
 """
 
 from __future__ import annotations
@@ -21,17 +24,20 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from sqlalchemy import Engine
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Mount
-from starlette.staticfiles import StaticFiles
 
 from dargah.core.clock import utc_now
 from dargah.oversight.overview import NATION, Overview, build_overview
 from dargah.oversight.web import tables
+from dargah.oversight.web.assets import asset_url, inline_css, static_app
 from dargah.oversight.web.format import cell_text, kpi_value, percent
 from dargah.oversight.web.report_pdf import agency_report
 from dargah.store.db import READ_ONLY
@@ -41,6 +47,8 @@ from dargah.web.routes import page_route
 log = logging.getLogger("dargah.oversight.web")
 HERE = Path(__file__).parent
 REFRESH_SECONDS = 30.0
+VIOLATIONS_PER_PAGE = 10
+SERVICES_PER_PAGE = 50
 _PERIOD = re.compile(r"^[0-9۰-۹A-Za-z\- /]{1,20}$")
 _KEY = re.compile(r"^[A-Za-z0-9/]{1,64}$")
 MEDIA = {
@@ -54,6 +62,8 @@ env.filters["kpi_value"] = kpi_value
 env.filters["cell"] = cell_text
 env.globals["standing_fa"] = tables.STANDING_FA
 env.globals["level_fa"] = tables.LEVEL_FA
+env.globals["css"] = inline_css()
+env.globals["asset"] = asset_url
 
 
 class OverviewCache:
@@ -129,6 +139,45 @@ def _period(request: Request) -> str | None:
     return raw if raw and _PERIOD.fullmatch(raw) else None
 
 
+def _page_of(request: Request, param: str) -> int:
+    raw = request.query_params.get(param, "")
+    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 7 else 1
+
+
+def _paged(rows: list[Any], request: Request, param: str, size: int) -> dict[str, Any]:
+    """One page of ``rows`` (``?<param>=N``, out of range: the nearest page) with the
+    addresses of the pages before and after it, keeping the period and the other list's page
+    when they are valid (the national page is cached by period and page: nothing else may
+    change it)."""
+    pages = max(1, -(-len(rows) // size))
+    page = min(max(1, _page_of(request, param)), pages)
+    period = _period(request)
+    kept = {"period": period} if period else {}
+    for other in ("page", "services_page"):
+        if other != param and _page_of(request, other) > 1:
+            kept[other] = str(_page_of(request, other))
+    anchor = "#violations-h" if param == "page" else "#services-h"
+
+    def link(n: int) -> str | None:
+        if not 1 <= n <= pages:
+            return None
+        query = urlencode(
+            {**kept, param: str(n)} if n > 1 else {k: v for k, v in kept.items() if k != param}
+        )
+        return request.url.path + ("?" + query if query else "") + anchor
+
+    first = (page - 1) * size
+    return {
+        "rows": rows[first : first + size],
+        "page": page,
+        "pages": pages,
+        "size": size,
+        "first": first,
+        "prev": link(page - 1),
+        "next": link(page + 1),
+    }
+
+
 def _json(data: Any) -> str:
     """JSON safe inside a <script> element."""
     text = json.dumps(data, ensure_ascii=False)
@@ -161,29 +210,34 @@ def _not_found(what: str) -> HTMLResponse:
 
 def build_dashboard(engine: Engine, refresh: float = REFRESH_SECONDS) -> Starlette:
     cache = OverviewCache(engine, refresh)
-    rendered: dict[str | None, tuple[Overview, bytes]] = {}  # the national page per overview
+    rendered: dict[tuple[str | None, int], tuple[Overview, bytes]] = {}  # national, per overview
     reports = ReportCache()
 
     def national(request: Request) -> Response:
         period = _period(request)
         ov = cache.get(period)
-        hit = rendered.get(period)
+        key = (period, _page_of(request, "page"))
+        hit = rendered.get(key)
         if hit is not None and hit[0] is ov:
             return HTMLResponse(hit[1])
+        violations = tables.violations(ov)
+        chart = _chart_data(ov, NATION)
         page = render(
             env,
             "dashboard.html",
             ov=ov,
             s=ov.summary(NATION),
             agencies=tables.agencies(ov),
-            violations=tables.violations(ov),
-            chart=_json(_chart_data(ov, NATION)),
+            violations=violations,
+            pg=_paged(violations.rows, request, "page", VIOLATIONS_PER_PAGE),
+            c=chart,
+            chart=_json(chart),
             period=period,
             query=f"?period={period}" if period else "",
         )
-        if len(rendered) > 16:
+        if len(rendered) > 64:
             rendered.clear()
-        rendered[period] = (ov, bytes(page.body))
+        rendered[key] = (ov, bytes(page.body))
         return page
 
     def agency(request: Request) -> Response:
@@ -193,15 +247,20 @@ def build_dashboard(engine: Engine, refresh: float = REFRESH_SECONDS) -> Starlet
         if scope is None:
             return _not_found("دستگاهی با این شناسه یافت نشد")
         info = ov.agencies_by_id[scope]
+        services, violations = tables.services(ov, scope), tables.violations(ov, scope)
+        chart = _chart_data(ov, scope)
         return render(
             env,
             "agency.html",
             ov=ov,
             a=info,
             s=ov.summary(scope),
-            services=tables.services(ov, scope),
-            violations=tables.violations(ov, scope),
-            chart=_json(_chart_data(ov, scope)),
+            services=services,
+            spg=_paged(services.rows, request, "services_page", SERVICES_PER_PAGE),
+            violations=violations,
+            pg=_paged(violations.rows, request, "page", VIOLATIONS_PER_PAGE),
+            c=chart,
+            chart=_json(chart),
             query=f"?agency={info['legal_id'] or scope}",
         )
 
@@ -243,6 +302,7 @@ def build_dashboard(engine: Engine, refresh: float = REFRESH_SECONDS) -> Starlet
         return _not_found("این نشانی در داشبورد نیست")
 
     return Starlette(
+        middleware=[Middleware(GZipMiddleware, minimum_size=800)],
         exception_handlers={404: missing},
         routes=[
             page_route("/dashboard", national, auth="public"),
@@ -250,7 +310,7 @@ def build_dashboard(engine: Engine, refresh: float = REFRESH_SECONDS) -> Starlet
             page_route("/dashboard/agencies/{key:path}", agency, auth="public"),
             page_route("/dashboard/export/{name}.{fmt}", export, auth="public"),
             page_route("/dashboard/report.pdf", report, auth="public"),
-            Mount("/dashboard/static", StaticFiles(directory=HERE / "static"), name="static"),
+            Mount("/dashboard/static", static_app(), name="static"),
         ],
     )
 
