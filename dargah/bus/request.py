@@ -10,6 +10,7 @@ import uuid
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
+from dargah.core.forwarded import VIA_HEADERS
 from dargah.core.identifiers import InvalidIdentifier, parse_service_id
 
 HOP_BY_HOP = frozenset(
@@ -28,6 +29,12 @@ HOP_BY_HOP = frozenset(
 )
 # Never forwarded to a provider: credentials, framing, and headers only the bus may set.
 _DROP = frozenset({b"authorization", b"cookie", b"host", b"content-length", b"expect"})
+# What a client says about the hops before the bus: kept aside (believed from trusted proxies
+# only, dargah.core.forwarded), never forwarded; the bus sends its own Forwarded.
+_CLIENT_ADDRESS = frozenset({b"x-real-ip", b"true-client-ip", b"x-client-ip"})
+# Names a provider's framework may read as one of the headers above or a GSB-* header when
+# written with '_' for '-' (many join the two spellings): dropped in every spelling.
+_SHADOWED = HOP_BY_HOP | _DROP | _CLIENT_ADDRESS | VIA_HEADERS | {b"traceparent", b"tracestate"}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 _SERVICE_CACHE: dict[str, bool] = {}
@@ -55,6 +62,8 @@ class ParsedCall:
     tracestate: bytes | None = None
     content_length: int | None = None
     forward: list[tuple[bytes, bytes]] = field(default_factory=list)
+    via: list[tuple[bytes, bytes]] | None = None
+    """The client's X-Forwarded-For, Forwarded and X-Forwarded-Proto, if it sent any."""
 
 
 def _valid_service(raw: str) -> bool:
@@ -133,6 +142,12 @@ def request_id_of(headers: list[tuple[bytes, bytes]]) -> str | None:
     return None
 
 
+def _shadows(name: bytes) -> bool:
+    """Whether ``name`` with '_' read as '-' is a header the bus controls."""
+    dashed = name.replace(b"_", b"-")
+    return dashed.startswith((b"gsb-", b"x-forwarded-")) or dashed in _SHADOWED
+
+
 def parse_headers(headers: list[tuple[bytes, bytes]], call: ParsedCall) -> None:
     """Fill ``call`` from the request headers. Raises ParseError for malformed ones."""
     seen_gsb: set[bytes] = set()
@@ -179,7 +194,13 @@ def parse_headers(headers: list[tuple[bytes, bytes]], call: ParsedCall) -> None:
             call.content_length = n
         elif name == b"connection":
             connection_tokens.update(t.strip().lower() for t in value.split(b","))
-        elif name in HOP_BY_HOP or name in _DROP:
+        elif name in HOP_BY_HOP or name in _DROP or name in _CLIENT_ADDRESS:
+            continue
+        elif name in VIA_HEADERS:
+            if call.via is None:
+                call.via = []
+            call.via.append((name, value))
+        elif name.startswith(b"x-forwarded-") or (b"_" in name and _shadows(name)):
             continue
         else:
             forward.append((name, value))

@@ -24,6 +24,7 @@ from dargah.bus.stream import Shipper
 from dargah.bus.tokens import TokenIssuer, TokenVerifier
 from dargah.bus.tracing import SpanExporter
 from dargah.bus.upstream import Pools
+from dargah.core.forwarded import ClientAddresses
 from dargah.core.identifiers import is_national_code
 from dargah.core.keys import HS256, EdDSASigner, load_private_pem
 from dargah.core.netaddr import target_policy
@@ -77,6 +78,7 @@ class BusRuntime:
             self._remember_jti,
         )
         self.verifier = TokenVerifier(token_mac)
+        self.client_addresses = ClientAddresses(settings.trusted_proxies)
         self.outbound = OutboundGuard(target_policy(settings, not self.instance.sandbox))
         self.pools = Pools(settings.provider_connections, self.outbound)
         self.limiter: RateLimiter = LocalRateLimiter()

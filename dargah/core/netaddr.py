@@ -13,7 +13,7 @@ plain DNS name. Which addresses are refused is a :class:`TargetPolicy`:
 - on a production instance, also loopback, reserved addresses, the bus's own listening
   address and port, and private-use ranges when the operator forbids them;
 - addresses in the operator's allow list are exempt from the production rules (a provider
-  sidecar on the bus's own machine, say), never from the first ones.
+  sidecar on the bus's own machine, say), never from the first ones nor the bus's own.
 
 A name is checked again after resolution, each time the bus connects (``dargah.bus.outbound``).
 """
@@ -170,7 +170,11 @@ class TargetPolicy:
                 return "an unspecified address"
             if a.is_multicast or a == _BROADCAST:
                 return "a multicast or broadcast address"
-        if not self.production or in_networks(ip, self.allowed) or in_networks(v4, self.allowed):
+        if not self.production:
+            return None
+        if port == self.own_port and self._is_own(v4):
+            return "the bus's own address and port"
+        if in_networks(ip, self.allowed) or in_networks(v4, self.allowed):
             return None
         if any(a.is_loopback for a in both):
             return "a loopback address on a production instance"
@@ -178,8 +182,6 @@ class TargetPolicy:
             return "a private-use address, which this instance forbids"
         if v4.is_reserved:
             return "a reserved address on a production instance"
-        if port == self.own_port and self._is_own(v4):
-            return "the bus's own address and port"
         return None
 
     def _is_own(self, ip: IPAddress) -> bool:
