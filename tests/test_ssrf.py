@@ -4,6 +4,7 @@ on a production instance (IR) and a sandbox (TEST), at registration and at conne
 from __future__ import annotations
 
 import ipaddress
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -232,7 +233,7 @@ def production(tmp_path_factory: pytest.TempPathFactory, provider: Provider) -> 
     )
     _register(w, "by-name.v1", f"http://localhost:{provider.port}/echo")
     try:
-        w.start()
+        w.start(DARGAH_HEALTH_INTERVAL="0.5")
         yield w
     finally:
         w.stop()
@@ -248,6 +249,20 @@ def test_a_name_that_resolves_to_loopback_is_refused_when_the_bus_connects(
     assert body["code"] == "provider-unavailable"
     assert "localhost (127.0.0.1)" in body["detail"] and "loopback" in body["detail"]
     assert "x-provider" not in r.headers  # the provider never answered
+
+
+def test_the_health_probe_goes_through_the_same_check(production: World) -> None:
+    headers = {"Authorization": f"Bearer {production.admin_token}"}
+    deadline = time.monotonic() + 20
+    probe = None
+    while time.monotonic() < deadline:
+        status = httpx.get(f"{production.url}/api/v1/status", headers=headers).json()
+        probe = status["agencies"][0]["services"][0]["probe"]
+        if probe is not None:
+            break
+        time.sleep(0.2)
+    assert probe is not None, "no health probe within 20 s"
+    assert not probe["ok"] and "loopback" in probe["error"], probe
 
 
 def test_the_same_name_on_a_sandbox_instance_reaches_the_provider(
