@@ -67,6 +67,8 @@ SPELLINGS = [
     ("http://1.2.3.4.5/", True, True),
     ("http://08.0.0.1/", True, True),
     ("http://evil.example\\@127.0.0.1/", True, True),
+    ("http://[v1.fe]/", True, True),
+    ("http://[::1]x/", True, True),
     # fine everywhere
     ("https://sabt.example/api", False, False),
     ("http://sabt.example:8443/v1", False, False),

@@ -91,7 +91,10 @@ def parse_host(host: str) -> IPAddress | None:
     is neither a valid address nor a plain name."""
     if not host:
         raise BadTarget("the URL has no host")
-    raw = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    bracketed = host.startswith("[") and host.endswith("]")
+    raw = host[1:-1] if bracketed else host
+    if bracketed and ":" not in raw:
+        raise BadTarget(f"host {host!r} is not a valid IPv6 address")
     if "%" in raw:
         raise BadTarget(f"host {host!r} must not be percent-encoded")
     if ":" in raw:
@@ -234,6 +237,8 @@ def check_url(raw: str, policy: TargetPolicy, *, query: bool = False) -> SplitRe
         raise BadTarget("the URL's port must be 1-65535")
     netloc = url.netloc
     host = netloc[: netloc.index("]") + 1] if netloc.startswith("[") else netloc.partition(":")[0]
+    if netloc[len(host) :] and not netloc[len(host) :].startswith(":"):
+        raise BadTarget("the URL's host is followed by something other than a port")
     ip = parse_host(host)
     if ip is not None:
         why = policy.refusal(ip, port or (443 if url.scheme == "https" else 80))
