@@ -14,7 +14,14 @@ from sqlalchemy import select
 
 from dargah.client.tokens import Credentials
 from dargah.core.errors import BadRequest
-from dargah.core.netaddr import BadTarget, TargetPolicy, check_url, is_local_address, parse_host
+from dargah.core.netaddr import (
+    BadTarget,
+    TargetPolicy,
+    check_url,
+    is_local_address,
+    parse_host,
+    target_policy,
+)
 from dargah.core.settings import Settings
 from dargah.registry import members, services, topics
 from dargah.registry.instance import open_instance
@@ -192,6 +199,22 @@ def test_the_allow_list_exempts_a_sidecar_but_never_metadata_nor_the_bus_itself(
         check_url("http://2130706433:8000/", policy)
     with pytest.raises(BadTarget, match="link-local"):
         check_url("http://169.254.169.254/", policy)
+
+
+def test_the_bus_public_url_is_its_own_address_too() -> None:
+    policy = target_policy(Settings(public_url="https://GSB.example.ir"), production=True)
+    for url in (
+        "https://gsb.example.ir/",
+        "https://gsb.example.ir:443/x",
+        "http://GSB.example.ir:443/",
+    ):
+        with pytest.raises(BadTarget, match="own public URL"):
+            check_url(url, policy)
+    check_url("https://gsb.example.ir:8443/", policy)
+    check_url(
+        "https://gsb.example.ir/",
+        target_policy(Settings(public_url="https://gsb.example.ir"), production=False),
+    )
 
 
 def test_the_bus_listening_on_every_address_counts_each_address_of_its_machine_as_its_own() -> None:

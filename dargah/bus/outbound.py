@@ -52,6 +52,8 @@ class OutboundGuard:
             literal = parse_host(host)
         except BadTarget as exc:
             raise Refused(str(exc)) from None
+        if self.policy.production and (host.lower().rstrip("."), port) == self.policy.public:
+            raise Refused(f"the bus does not connect to {host}: it is its own public URL")
         if literal is not None:
             ips: list[IPAddress] = [literal]
         else:

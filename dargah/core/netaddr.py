@@ -160,6 +160,8 @@ class TargetPolicy:
     own_port: int | None = None
     own_host: IPAddress | None = None
     """The bus's listening address; None or unspecified: every address of this machine."""
+    public: tuple[str, int] | None = None
+    """Host (lower case) and port of the bus's public URL: a provider there is the bus again."""
     _local: dict[IPAddress, bool] = field(default_factory=dict, compare=False, repr=False)
 
     def refusal(self, ip: IPAddress, port: int) -> str | None:
@@ -209,7 +211,17 @@ def target_policy(settings: Settings, production: bool) -> TargetPolicy:
         allowed=parse_networks(settings.outbound_allow, "DARGAH_OUTBOUND_ALLOW"),
         own_port=settings.port,
         own_host=own_host,
+        public=_host_port(settings.public_url),
     )
+
+
+def _host_port(url: str) -> tuple[str, int] | None:
+    try:
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return None
+    return (parts.hostname.rstrip("."), port) if parts.hostname else None
 
 
 def check_url(raw: str, policy: TargetPolicy, *, query: bool = False) -> SplitResult:
@@ -240,6 +252,8 @@ def check_url(raw: str, policy: TargetPolicy, *, query: bool = False) -> SplitRe
     if netloc[len(host) :] and not netloc[len(host) :].startswith(":"):
         raise BadTarget("the URL's host is followed by something other than a port")
     ip = parse_host(host)
+    if policy.production and _host_port(raw) == policy.public:
+        raise BadTarget("the bus does not connect to its own public URL")
     if ip is not None:
         why = policy.refusal(ip, port or (443 if url.scheme == "https" else 80))
         if why:
