@@ -11,7 +11,8 @@ plain DNS name. Which addresses are refused is a :class:`TargetPolicy`:
 - on every instance: link-local (cloud metadata at 169.254.169.254), unspecified
   (``0.0.0.0/8``, ``::``), multicast and broadcast addresses are never a provider;
 - on a production instance, also loopback, reserved addresses, the bus's own listening
-  address and port, and private-use ranges when the operator forbids them;
+  address and port and its public URL's host and port, and private-use ranges when the
+  operator forbids them;
 - addresses in the operator's allow list are exempt from the production rules (a provider
   sidecar on the bus's own machine, say), never from the first ones nor the bus's own.
 
