@@ -10,8 +10,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
+from dargah.client.consumer import GsbClient
 from dargah.client.tokens import Credentials
 from dargah.core.errors import BadRequest
 from dargah.core.netaddr import (
@@ -26,8 +27,10 @@ from dargah.core.settings import Settings
 from dargah.registry import members, services, topics
 from dargah.registry.instance import open_instance
 from dargah.store.tables import services as services_table
+from dargah.store.tables import subscriptions
 from tests.harness import PROVIDER_LEGAL_ID, World, free_port, make_world
 from tests.providers import Provider
+from tests.webhooks import Webhook, add_topic, delivery_rows, make_event, subscribe, wait_until
 
 METADATA = ipaddress.ip_address("169.254.169.254")
 LOOPBACK = ipaddress.ip_address("127.0.0.1")
@@ -335,3 +338,32 @@ def test_the_management_api_refuses_a_forbidden_url_with_a_problem(production: W
         body = r.json()
         assert body["code"] == "bad-request" and body["detail_fa"]
         assert "secret" not in r.text
+
+
+def test_a_webhook_stored_before_these_rules_is_still_refused_when_the_bus_connects(
+    tmp_path: Path, provider: Provider
+) -> None:
+    w = make_world(tmp_path / "home", provider.url)
+    topic_id = add_topic(w)
+    with Webhook() as hook:
+        sub_id = subscribe(w, "cons", topic_id, webhook=hook.url)
+        with w.engine.begin() as conn:  # as an older release may have stored it
+            conn.execute(
+                update(subscriptions)
+                .where(subscriptions.c.id == sub_id)
+                .values(webhook_url=f"http://[::ffff:169.254.169.254]:{hook.port}/hook")
+            )
+        try:
+            w.start()
+            c = w.clients["sabt"]
+            with GsbClient(w.url, c.id, client_secret=c.secret) as pub:
+                assert pub.publish(topic_id, make_event()).status_code == 202
+
+            def refused() -> bool:
+                rows = delivery_rows(w.engine, sub_id)
+                return bool(rows) and "link-local" in (rows[0]["last_error"] or "")
+
+            assert wait_until(refused, 20), delivery_rows(w.engine, sub_id)
+            assert hook.hits == []
+        finally:
+            w.stop()
