@@ -8,6 +8,7 @@ import os
 import subprocess
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -17,6 +18,7 @@ from dargah.console.web.accounts import add_user
 from dargah.core.identifiers import is_national_code
 from dargah.core.settings import Settings
 from dargah.registry.instance import open_instance
+from dargah.web import attempts
 from dargah.web.attempts import CONSOLE_FAILURES, PORTAL_FAILURES
 from tests.console_site import Visitor
 from tests.harness import DARGAH, free_port
@@ -180,3 +182,26 @@ def test_one_address_trying_many_national_codes_on_the_portal_gets_a_persian_429
     assert r.status_code == 429 and "retry-after" in r.headers
     # someone else is not held up
     assert portal_verify(a.url, next(codes), {"X-Forwarded-For": "203.0.113.8"}).status_code == 400
+
+
+def test_the_wait_ends_when_the_attempt_that_filled_the_limit_leaves_the_window(
+    tmp_path: Path, database_url: str
+) -> None:
+    engine, _info, _ = open_instance(Settings(home=tmp_path / "h", database_url=database_url))
+    t0 = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
+    limit = CONSOLE_FAILURES
+    try:
+        with engine.begin() as conn:
+            for i in range(limit.most):
+                attempts.check(conn, limit, "203.0.113.5", t0 + timedelta(seconds=i))
+                attempts.record(conn, limit, "203.0.113.5", t0 + timedelta(seconds=i))
+            later = t0 + timedelta(seconds=limit.most)
+            with pytest.raises(attempts.TooManyAttempts) as info:
+                attempts.check(conn, limit, "203.0.113.5", later)
+            assert info.value.retry_after == limit.window.total_seconds() - limit.most
+            assert "۱۵ دقیقه" in info.value.message_fa
+            attempts.check(conn, limit, "203.0.113.6", later)  # another address
+            attempts.check(conn, PORTAL_FAILURES, "203.0.113.5", later)  # another realm
+            attempts.check(conn, limit, "203.0.113.5", t0 + limit.window + timedelta(seconds=1))
+    finally:
+        engine.dispose()

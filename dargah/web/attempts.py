@@ -11,6 +11,7 @@ peer, or behind a proxy listed in ``DARGAH_TRUSTED_PROXIES`` the client it forwa
 from __future__ import annotations
 
 import math
+import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -35,6 +36,8 @@ class Limit:
 CONSOLE_FAILURES = Limit("console", 20, timedelta(minutes=15))
 PORTAL_FAILURES = Limit("portal", 20, timedelta(hours=1))
 PORTAL_CODES = Limit("portal-code", 30, timedelta(hours=1))
+LONGEST = max(limit.window for limit in (CONSOLE_FAILURES, PORTAL_FAILURES, PORTAL_CODES))
+PRUNE_EVERY = 100
 
 
 class TooManyAttempts(Exception):
@@ -84,7 +87,8 @@ def check(conn: Connection, limit: Limit, source: str, now: datetime | None = No
 
 
 def record(conn: Connection, limit: Limit, source: str, now: datetime | None = None) -> None:
-    """Count one attempt of ``source``; its attempts older than the window go."""
+    """Count one attempt of ``source``; its attempts older than the window go, and now and
+    then those of every source older than the longest window."""
     now = now or datetime.now(UTC)
     conn.execute(
         delete(sign_in_attempts).where(
@@ -93,6 +97,8 @@ def record(conn: Connection, limit: Limit, source: str, now: datetime | None = N
             sign_in_attempts.c.at <= _iso(now - limit.window),
         )
     )
+    if secrets.randbelow(PRUNE_EVERY) == 0:
+        conn.execute(delete(sign_in_attempts).where(sign_in_attempts.c.at <= _iso(now - LONGEST)))
     conn.execute(
         insert(sign_in_attempts).values(realm=limit.realm, source=source[:64], at=_iso(now))
     )
