@@ -142,10 +142,33 @@ def request_id_of(headers: list[tuple[bytes, bytes]]) -> str | None:
     return None
 
 
-def _shadows(name: bytes) -> bool:
-    """Whether ``name`` with '_' read as '-' is a header the bus controls."""
+_FORWARD, _DROPPED, _VIA = 0, 1, 2
+_KINDS: dict[bytes, int] = {}
+
+
+def _kind_of(raw: bytes) -> int:
+    """What becomes of a header that is not one of the protocol's: forwarded, dropped, or kept
+    aside for the client's address. Names seen before are answered from ``_KINDS``."""
+    name = raw.lower()  # ASGI servers give lower case; the rule does not depend on it
     dashed = name.replace(b"_", b"-")
-    return dashed.startswith((b"gsb-", b"x-forwarded-")) or dashed in _SHADOWED
+    if name in VIA_HEADERS:
+        kind = _VIA
+    elif (
+        name in HOP_BY_HOP
+        or name in _DROP
+        or name in _CLIENT_ADDRESS
+        or name.startswith(b"x-forwarded-")
+        or (
+            dashed != name
+            and (dashed.startswith((b"gsb-", b"x-forwarded-")) or dashed in _SHADOWED)
+        )
+    ):
+        kind = _DROPPED
+    else:
+        kind = _FORWARD
+    if len(_KINDS) < 10_000:  # names a client makes up do not grow it for ever
+        _KINDS[raw] = kind
+    return kind
 
 
 def parse_headers(headers: list[tuple[bytes, bytes]], call: ParsedCall) -> None:
@@ -194,16 +217,16 @@ def parse_headers(headers: list[tuple[bytes, bytes]], call: ParsedCall) -> None:
             call.content_length = n
         elif name == b"connection":
             connection_tokens.update(t.strip().lower() for t in value.split(b","))
-        elif name in HOP_BY_HOP or name in _DROP or name in _CLIENT_ADDRESS:
-            continue
-        elif name in VIA_HEADERS:
-            if call.via is None:
-                call.via = []
-            call.via.append((name, value))
-        elif name.startswith(b"x-forwarded-") or (b"_" in name and _shadows(name)):
-            continue
         else:
-            forward.append((name, value))
+            kind = _KINDS.get(name)
+            if kind is None:
+                kind = _kind_of(name)
+            if kind == _FORWARD:
+                forward.append((name, value))
+            elif kind == _VIA:
+                if call.via is None:
+                    call.via = []
+                call.via.append((name, value))
     if connection_tokens:
         call.forward = [(n, v) for n, v in forward if n not in connection_tokens]
     # Ids need to be unique, not secret: a fast generator (reseeded in every forked process).
