@@ -58,10 +58,8 @@ def check_outbound_url(
         ) from None
 
 
-def _validate(
-    values: dict[str, Any], conn: Connection | None = None, settings: Settings | None = None
-) -> None:
-    if "base_url" in values and conn is not None:
+def _validate(values: dict[str, Any], conn: Connection, settings: Settings | None) -> None:
+    if "base_url" in values:
         check_outbound_url(
             str(values["base_url"]),
             outbound_policy(conn, settings),
