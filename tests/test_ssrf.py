@@ -3,15 +3,18 @@ on a production instance (IR) and a sandbox (TEST), at registration and at conne
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import select, update
 
+from dargah.bus.outbound import OutboundGuard, Refused
 from dargah.client.consumer import GsbClient
 from dargah.client.tokens import Credentials
 from dargah.core.errors import BadRequest
@@ -367,3 +370,33 @@ def test_a_webhook_stored_before_these_rules_is_still_refused_when_the_bus_conne
             assert hook.hits == []
         finally:
             w.stop()
+
+
+def test_a_burst_of_new_connections_shares_one_resolution_which_expires() -> None:
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        real = loop.getaddrinfo
+        asked: list[str] = []
+
+        async def counting(host: Any, *args: Any, **kw: Any) -> Any:
+            asked.append(host)
+            await asyncio.sleep(0.05)  # a resolver that takes its time
+            return await real(host, *args, **kw)
+
+        loop.getaddrinfo = counting  # type: ignore[method-assign]
+        sandbox = OutboundGuard(TargetPolicy(production=False), ttl=0.3)
+        answers = await asyncio.gather(*(sandbox.addresses("localhost", 80) for _ in range(20)))
+        assert asked == ["localhost"]
+        assert all(a == answers[0] for a in answers) and (2, "127.0.0.1") in answers[0]
+        await sandbox.addresses("localhost", 80)
+        assert len(asked) == 1  # from the cache
+        await asyncio.sleep(0.4)
+        await sandbox.addresses("localhost", 80)
+        assert len(asked) == 2  # expired: resolved again
+        production = OutboundGuard(TargetPolicy(production=True))
+        for _ in range(2):
+            with pytest.raises(Refused, match="loopback"):
+                await production.addresses("localhost", 80)
+        assert asked.count("localhost") == 3  # the refusal is remembered as well
+
+    asyncio.run(scenario())

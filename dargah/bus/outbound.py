@@ -18,6 +18,9 @@ from dargah.core.netaddr import BadTarget, IPAddress, TargetPolicy, parse_host
 
 TTL = 10.0
 MAX_CACHED = 10_000
+Addresses = list[tuple[int, str]]
+Answer = tuple[float, Addresses | str]
+"""Until when (monotonic), and the allowed addresses or why the host is refused."""
 
 
 class Refused(Exception):
@@ -28,26 +31,44 @@ class OutboundGuard:
     def __init__(self, policy: TargetPolicy, ttl: float = TTL) -> None:
         self.policy = policy
         self.ttl = ttl
-        self._cache: dict[tuple[str, int], tuple[float, list[tuple[int, str]] | str]] = {}
+        self._cache: dict[tuple[str, int], Answer] = {}
+        self._pending: dict[tuple[str, int], asyncio.Future[Answer]] = {}
 
-    async def addresses(self, host: str, port: int) -> list[tuple[int, str]]:
+    async def addresses(self, host: str, port: int) -> Addresses:
         """(family, address) pairs to connect to for ``host``, all allowed; raises Refused
         when the host's addresses break the policy, OSError when it does not resolve."""
-        now = time.monotonic()
-        hit = self._cache.get((host, port))
-        if hit is None or hit[0] <= now:
-            try:
-                answer: list[tuple[int, str]] | str = await self._check(host, port)
-            except Refused as exc:
-                answer = str(exc)
-            if len(self._cache) >= MAX_CACHED:
-                self._cache.clear()
-            self._cache[(host, port)] = hit = (now + self.ttl, answer)
+        key = (host, port)
+        hit = self._cache.get(key)
+        if hit is None or hit[0] <= time.monotonic():
+            # One resolution per host at a time: the connections a burst opens share it.
+            pending = self._pending.get(key)
+            if pending is None:
+                pending = self._pending[key] = asyncio.ensure_future(self._resolve(key))
+                pending.add_done_callback(self._resolved)
+            hit = await asyncio.shield(pending)
         if isinstance(hit[1], str):
             raise Refused(hit[1])
         return hit[1]
 
-    async def _check(self, host: str, port: int) -> list[tuple[int, str]]:
+    def _resolved(self, future: asyncio.Future[Answer]) -> None:
+        for key, pending in list(self._pending.items()):
+            if pending is future:
+                del self._pending[key]
+        if not future.cancelled():
+            future.exception()  # retrieved: callers that gave up meanwhile see nothing logged
+
+    async def _resolve(self, key: tuple[str, int]) -> Answer:
+        try:
+            answer: Addresses | str = await self._check(*key)
+        except Refused as exc:
+            answer = str(exc)
+        if len(self._cache) >= MAX_CACHED:
+            self._cache.clear()
+        hit: Answer = (time.monotonic() + self.ttl, answer)
+        self._cache[key] = hit
+        return hit
+
+    async def _check(self, host: str, port: int) -> Addresses:
         try:
             literal = parse_host(host)
         except BadTarget as exc:
