@@ -92,7 +92,9 @@ class World:
     def add_service(self, code: str, path: str = "/echo", **kw: Any) -> str:
         service_id = self.sid(code)
         with self.engine.begin() as conn:
-            services.add_service(conn, service_id, self.provider_url + path, "test", **kw)
+            services.add_service(
+                conn, service_id, self.provider_url + path, "test", settings=self.settings, **kw
+            )
         return service_id
 
     def grant(self, client: str, service_id: str, purposes: list[str] | None = None) -> None:
@@ -202,13 +204,26 @@ class World:
 
 
 def make_world(
-    home: Path, provider_url: str, database_url: str = "", instance: str = "TEST"
+    home: Path,
+    provider_url: str,
+    database_url: str = "",
+    instance: str = "TEST",
+    outbound_allow: str | None = None,
 ) -> World:
+    """A new instance. A production one (``IR``) refuses loopback providers unless allowed:
+    ``outbound_allow`` (``DARGAH_OUTBOUND_ALLOW``) is 127.0.0.0/8 there unless given, so
+    that the loopback test provider can serve it, as an operator allows a sidecar."""
     home.mkdir(parents=True, exist_ok=True)
-    settings = Settings(home=home, database_url=database_url, instance=instance)
+    if outbound_allow is None:
+        outbound_allow = "" if instance in ("DEV", "TEST") else "127.0.0.0/8"
+    settings = Settings(
+        home=home, database_url=database_url, instance=instance, outbound_allow=outbound_allow
+    )
     _engine, _info, token = open_instance(settings)
     assert token is not None
     w = World(settings, token, provider_url, instance=instance)
+    if outbound_allow:
+        w.env["DARGAH_OUTBOUND_ALLOW"] = outbound_allow
     with w.engine.begin() as conn:
         for legal_id, name in (
             (PROVIDER_LEGAL_ID, "ثبت احوال"),

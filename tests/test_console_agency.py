@@ -137,6 +137,11 @@ def test_an_agency_admin_registers_its_own_subsystem_keys_and_service(site: Site
     bad = {**update, "base_url": "ftp://x", "timeout_s": "999"}
     r = _post(me, "/console/service", bad)
     assert r.status_code == 400 and 'dir="rtl"' in r.text
+    leaked = {**update, "base_url": "http://gsb:secret@sabt.example/"}
+    r = _post(me, "/console/service", leaked)
+    assert r.status_code == 400 and "گذرواژه" in r.text
+    with w.engine.connect() as conn:
+        assert "secret" not in services.get_service(conn, sid)["base_url"]
     r = _post(
         me,
         "/console/subsystem",

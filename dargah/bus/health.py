@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from dargah.bus.outbound import OutboundGuard, Refused
 from dargah.core.background import Background
 from dargah.registry.snapshot import Snapshot
 
@@ -39,8 +40,11 @@ class Probe:
 
 
 class HealthChecker(Background):
-    def __init__(self, snapshot: Callable[[], Snapshot], interval: float) -> None:
+    def __init__(
+        self, snapshot: Callable[[], Snapshot], interval: float, guard: OutboundGuard
+    ) -> None:
         self._snapshot = snapshot
+        self._guard = guard
         self.interval = interval
         self.results: dict[str, Probe] = {}  # by provider subsystem
 
@@ -67,17 +71,11 @@ class HealthChecker(Background):
         started = time.perf_counter()
         error = None
         try:
-            _reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(
-                    host, port, ssl=ssl.create_default_context() if tls else None
-                ),
-                PROBE_TIMEOUT,
-            )
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
+            await asyncio.wait_for(self._connect(host, port, tls), PROBE_TIMEOUT)
         except TimeoutError:
             error = f"no answer within {PROBE_TIMEOUT:g} s"
+        except Refused as exc:
+            error = str(exc)
         except OSError as exc:
             error = exc.strerror or str(exc)
         return Probe(
@@ -88,6 +86,20 @@ class HealthChecker(Background):
             error,
             time.time(),
         )
+
+    async def _connect(self, host: str, port: int, tls: bool) -> None:
+        """Open and close a connection to the host's first allowed address (as calls do)."""
+        family, address = (await self._guard.addresses(host, port))[0]
+        _reader, writer = await asyncio.open_connection(
+            address,
+            port,
+            family=family,
+            ssl=ssl.create_default_context() if tls else None,
+            server_hostname=host if tls else None,
+        )
+        writer.close()
+        with contextlib.suppress(Exception):
+            await writer.wait_closed()
 
 
 READY_TIMEOUT = 2.0

@@ -269,6 +269,7 @@ class ProxyHandler:
                 (b"gsb-service", service_id.encode()),
                 (b"gsb-request-id", call.request_id.encode()),
                 (b"traceparent", call.traceparent.encode()),
+                (b"forwarded", rt.client_addresses.forwarded(*_peer(scope), call.via)),
             ]
             if call.tracestate is not None:
                 headers.append((b"tracestate", call.tracestate))
@@ -410,6 +411,11 @@ class ProxyHandler:
         headers.append((b"content-length", length or str(len(body)).encode()))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+
+def _peer(scope: Scope) -> tuple[str | None, str]:
+    client = scope.get("client")
+    return (client[0] if client else None), scope.get("scheme", "http")
 
 
 def _encrypt(

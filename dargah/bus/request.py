@@ -10,6 +10,7 @@ import uuid
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
+from dargah.core.forwarded import VIA_HEADERS
 from dargah.core.identifiers import InvalidIdentifier, parse_service_id
 
 HOP_BY_HOP = frozenset(
@@ -28,6 +29,12 @@ HOP_BY_HOP = frozenset(
 )
 # Never forwarded to a provider: credentials, framing, and headers only the bus may set.
 _DROP = frozenset({b"authorization", b"cookie", b"host", b"content-length", b"expect"})
+# What a client says about the hops before the bus: kept aside (believed from trusted proxies
+# only, dargah.core.forwarded), never forwarded; the bus sends its own Forwarded.
+_CLIENT_ADDRESS = frozenset({b"x-real-ip", b"true-client-ip", b"x-client-ip"})
+# Names a provider's framework may read as one of the headers above or a GSB-* header when
+# written with '_' for '-' (many join the two spellings): dropped in every spelling.
+_SHADOWED = HOP_BY_HOP | _DROP | _CLIENT_ADDRESS | VIA_HEADERS | {b"traceparent", b"tracestate"}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 _SERVICE_CACHE: dict[str, bool] = {}
@@ -55,6 +62,8 @@ class ParsedCall:
     tracestate: bytes | None = None
     content_length: int | None = None
     forward: list[tuple[bytes, bytes]] = field(default_factory=list)
+    via: list[tuple[bytes, bytes]] | None = None
+    """The client's X-Forwarded-For, Forwarded and X-Forwarded-Proto, if it sent any."""
 
 
 def _valid_service(raw: str) -> bool:
@@ -133,6 +142,35 @@ def request_id_of(headers: list[tuple[bytes, bytes]]) -> str | None:
     return None
 
 
+_FORWARD, _DROPPED, _VIA = 0, 1, 2
+_KINDS: dict[bytes, int] = {}
+
+
+def _kind_of(raw: bytes) -> int:
+    """What becomes of a header that is not one of the protocol's: forwarded, dropped, or kept
+    aside for the client's address. Names seen before are answered from ``_KINDS``."""
+    name = raw.lower()  # ASGI servers give lower case; the rule does not depend on it
+    dashed = name.replace(b"_", b"-")
+    if name in VIA_HEADERS:
+        kind = _VIA
+    elif (
+        name in HOP_BY_HOP
+        or name in _DROP
+        or name in _CLIENT_ADDRESS
+        or name.startswith(b"x-forwarded-")
+        or (
+            dashed != name
+            and (dashed.startswith((b"gsb-", b"x-forwarded-")) or dashed in _SHADOWED)
+        )
+    ):
+        kind = _DROPPED
+    else:
+        kind = _FORWARD
+    if len(_KINDS) < 10_000:  # names a client makes up do not grow it for ever
+        _KINDS[raw] = kind
+    return kind
+
+
 def parse_headers(headers: list[tuple[bytes, bytes]], call: ParsedCall) -> None:
     """Fill ``call`` from the request headers. Raises ParseError for malformed ones."""
     seen_gsb: set[bytes] = set()
@@ -179,10 +217,16 @@ def parse_headers(headers: list[tuple[bytes, bytes]], call: ParsedCall) -> None:
             call.content_length = n
         elif name == b"connection":
             connection_tokens.update(t.strip().lower() for t in value.split(b","))
-        elif name in HOP_BY_HOP or name in _DROP:
-            continue
         else:
-            forward.append((name, value))
+            kind = _KINDS.get(name)
+            if kind is None:
+                kind = _kind_of(name)
+            if kind == _FORWARD:
+                forward.append((name, value))
+            elif kind == _VIA:
+                if call.via is None:
+                    call.via = []
+                call.via.append((name, value))
     if connection_tokens:
         call.forward = [(n, v) for n, v in forward if n not in connection_tokens]
     # Ids need to be unique, not secret: a fast generator (reseeded in every forked process).

@@ -19,12 +19,15 @@ from dargah.bus.log.backends import open_backend
 from dargah.bus.log.writer import LogWriter
 from dargah.bus.metrics import BusMetrics, SharedMetrics
 from dargah.bus.monitor import Monitor
+from dargah.bus.outbound import OutboundGuard
 from dargah.bus.stream import Shipper
 from dargah.bus.tokens import TokenIssuer, TokenVerifier
 from dargah.bus.tracing import SpanExporter
 from dargah.bus.upstream import Pools
+from dargah.core.forwarded import ClientAddresses
 from dargah.core.identifiers import is_national_code
 from dargah.core.keys import HS256, EdDSASigner, load_private_pem
+from dargah.core.netaddr import target_policy
 from dargah.core.settings import Settings
 from dargah.registry import audit
 from dargah.registry.audit import current_version
@@ -75,7 +78,9 @@ class BusRuntime:
             self._remember_jti,
         )
         self.verifier = TokenVerifier(token_mac)
-        self.pools = Pools(settings.provider_connections)
+        self.client_addresses = ClientAddresses(settings.trusted_proxies)
+        self.outbound = OutboundGuard(target_policy(settings, not self.instance.sandbox))
+        self.pools = Pools(settings.provider_connections, self.outbound)
         self.limiter: RateLimiter = LocalRateLimiter()
         if settings.redis_url:
             from dargah.bus.limits_redis import RedisRateLimiter
@@ -92,7 +97,7 @@ class BusRuntime:
             seal_every_seconds=settings.seal_every_seconds,
         )
         self.tracer = SpanExporter(settings.otlp_endpoint) if settings.otlp_endpoint else None
-        self.health = HealthChecker(lambda: self.snapshot, settings.health_interval)
+        self.health = HealthChecker(lambda: self.snapshot, settings.health_interval, self.outbound)
         self.monitor = Monitor(
             engine,
             self.health,

@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 
 import httptools
 
+from dargah.bus.outbound import OutboundGuard, Refused
+from dargah.core.netaddr import BadTarget, parse_host
+
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 
 
@@ -160,19 +163,27 @@ def _close_delimited(headers: list[tuple[bytes, bytes]]) -> bool:
 
 class Pool:
     """Connections to one provider endpoint (host, port), at most ``limit`` at once, or as many
-    as ``slots`` allows when several pools share one limit."""
+    as ``slots`` allows when several pools share one limit. Each new connection goes to an
+    address ``guard`` resolved and allowed."""
 
     def __init__(
         self,
         host: str,
         port: int,
         limit: int,
+        guard: OutboundGuard,
         tls: bool = False,
         slots: asyncio.Semaphore | None = None,
     ) -> None:
         self.host = host
         self.port = port
+        self._guard = guard
         self._ssl: ssl.SSLContext | None = ssl.create_default_context() if tls else None
+        try:
+            literal = parse_host(host)
+        except BadTarget:
+            literal = None  # the guard refuses it
+        self._server_name = host if literal is None else str(literal)
         name = f"[{host}]" if ":" in host else host  # an IPv6 literal is bracketed (RFC 9110 §7.2)
         self._host_header = name.encode() if port in (80, 443) else f"{name}:{port}".encode()
         self._idle: collections.deque[_Connection] = collections.deque()
@@ -195,21 +206,35 @@ class Pool:
             conn = self._idle.pop()
             if not conn.closed and conn.transport is not None and not conn.transport.is_closing():
                 return conn
-        loop = asyncio.get_running_loop()
         try:
-            _, proto = await asyncio.wait_for(
-                loop.create_connection(
-                    lambda: _Connection(self), self.host, self.port, ssl=self._ssl
-                ),
-                max(timeout, 0.001),
-            )
+            return await asyncio.wait_for(self._open(), max(timeout, 0.001))
         except TimeoutError:
             raise _timeout(timeout) from None
+        except Refused as exc:
+            raise UpstreamError("provider-unavailable", str(exc)) from None
         except OSError as exc:
             raise UpstreamError(
                 "provider-unavailable", f"cannot connect to the provider: {exc.strerror or exc}"
             ) from exc
-        return proto
+
+    async def _open(self) -> _Connection:
+        """A new connection to the first of the host's allowed addresses that answers."""
+        loop = asyncio.get_running_loop()
+        failure: OSError | None = None
+        for family, address in await self._guard.addresses(self.host, self.port):
+            try:
+                _, proto = await loop.create_connection(
+                    lambda: _Connection(self),
+                    address,
+                    self.port,
+                    family=family,
+                    ssl=self._ssl,
+                    server_hostname=self._server_name if self._ssl else None,
+                )
+                return proto
+            except OSError as exc:
+                failure = exc
+        raise failure or OSError(f"{self.host} has no address")
 
     async def request(
         self,
@@ -299,7 +324,8 @@ class Pools:
     """One pool per provider subsystem and endpoint; the connection limit is the subsystem's
     (protocol §4): subsystems behind one gateway do not share it, one subsystem's endpoints do."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, guard: OutboundGuard) -> None:
+        self.guard = guard
         self._pools: dict[tuple[str, str, int, bool], Pool] = {}
         self._slots: dict[str, asyncio.Semaphore] = {}
         self._limit = limit
@@ -311,5 +337,5 @@ class Pools:
             slots = self._slots.get(provider)
             if slots is None:
                 slots = self._slots[provider] = asyncio.Semaphore(self._limit)
-            pool = self._pools[key] = Pool(host, port, self._limit, tls, slots)
+            pool = self._pools[key] = Pool(host, port, self._limit, self.guard, tls, slots)
         return pool

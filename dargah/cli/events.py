@@ -62,7 +62,13 @@ def subscription_add(
     inst = load_instance(home)
     with inst.engine.begin() as conn:
         row = topics.add_subscription(
-            conn, client_id, topic_id, inst.actor, webhook=webhook, pull=pull
+            conn,
+            client_id,
+            topic_id,
+            inst.actor,
+            webhook=webhook,
+            pull=pull,
+            settings=inst.settings,
         )
     click.echo(row["id"])
 

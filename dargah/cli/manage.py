@@ -236,6 +236,7 @@ def service_add(
                 openapi=openapi.read_text(encoding="utf-8") if openapi else None,
                 supplies=list(supplies),
                 store_bodies=store_bodies,
+                settings=inst.settings,
             )
         )
 

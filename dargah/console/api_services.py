@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
 from dargah.console.api_deps import (
     ID_NOTE,
@@ -53,7 +53,7 @@ def list_services(
         }
     ),
 )
-def add_service(body: ServiceIn, engine: EngineDep, caller: Operator) -> Service:
+def add_service(body: ServiceIn, engine: EngineDep, caller: Operator, request: Request) -> Service:
     """Register a bus service of a provider subsystem."""
     doc = None if body.openapi is None else json.dumps(body.openapi, ensure_ascii=False)
     with writing(engine) as conn:
@@ -70,6 +70,7 @@ def add_service(body: ServiceIn, engine: EngineDep, caller: Operator) -> Service
                 openapi=doc,
                 supplies=body.supplies,
                 store_bodies=body.store_bodies,
+                settings=request.app.state.settings,
             )
         )
 
@@ -102,7 +103,7 @@ def get_service_openapi(service: ServiceId, engine: EngineDep, _caller: Operator
 
 @router.patch(SERVICE_PATH, name="update_service", responses=problems({404: "No such service."}))
 def update_service(
-    service: ServiceId, body: ServicePatch, engine: EngineDep, caller: Operator
+    service: ServiceId, body: ServicePatch, engine: EngineDep, caller: Operator, request: Request
 ) -> Service:
     """Change some of a service's settings; fields left out keep their value.
     `maintenance: true` makes calls answer `service-disabled`."""
@@ -110,7 +111,11 @@ def update_service(
     if "openapi" in changes and changes["openapi"] is not None:
         changes["openapi"] = json.dumps(changes["openapi"], ensure_ascii=False)
     with writing(engine) as conn:
-        return Service(**services.update_service(conn, service, changes, caller.actor))
+        return Service(
+            **services.update_service(
+                conn, service, changes, caller.actor, request.app.state.settings
+            )
+        )
 
 
 @router.delete(SERVICE_PATH, name="remove_service", responses=problems({404: "No such service."}))

@@ -199,6 +199,30 @@ class Settings:
             "interval times its fall count, e.g. 3).",
         ),
     )
+    trusted_proxies: str = field(
+        default="",
+        metadata=_meta(
+            "DARGAH_TRUSTED_PROXIES",
+            "CIDRs of the load balancers in front of the bus (comma-separated; empty: none). "
+            "Only from these is X-Forwarded-For / Forwarded believed for the client's address.",
+        ),
+    )
+    outbound_allow: str = field(
+        default="",
+        metadata=_meta(
+            "DARGAH_OUTBOUND_ALLOW",
+            "CIDRs a production instance may still send to although they are loopback, "
+            "reserved, private or its own (comma-separated), e.g. a provider's sidecar.",
+        ),
+    )
+    forbid_private_targets: bool = field(
+        default=False,
+        metadata=_meta(
+            "DARGAH_FORBID_PRIVATE_TARGETS",
+            "1: a production instance refuses providers and webhooks on private-use addresses "
+            "(10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7).",
+        ),
+    )
     log_level: str = field(
         default="info", metadata=_meta("DARGAH_LOG_LEVEL", "debug, info, warning or error.")
     )
@@ -231,7 +255,9 @@ def settings_from_env(env: Mapping[str, str] | None = None, **overrides: Any) ->
         raw = source.get(f.metadata["env"])
         if raw is None or raw == "":
             continue
-        if f.type in ("int", int):
+        if f.type in ("bool", bool):
+            values[f.name] = raw.strip().lower() in ("1", "true", "yes", "on")
+        elif f.type in ("int", int):
             values[f.name] = int(raw)
         elif f.type in ("float", float):
             values[f.name] = float(raw)

@@ -3,6 +3,11 @@
 Authentication: none (these pages sign a citizen in); every form carries a CSRF token.
 The mobile comes over the bus from the authentic source of ``person.mobile`` (the call is in
 the message log with purpose ``identity-verification``), never from the citizen.
+
+Besides the limits per national code (:mod:`dargah.portal.otp`), one client address gets at
+most :data:`~dargah.web.attempts.PORTAL_CODES` codes sent and
+:data:`~dargah.web.attempts.PORTAL_FAILURES` failures (a wrong or dead code, a national code
+with no mobile) an hour, shared by every process; then 429 with ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from dargah.core.persian import to_latin_digits
 from dargah.portal import otp
 from dargah.portal.context import PortalContext, page_route, read_form, safe_next
 from dargah.portal.gateway import SIGN_IN_PURPOSE, BusUnavailable
+from dargah.web import attempts
 
 MOBILE_ITEM = "person.mobile"
 
@@ -58,10 +64,30 @@ def routes(ctx: PortalContext) -> list[Route]:
             return RedirectResponse(safe_next(request.query_params.get("next")), status_code=303)
         return show(request)
 
+    def refused(request: Request, busy: attempts.TooManyAttempts, **kw: str) -> Response:
+        response = show(request, 429, error=busy.message_fa, **kw)
+        response.headers["Retry-After"] = str(busy.retry_after)
+        return response
+
+    def count(source: str, *limits: attempts.Limit) -> None:
+        with ctx.engine.begin() as conn:
+            for limit in limits:
+                attempts.record(conn, limit, source)
+
+    def check(source: str, *limits: attempts.Limit) -> None:
+        with ctx.engine.connect() as conn:
+            for limit in limits:
+                attempts.check(conn, limit, source)
+
     async def request_code(request: Request) -> Response:
         form = await read_form(request)
         if not ctx.sessions.csrf_ok(request, form.get("csrf"), None):
             return show(request, 403, error="نشست فرم منقضی شده است. صفحه را دوباره باز کنید.")
+        address = attempts.source_of(request, ctx.settings.trusted_proxies)
+        try:
+            await run_in_threadpool(check, address, attempts.PORTAL_FAILURES, attempts.PORTAL_CODES)
+        except attempts.TooManyAttempts as busy:
+            return refused(request, busy)
         code = clean_digits(form.get("national_code"))
         if not (len(code) == 10 and is_national_code(code)):
             return show(
@@ -89,6 +115,7 @@ def routes(ctx: PortalContext) -> list[Route]:
             )
         mobile = answer.body.get("mobile") if isinstance(answer.body, dict) else None
         if answer.status == 404 or not isinstance(mobile, str):
+            await run_in_threadpool(count, address, attempts.PORTAL_FAILURES)
             return show(
                 request,
                 400,
@@ -97,8 +124,9 @@ def routes(ctx: PortalContext) -> list[Route]:
             )
         try:
             await run_in_threadpool(otp.issue, ctx.engine, code, mobile, ctx.settings.otp_ttl)
-        except otp.SignInRefused as refused:
-            return show(request, 429, national_code=code, error=refused.message_fa)
+        except otp.SignInRefused as limited:
+            return show(request, 429, national_code=code, error=limited.message_fa)
+        await run_in_threadpool(count, address, attempts.PORTAL_CODES)
         return show(
             request,
             step="code-entry",
@@ -113,12 +141,16 @@ def routes(ctx: PortalContext) -> list[Route]:
             return show(request, 403, error="نشست فرم منقضی شده است. صفحه را دوباره باز کنید.")
         if not (len(code) == 10 and is_national_code(code)):
             return show(request, 400, error="کد ملی معتبر نیست. از ابتدا وارد شوید.")
+        address = attempts.source_of(request, ctx.settings.trusted_proxies)
+        try:
+            await run_in_threadpool(check, address, attempts.PORTAL_FAILURES)
+        except attempts.TooManyAttempts as busy:
+            return refused(request, busy, step="code-entry", national_code=code)
         try:
             await run_in_threadpool(otp.verify, ctx.engine, code, clean_digits(form.get("code")))
-        except otp.SignInRefused as refused:
-            return show(
-                request, 400, step="code-entry", national_code=code, error=refused.message_fa
-            )
+        except otp.SignInRefused as wrong:
+            await run_in_threadpool(count, address, attempts.PORTAL_FAILURES)
+            return show(request, 400, step="code-entry", national_code=code, error=wrong.message_fa)
         response = RedirectResponse(safe_next(form.get("next")), status_code=303)
         await run_in_threadpool(ctx.sessions.create, response, code)
         response.delete_cookie(ctx.sessions.pre_cookie, path="/")

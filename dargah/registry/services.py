@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import re
 from typing import Any
-from urllib.parse import urlsplit
 
 from sqlalchemy import Connection, insert, select, update
 
 from dargah.core.clock import now_rfc3339
 from dargah.core.errors import BadRequest, Conflict, NotFound
 from dargah.core.identifiers import parse_service_id
+from dargah.core.netaddr import BadTarget, TargetPolicy, check_url, target_policy
+from dargah.core.settings import Settings
 from dargah.registry import audit
 from dargah.registry.audit import Action
+from dargah.registry.instance import instance_info
 from dargah.registry.members import get_subsystem
 from dargah.store.tables import services
 
@@ -34,42 +35,37 @@ _MUTABLE = {
 }
 
 
-def _forbidden_host(host: str) -> str | None:
-    """Why the bus must not forward to ``host``, or None: link-local (cloud metadata),
-    unspecified and multicast addresses are never a provider. Loopback is allowed: a provider
-    may be a sidecar on the bus's machine, and the sandbox's agencies run there."""
+def outbound_policy(conn: Connection, settings: Settings | None) -> TargetPolicy:
+    """The address rules for this instance's outbound URLs: production or not is the
+    instance's (its code), the rest comes from ``settings`` (defaults when None)."""
     try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        return None  # a name: resolved by the provider's DNS when the bus connects
-    if ip.is_link_local or ip.is_unspecified or ip.is_multicast:
-        return "link-local, unspecified or multicast"
-    return None
+        return target_policy(settings or Settings(), not instance_info(conn).sandbox)
+    except ValueError as exc:
+        raise BadRequest(str(exc), "فهرست نشانی‌های مجاز در تنظیمات نادرست است") from exc
 
 
-def _validate(values: dict[str, Any]) -> None:
+def check_outbound_url(
+    raw: str, policy: TargetPolicy, what: str, what_fa: str, *, query: bool = False
+) -> None:
+    """BadRequest unless ``raw`` is a URL the bus may send to (:mod:`dargah.core.netaddr`)."""
+    try:
+        check_url(raw, policy, query=query)
+    except BadTarget as exc:
+        raise BadRequest(
+            f"{what}: {exc}",
+            f"{what_fa} پذیرفته نیست: باید http یا https با نام یا نشانی مجاز، بدون نام کاربری "
+            "و گذرواژه باشد و گذرگاه به نشانی‌های داخلی یا ویژه درخواست نمی‌فرستد",
+        ) from None
+
+
+def _validate(values: dict[str, Any], conn: Connection, settings: Settings | None) -> None:
     if "base_url" in values:
-        problem = "the provider base URL must be an http(s) URL with a host and a valid port"
-        raw = str(values["base_url"])
-        try:
-            url = urlsplit(raw)
-            port = url.port
-            ok = url.scheme in ("http", "https") and bool(url.hostname) and port != 0
-        except ValueError:
-            ok = False
-        if not ok or url.query or url.fragment:
-            raise BadRequest(problem, "نشانی ارائه‌دهنده باید یک نشانی http یا https معتبر باشد")
-        if not raw.isascii() or any(ch.isspace() or ord(ch) < 32 for ch in raw):
-            raise BadRequest(
-                "the provider base URL must be ASCII without spaces: percent-encode its path",
-                "نشانی ارائه‌دهنده باید بدون فاصله و با نویسه‌های لاتین (کدگذاری‌شده) باشد",
-            )
-        why = _forbidden_host(url.hostname or "")
-        if why:
-            raise BadRequest(
-                f"the bus does not forward to a {why} address",
-                "گذرگاه به این نشانی (داخلی یا ویژه) درخواست نمی‌فرستد",
-            )
+        check_outbound_url(
+            str(values["base_url"]),
+            outbound_policy(conn, settings),
+            "the provider base URL",
+            "نشانی ارائه‌دهنده",
+        )
     if "timeout_s" in values and not (0 < float(values["timeout_s"]) <= 300):
         raise BadRequest(
             "timeout must be between 0 and 300 seconds", "مهلت پاسخ باید بین ۰ و ۳۰۰ ثانیه باشد"
@@ -120,7 +116,9 @@ def add_service(
     openapi: str | None = None,
     supplies: list[str] | None = None,
     store_bodies: bool = False,
+    settings: Settings | None = None,
 ) -> dict[str, Any]:
+    """Register a service; ``settings`` give the outbound address rules (defaults when None)."""
     sid = parse_service_id(service_id)
     provider = get_subsystem(conn, str(sid.subsystem))
     if provider["status"] != "active":
@@ -134,7 +132,7 @@ def add_service(
         "supplies": supplies or [],
         "openapi": openapi,
     }
-    _validate(values)
+    _validate(values, conn, settings)
     if conn.execute(select(services.c.id).where(services.c.id == service_id)).first():
         raise Conflict(
             f"service {service_id} already exists", f"خدمت {service_id} قبلاً ثبت شده است"
@@ -182,7 +180,11 @@ def list_services(conn: Connection, provider: str | None = None) -> list[dict[st
 
 
 def update_service(
-    conn: Connection, service_id: str, changes: dict[str, Any], actor: str
+    conn: Connection,
+    service_id: str,
+    changes: dict[str, Any],
+    actor: str,
+    settings: Settings | None = None,
 ) -> dict[str, Any]:
     unknown = set(changes) - _MUTABLE
     if unknown:
@@ -190,7 +192,7 @@ def update_service(
             f"cannot change {', '.join(sorted(unknown))}", "این ویژگی‌ها تغییرپذیر نیستند"
         )
     before = _get_row(conn, service_id)
-    _validate(changes)
+    _validate(changes, conn, settings)
     values = dict(changes)
     if "supplies" in values:
         values["supplies"] = json.dumps(sorted(set(values["supplies"] or [])))

@@ -9,16 +9,17 @@ from __future__ import annotations
 import time
 import uuid
 from typing import Any
-from urllib.parse import urlsplit
 
 from sqlalchemy import Connection, insert, select, update
 
 from dargah.core.clock import now_rfc3339
 from dargah.core.errors import BadRequest, Conflict, NotFound
 from dargah.core.identifiers import parse_subsystem_id, parse_topic_id
+from dargah.core.settings import Settings
 from dargah.registry import audit
 from dargah.registry.audit import Action
 from dargah.registry.members import get_subsystem
+from dargah.registry.services import check_outbound_url, outbound_policy
 from dargah.store.tables import deliveries, grants, subscriptions, topics
 
 
@@ -54,19 +55,6 @@ def list_topics(conn: Connection) -> list[dict[str, Any]]:
     return [dict(r) for r in conn.execute(select(topics).order_by(topics.c.id)).mappings()]
 
 
-def _check_webhook(url: str) -> None:
-    try:
-        parts = urlsplit(url)
-        ok = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
-    except ValueError:
-        ok = False
-    if not ok:
-        raise BadRequest(
-            "the webhook must be an http(s) URL with a host",
-            "نشانی وب‌هوک باید یک نشانی http یا https باشد",
-        )
-
-
 def add_subscription(
     conn: Connection,
     client_id: str,
@@ -75,7 +63,10 @@ def add_subscription(
     *,
     webhook: str | None = None,
     pull: bool = False,
+    settings: Settings | None = None,
 ) -> dict[str, Any]:
+    """Subscribe a client to a topic; a webhook follows the outbound address rules of the
+    instance under ``settings`` (defaults when None)."""
     parse_subsystem_id(client_id)
     get_subsystem(conn, client_id)
     topic = get_topic(conn, topic_id)
@@ -85,7 +76,13 @@ def add_subscription(
             "اشتراک یا با وب‌هوک است یا با دریافت مستقیم",
         )
     if webhook is not None:
-        _check_webhook(webhook)
+        check_outbound_url(
+            webhook,
+            outbound_policy(conn, settings),
+            "the webhook",
+            "نشانی وب‌هوک",
+            query=True,
+        )
     granted = conn.execute(
         select(grants.c.id).where(
             grants.c.client_id == client_id,

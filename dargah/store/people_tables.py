@@ -38,6 +38,18 @@ otp_codes = Table(
     Column("used_at", String(32)),
 )
 
+# A failed sign-in (console password, portal code) or a code sent, by client address: the
+# limits per source that every process of an instance shares (dargah.web.attempts).
+sign_in_attempts = Table(
+    "sign_in_attempts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("realm", String(16), nullable=False),
+    Column("source", String(64), nullable=False),
+    Column("at", String(32), nullable=False),
+    Index("ix_sign_in_attempts_source", "realm", "source", "at"),
+)
+
 # An application for a public service, made on the portal or opened by an agency by itself
 # (channel "proactive"). `agency_ref` is the agency's own id for it at `submit_to`.
 applications = Table(

@@ -4,7 +4,9 @@ Passwords are kept as scrypt hashes (``scrypt$N$r$p$salt$hash``, base64). Failed
 audit entries (``security:console:refuse``) and are counted from the audit trail, so every
 process of an instance agrees on the limit: after :data:`MAX_FAILURES` failures for one
 username within :data:`FAILURE_WINDOW`, that username is refused until the window has passed,
-even with the right password. Unknown usernames cost the same hashing time as known ones.
+even with the right password. Failures are counted per client address as well
+(:data:`dargah.web.attempts.CONSOLE_FAILURES`), so that one client cannot try every other
+name. Unknown usernames cost the same hashing time as known ones.
 """
 
 from __future__ import annotations
@@ -12,13 +14,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import math
 import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, insert, select, update
+from sqlalchemy import Connection, Engine, insert, select, update
 
 from dargah.core.clock import now_rfc3339, rfc3339
 from dargah.core.errors import BadRequest, Conflict, NotFound
@@ -28,6 +31,7 @@ from dargah.registry.audit import Action
 from dargah.registry.members import get_member
 from dargah.store.people_tables import console_users
 from dargah.store.tables import audit_log
+from dargah.web import attempts
 
 ROLES = ("operator", "agency-admin", "auditor")
 ROLE_NAMES = {"operator": "راهبر", "agency-admin": "مدیر دستگاه", "auditor": "حسابرس"}
@@ -204,21 +208,38 @@ def _target(username: str) -> str:
 
 
 def recent_failures(conn: Connection, username: str, now: datetime | None = None) -> int:
+    return len(_failure_times(conn, username, now))
+
+
+def _failure_times(conn: Connection, username: str, now: datetime | None = None) -> list[str]:
     since = rfc3339((now or datetime.now(UTC)) - FAILURE_WINDOW)
-    q = select(func.count()).where(
-        audit_log.c.target == _target(username),
-        audit_log.c.action == str(Action.CONSOLE_SIGN_IN_REFUSE),
-        audit_log.c.ts >= since,
+    q = (
+        select(audit_log.c.ts)
+        .where(
+            audit_log.c.target == _target(username),
+            audit_log.c.action == str(Action.CONSOLE_SIGN_IN_REFUSE),
+            audit_log.c.ts >= since,
+        )
+        .order_by(audit_log.c.ts)
     )
-    return int(conn.execute(q).scalar_one())
+    return [str(ts) for ts in conn.execute(q).scalars()]
+
+
+def _unlocks_in(times: list[str], now: datetime) -> int:
+    """Seconds until fewer than MAX_FAILURES of ``times`` are in the window."""
+    filling = datetime.fromisoformat(times[len(times) - MAX_FAILURES].replace("Z", "+00:00"))
+    return max(1, math.ceil((filling + FAILURE_WINDOW - now).total_seconds()))
 
 
 class SignInRefused(Exception):
-    """Wrong username or password, or too many failures; ``locked`` tells which."""
+    """Wrong username or password, or too many failures: ``locked`` for the username,
+    ``from_address`` for the client's address; ``retry_after`` seconds when locked."""
 
-    def __init__(self, locked: bool) -> None:
-        super().__init__("locked" if locked else "wrong username or password")
+    def __init__(self, locked: bool, retry_after: int = 0, from_address: bool = False) -> None:
+        super().__init__("locked" if locked or from_address else "wrong username or password")
         self.locked = locked
+        self.from_address = from_address
+        self.retry_after = retry_after
 
 
 def sign_in(engine: Engine, username: str, password: str, source: str) -> ConsoleUser:
@@ -227,11 +248,17 @@ def sign_in(engine: Engine, username: str, password: str, source: str) -> Consol
     password = password[:MAX_PASSWORD]
     # Read and hash outside any write transaction: scrypt takes tens of milliseconds, and on
     # SQLite a write transaction holds the whole database.
+    now = datetime.now(UTC)
     with engine.connect() as conn:
+        try:
+            attempts.check(conn, attempts.CONSOLE_FAILURES, source, now)
+        except attempts.TooManyAttempts as busy:
+            raise SignInRefused(False, busy.retry_after, from_address=True) from None
         row = conn.execute(
             select(console_users).where(console_users.c.username == username)
         ).first()
-        locked = recent_failures(conn, username) >= MAX_FAILURES
+        failures = _failure_times(conn, username, now)
+        locked = len(failures) >= MAX_FAILURES
     ok = not locked and verify_password(
         password, row.password_hash if row is not None else _DUMMY_HASH
     )
@@ -248,6 +275,7 @@ def sign_in(engine: Engine, username: str, password: str, source: str) -> Consol
                 {"reason": reason, "from": source},
                 bump=False,
             )
+            attempts.record(conn, attempts.CONSOLE_FAILURES, source, now)
             user = None
         else:
             assert row is not None
@@ -262,5 +290,5 @@ def sign_in(engine: Engine, username: str, password: str, source: str) -> Consol
                 bump=False,
             )
     if user is None:
-        raise SignInRefused(locked)
+        raise SignInRefused(locked, _unlocks_in(failures, now) if locked else 0)
     return user

@@ -7,6 +7,8 @@ from starlette.responses import RedirectResponse, Response
 from dargah.console.web.accounts import MAX_FAILURES, SignInRefused, sign_in
 from dargah.console.web.guard import Page, public, requires
 from dargah.console.web.policy import ALL
+from dargah.core.persian import to_persian_digits
+from dargah.web.attempts import TooManyAttempts, source_of
 
 HOME = "/console/status"
 
@@ -44,16 +46,23 @@ def login(page: Page) -> Response:
     password = page.form.get("password", "")
     if not username.strip() or not password:
         return _login_form(page, 400, "نام کاربری و گذرواژه را بنویسید.")
-    source = page.request.client.host if page.request.client else "unknown"
+    settings = getattr(page.state, "settings", None)
+    source = source_of(page.request, settings.trusted_proxies if settings else "")
     try:
         user = sign_in(page.engine, username, password, source)
     except SignInRefused as refused:
-        if refused.locked:
+        if refused.from_address:
+            message = TooManyAttempts(refused.retry_after).message_fa
+        elif refused.locked:
             message = (
-                f"پس از {MAX_FAILURES} تلاش ناموفق، ورود با این نام کاربری تا ۱۵ دقیقه بسته است."
+                f"پس از {to_persian_digits(MAX_FAILURES)} تلاش ناموفق، ورود با این نام کاربری "
+                "تا ۱۵ دقیقه بسته است."
             )
-            return _login_form(page, 429, message.replace(str(MAX_FAILURES), "۵"))
-        return _login_form(page, 401, "نام کاربری یا گذرواژه درست نیست.")
+        else:
+            return _login_form(page, 401, "نام کاربری یا گذرواژه درست نیست.")
+        response = _login_form(page, 429, message)
+        response.headers["Retry-After"] = str(refused.retry_after)
+        return response
     response = RedirectResponse(_safe_next(page.form.get("next")), 303)
     if page.session is not None:
         page.store.end(page.request, response)

@@ -145,6 +145,7 @@ def service_change(page: Page) -> Response:
                 values.pop("base_url"),
                 user.actor,
                 openapi=_openapi(page),
+                settings=getattr(page.state, "settings", None),
                 **values,
             )
         else:
@@ -155,7 +156,9 @@ def service_change(page: Page) -> Response:
                 values["openapi"] = document
             if values["title"] is None:
                 values.pop("title")
-            services.update_service(conn, sid, values, user.actor)
+            services.update_service(
+                conn, sid, values, user.actor, getattr(page.state, "settings", None)
+            )
     return RedirectResponse(f"/console/service?id={sid}", 303)
 
 
