@@ -3,8 +3,10 @@
 :func:`serve` runs one or more applications (each on its own address) in one
 event loop until SIGINT or SIGTERM, then stops accepting, lets the requests in
 flight finish (up to ``grace`` seconds) and runs the lifespan shutdown, which
-is where the bus seals its message log. :func:`run_workers` starts N processes
-that share one port (SO_REUSEPORT) and restarts any that dies.
+is where the bus seals its message log. An address may speak TLS
+(:mod:`dargah.http.tls`): its certificate is loaded again on SIGHUP and when its
+files change. :func:`run_workers` starts N processes that share one port
+(SO_REUSEPORT) and restarts any that dies.
 """
 
 from __future__ import annotations
@@ -19,12 +21,18 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import uvloop
 
+from dargah.http import tls as tls_module
+from dargah.http.framing import Limits
 from dargah.http.protocol import ASGIApp, HttpProtocol, ServerState
+from dargah.http.tls import ServerTls
+
+CERT_CHECK_SECONDS = 5.0
 
 log = logging.getLogger("dargah.http")
 
@@ -39,6 +47,11 @@ class Site:
     lifespan: bool = True
     reuse_port: bool = False
     name: str = "dargah"
+    tls: ServerTls | None = None
+    limits: Limits = field(default_factory=Limits)
+    # RFC 9440 Client-Cert from a TLS-terminating proxy: its header name, and who may send it.
+    cert_header: str = ""
+    is_trusted_proxy: Callable[[str], bool] | None = None
 
 
 class _Lifespan:
@@ -78,6 +91,10 @@ async def _serve(sites: list[Site], grace: float, started: asyncio.Event | None)
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    watcher: asyncio.Task[None] | None = None
+    if any(site.tls is not None for site in sites):
+        loop.add_signal_handler(signal.SIGHUP, tls_module.reload_all)
+        watcher = asyncio.create_task(_watch_certificates())
     lifespans: list[_Lifespan] = []
     servers: list[tuple[asyncio.Server, ServerState]] = []
     try:
@@ -86,16 +103,26 @@ async def _serve(sites: list[Site], grace: float, started: asyncio.Event | None)
                 ls = _Lifespan(site.app)
                 await ls.startup()
                 lifespans.append(ls)
-            state = ServerState(site.app, site.host, site.port)
+            state = ServerState(
+                site.app,
+                site.host,
+                site.port,
+                site.limits,
+                site.cert_header.encode("latin-1"),
+                site.is_trusted_proxy,
+            )
             server = await loop.create_server(
                 functools.partial(HttpProtocol, state),
                 site.host,
                 site.port,
                 reuse_port=site.reuse_port,
                 backlog=2048,
+                ssl=site.tls.context if site.tls is not None else None,
+                ssl_handshake_timeout=site.limits.header if site.tls is not None else None,
             )
             servers.append((server, state))
-            log.info("%s listening on http://%s:%d", site.name, site.host, site.port)
+            scheme = "https" if site.tls is not None else "http"
+            log.info("%s listening on %s://%s:%d", site.name, scheme, site.host, site.port)
         # What start-up made lives as long as the process: keep the collector off it, and let it
         # run less often (a request makes hundreds of short-lived objects, none cyclic).
         gc.freeze()
@@ -104,6 +131,8 @@ async def _serve(sites: list[Site], grace: float, started: asyncio.Event | None)
             started.set()
         await stop.wait()
     finally:
+        if watcher is not None:
+            watcher.cancel()
         for server, state in servers:
             state.closing = True
             server.close()
@@ -118,6 +147,13 @@ async def _serve(sites: list[Site], grace: float, started: asyncio.Event | None)
                 await ls.shutdown()
             except Exception:
                 log.exception("lifespan shutdown failed")
+
+
+async def _watch_certificates() -> None:
+    """Pick up a renewed certificate without a signal (a renewal tool that only writes files)."""
+    while True:
+        await asyncio.sleep(CERT_CHECK_SECONDS)
+        tls_module.reload_all(only_changed=True)
 
 
 def serve(sites: list[Site], *, grace: float = 10.0) -> None:
@@ -148,8 +184,14 @@ def run_workers(argv: list[str], workers: int, host: str, port: int) -> None:
             with contextlib.suppress(ProcessLookupError):
                 p.send_signal(signum)
 
+    def on_reload(signum: int, _frame: Any) -> None:
+        for p in procs.values():
+            with contextlib.suppress(ProcessLookupError):
+                p.send_signal(signum)
+
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_reload)  # reload the TLS certificate in every worker
     for slot in range(workers):
         start(slot)
     restarts: dict[int, float] = {}
