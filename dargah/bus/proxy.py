@@ -47,6 +47,8 @@ _STRIP_FROM_PROVIDER = HOP_BY_HOP | {
     b"gsb-request-id",
     b"gsb-request-hash",
 }
+# Where the server puts the x5t#S256 of the client certificate the connection presented.
+CLIENT_CERT = "dargah.client_cert_s256"
 _CIRCUIT_FAILURES = frozenset({"provider-unavailable", "provider-timeout"})
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"})
 _ALLOW = [(b"allow", b"GET, HEAD, POST, PUT, PATCH, DELETE")]
@@ -219,6 +221,12 @@ class ProxyHandler:
                 raise Refusal(
                     "unauthenticated",
                     "the token is invalid, expired or revoked",
+                    headers=[(b"www-authenticate", b'Bearer error="invalid_token"')],
+                )
+            if claims.cnf is not None and claims.cnf != scope.get(CLIENT_CERT):
+                raise Refusal(
+                    "unauthenticated",
+                    "the token is bound to a client certificate this connection did not present",
                     headers=[(b"www-authenticate", b'Bearer error="invalid_token"')],
                 )
             client = rec["client"] = claims.client

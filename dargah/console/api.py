@@ -21,6 +21,7 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from dargah.console import (
+    api_certs,
     api_grants,
     api_incidents,
     api_log,
@@ -99,7 +100,15 @@ def build_management_app(settings: Settings, engine: Engine) -> Any:
     )
     app.state.engine = engine
     app.state.settings = settings
-    for module in (api_members, api_services, api_grants, api_log, api_status, api_incidents):
+    for module in (
+        api_members,
+        api_certs,
+        api_services,
+        api_grants,
+        api_log,
+        api_status,
+        api_incidents,
+    ):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(api_reports.router, prefix=API_PREFIX)
     install_error_handlers(app)

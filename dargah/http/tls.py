@@ -22,6 +22,7 @@ log = logging.getLogger("dargah.http")
 # TLS 1.2: forward secrecy and AEAD only. TLS 1.3 suites are not chosen by this string.
 CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
 _LIVE: list[ServerTls] = []
+_TRUSTED: dict[str, str] = {}  # client certificates to accept, by a digest of their PEM
 
 
 class ServerTls:
@@ -40,6 +41,8 @@ class ServerTls:
             self.context.load_verify_locations(cafile=client_ca_file)
         self._stamp = self._files_stamp()
         self._trusted: set[str] = set()
+        for pem in _TRUSTED.values():
+            self.trust(pem)
         _LIVE.append(self)
 
     def _files_stamp(self) -> tuple[tuple[int, int], ...]:
@@ -97,9 +100,12 @@ def trust_client_certificates(pems: Iterable[str]) -> None:
     """Let every TLS address of this process accept these client certificates (the self-signed
     system certificates agencies registered). Certificates are only ever added: a revoked one
     still completes a handshake, and the application refuses what it presents."""
-    pems = list(pems)
-    for tls in _LIVE:
-        for pem in pems:
+    for pem in pems:
+        key = hashlib.sha256(pem.encode()).hexdigest()
+        if key in _TRUSTED:
+            continue
+        _TRUSTED[key] = pem
+        for tls in _LIVE:
             tls.trust(pem)
 
 
