@@ -268,39 +268,53 @@ def test_private_key_jwt_stays_and_binds_only_when_a_certificate_is_presented(tl
         assert _claims(bound.token())["cnf"] == {"x5t#S256": tls.cons.thumbprint}
 
 
-def test_the_certificate_is_reloaded_on_sighup_without_a_restart(tls: Tls) -> None:
-    def served_cert() -> bytes:
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-        with (
-            socket.create_connection(("127.0.0.1", tls.world.port), timeout=5) as raw,
-            ctx.wrap_socket(raw) as s,
-        ):
-            der = s.getpeercert(binary_form=True)
-            assert der is not None
-            return der
+def _served_cert(port: int) -> bytes:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        ctx.wrap_socket(raw) as s,
+    ):
+        der = s.getpeercert(binary_form=True)
+        assert der is not None
+        return der
 
-    before = served_cert()
+
+def _renew(server: Pair) -> bytes:
+    """Replace the server's key and certificate files, as a renewal would; the new DER."""
     key = generate_p256()
     pem = self_signed("server", key, hosts=("127.0.0.1", "localhost"))
-    tls.server.key.write_bytes(private_pem(key))  # both files replaced, as a renewal would
-    tls.server.cert.write_bytes(pem)
-    assert tls.world.bus is not None
-    os.kill(tls.world.bus.pid, signal.SIGHUP)
-    deadline = time.monotonic() + 10
-    while served_cert() == before and time.monotonic() < deadline:
+    server.key.write_bytes(private_pem(key))
+    server.cert.write_bytes(pem)
+    return x509.load_pem_x509_certificate(pem).public_bytes(serialization.Encoding.DER)
+
+
+@pytest.mark.parametrize("how", ["SIGHUP", "the files changing"])
+def test_a_renewed_certificate_is_served_without_a_restart(tls: Tls, how: str) -> None:
+    before = _served_cert(tls.world.port)
+    renewed = _renew(tls.server)
+    if how == "SIGHUP":
+        assert tls.world.bus is not None
+        os.kill(tls.world.bus.pid, signal.SIGHUP)
+    deadline = time.monotonic() + (5 if how == "SIGHUP" else 15)
+    while _served_cert(tls.world.port) == before and time.monotonic() < deadline:
         time.sleep(0.2)
-    after = served_cert()
-    assert after != before
-    assert (
-        pem_thumbprint(pem)[0]
-        == pem_thumbprint(
-            x509.load_der_x509_certificate(after).public_bytes(serialization.Encoding.PEM)
-        )[0]
-    )
+    assert _served_cert(tls.world.port) == renewed
+    assert tls.world.bus is not None and tls.world.bus.poll() is None  # the same process
     with tls.client("cons", tls.cons) as client:  # verified against the new certificate
         assert client.call(tls.sid, "/x", purpose="identity-verification").status_code == 200
+
+
+def test_a_broken_certificate_file_keeps_the_one_in_use(tls: Tls) -> None:
+    before = _served_cert(tls.world.port)
+    good = tls.server.cert.read_bytes()
+    tls.server.cert.write_bytes(good[: len(good) // 2])  # half-written
+    assert tls.world.bus is not None
+    os.kill(tls.world.bus.pid, signal.SIGHUP)
+    time.sleep(1.0)
+    assert _served_cert(tls.world.port) == before
+    tls.server.cert.write_bytes(good)
 
 
 def test_revoking_a_certificate_stops_the_tokens_bound_to_it(tls: Tls) -> None:
