@@ -37,6 +37,9 @@ from tests.harness import DARGAH, World, make_world
 from tests.providers import Provider
 
 
+HANDSHAKE_TIMEOUT = 3.0
+
+
 @dataclass
 class Pair:
     cert: Path
@@ -146,6 +149,7 @@ def tls(tmp_path_factory: pytest.TempPathFactory, provider: Provider) -> Iterato
         DARGAH_TLS_CERT_FILE=str(server.cert),
         DARGAH_TLS_KEY_FILE=str(server.key),
         DARGAH_TLS_CLIENT_CA_FILE=str(ca_file),
+        DARGAH_HEADER_TIMEOUT=str(HANDSHAKE_TIMEOUT),
     )
     # "other" registers its certificate through the management API of the running bus.
     with httpx.Client(
@@ -195,6 +199,18 @@ def test_the_bus_speaks_tls_1_2_and_1_3_with_http_1_1_and_nothing_older(tls: Tls
         pytest.raises(ssl.SSLError),
     ):
         old.wrap_socket(raw, server_hostname="127.0.0.1")
+
+
+def test_a_handshake_that_never_comes_is_cut_at_the_header_deadline(tls: Tls) -> None:
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", tls.world.port), timeout=30) as s:
+        s.sendall(b"\x16\x03\x01")  # the start of a ClientHello, and then nothing
+        try:
+            while s.recv(4096):
+                pass
+        except OSError:
+            pass
+    assert time.monotonic() - started < HANDSHAKE_TIMEOUT + 5
 
 
 def test_plain_http_on_the_tls_port_gets_no_answer_in_clear(tls: Tls) -> None:
