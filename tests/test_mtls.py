@@ -36,7 +36,6 @@ from dargah.server import trusted_proxy_check
 from tests.harness import DARGAH, World, make_world
 from tests.providers import Provider
 
-
 HANDSHAKE_TIMEOUT = 3.0
 
 
