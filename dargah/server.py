@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dargah.core.settings import Settings
 from dargah.web.limits import limit_body
@@ -16,6 +17,12 @@ PAGE_BODY_LIMIT = 64 * 1024  # the portal's and dashboard's forms
 CONSOLE_BODY_LIMIT = 4 * 1024 * 1024  # OpenAPI documents and catalogue files up to 2 MB
 API_BODY_LIMIT = 64 * 1024 * 1024  # catalogue imports through the management API
 ASGIApp = Callable[..., Awaitable[None]]
+_LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+if TYPE_CHECKING:
+    from dargah.http.server import Site
+
+log = logging.getLogger("dargah")
 
 
 def build_app(settings: Settings, parts: Iterable[str]) -> Any:
@@ -62,6 +69,57 @@ def build_app(settings: Settings, parts: Iterable[str]) -> Any:
 
         return BusApp(rt, fallback, on_startup=[start_daily], on_shutdown=[daily.stop])
     return fallback
+
+
+def site_for(settings: Settings, app: Any, *, reuse_port: bool = False) -> Site:
+    """Where and how ``dargah serve`` listens: TLS when a certificate is configured, the
+    deadlines, and the client-certificate header of trusted proxies."""
+    from dargah.http.framing import Limits
+    from dargah.http.server import Site
+    from dargah.http.tls import ServerTls
+
+    tls = None
+    if settings.tls_cert_file or settings.tls_key_file:
+        if not (settings.tls_cert_file and settings.tls_key_file):
+            raise ValueError("set both DARGAH_TLS_CERT_FILE and DARGAH_TLS_KEY_FILE")
+        tls = ServerTls(settings.tls_cert_file, settings.tls_key_file, settings.tls_client_ca_file)
+    elif settings.host not in _LOOPBACK:
+        log.warning(
+            "serving plain HTTP on %s: set DARGAH_TLS_CERT_FILE and DARGAH_TLS_KEY_FILE unless "
+            "a load balancer in front terminates TLS",
+            settings.host,
+        )
+    limits = Limits(settings.idle_timeout, settings.header_timeout, settings.body_timeout)
+    return Site(
+        app,
+        settings.host,
+        settings.port,
+        reuse_port=reuse_port,
+        tls=tls,
+        limits=limits,
+        cert_header=settings.client_cert_header,
+        is_trusted_proxy=trusted_proxy_check(
+            c.strip() for c in settings.trusted_proxies.split(",") if c.strip()
+        ),
+    )
+
+
+def trusted_proxy_check(cidrs: Iterable[str]) -> Callable[[str], bool] | None:
+    """A test of a peer address against ``cidrs``; None when there are none."""
+    networks = [ipaddress.ip_network(c, strict=False) for c in cidrs]
+    if not networks:
+        return None
+
+    def trusted(address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        return any(ip in n for n in networks)
+
+    return trusted
 
 
 def _by_prefix(api: Any, other: Any, prefix: str = "") -> Any:

@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -55,10 +56,11 @@ class World:
     port: int = 0
     clients: dict[str, Client] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
+    ca_file: str = ""  # set when the bus serves TLS: its certificate, to verify it with
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.ca_file else 'http'}://127.0.0.1:{self.port}"
 
     @functools.cached_property
     def engine(self) -> Any:
@@ -139,7 +141,10 @@ class World:
                     f"bus exited: {(self.settings.home / 'bus.log').read_text()[-3000:]}"
                 )
             try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                verify: Any = (
+                    ssl.create_default_context(cafile=self.ca_file) if self.ca_file else True
+                )
+                if httpx.get(f"{self.url}/readyz", timeout=1, verify=verify).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass

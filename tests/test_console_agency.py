@@ -17,8 +17,9 @@ from typing import Any
 import httpx
 import pytest
 
-from dargah.core.keys import generate_ed25519, public_jwk
-from dargah.registry import members, services
+from dargah.core.certs import pem_thumbprint, self_signed
+from dargah.core.keys import generate_ed25519, generate_p256, private_pem, public_jwk
+from dargah.registry import certs, members, services
 from tests.console_agency_site import (
     OTHER_CARD,
     PROV_CARD,
@@ -70,6 +71,32 @@ def _post(v: Visitor, path: str, form: dict[str, Any], files: Any = None) -> htt
         return v.post(path, data)
     r = httpx.post(v.base + path, data=data, files=files, headers=v._headers(None), timeout=60)
     return v._keep(r)
+
+
+def test_an_agency_admin_registers_and_revokes_its_systems_tls_certificate(site: Site) -> None:
+    w, _ = site
+    me = signed_in(w.url, "prov-admin")
+    client = f"{w.member(PROVIDER_LEGAL_ID)}/prov"
+    pem = self_signed(client, generate_p256()).decode()
+    thumbprint = pem_thumbprint(pem)[0]
+    r = _post(me, "/console/subsystem", {"action": "add-cert", "id": client, "pem": pem})
+    assert r.status_code == 303, r.text[:400]
+    page = me.get(f"/console/subsystem?id={client}")
+    assert f'data-thumbprint="{thumbprint}"' in page.text
+    r = _post(me, "/console/subsystem", {"action": "add-cert", "id": client, "pem": pem + "x"})
+    assert r.status_code in (400, 409) and 'dir="rtl"' in r.text
+    key_pem = pem + private_pem(generate_p256()).decode()
+    r = _post(me, "/console/subsystem", {"action": "add-cert", "id": client, "pem": key_pem})
+    assert r.status_code == 400 and "گواهی" in r.text
+    r = _post(
+        me,
+        "/console/subsystem",
+        {"action": "revoke-cert", "id": client, "thumbprint": thumbprint},
+    )
+    assert r.status_code == 303
+    with w.engine.connect() as conn:
+        (row,) = certs.list_certificates(conn, client)
+    assert row["status"] == "revoked"
 
 
 def test_console_sessions_last_the_configured_hours(site: Site) -> None:

@@ -80,6 +80,40 @@ def test_every_allowed_service_answers_for_listed_citizens_with_the_private_key(
                 )
 
 
+def test_the_sandbox_shows_mutual_tls_with_the_testers_certificate_alone(demo: Demo) -> None:
+    doc = _doc(demo)
+    client = doc["clients"][0]
+    assert doc["bus_tls_url"].startswith("https://127.0.0.1:")
+    entry = client["allowed"][0]
+    code = doc["citizens"][0]["national_code"]
+    with GsbClient(
+        doc["bus_tls_url"],
+        client["id"],
+        certificate_file=client["certificate_file"],
+        certificate_key_file=client["certificate_key_file"],
+        ca_file=doc["tls_ca_file"],
+    ) as gsb:
+        r = gsb.call(
+            entry["service"],
+            entry["example"]["path"].replace("{subject}", code),
+            method=entry["example"]["method"],
+            purpose=entry["purposes"][0],
+            subject=code,
+        )
+        assert 200 <= r.status_code < 300, r.text[:300]
+        token = gsb.token()
+    # The token is bound to the certificate: over the plain address it is refused.
+    r = httpx.get(
+        f"{doc['bus_url']}/r1/{entry['service']}{entry['example']['path'].replace('{subject}', code)}",
+        headers={
+            "Authorization": f"Bearer {token}",
+            "GSB-Purpose": entry["purposes"][0],
+            "GSB-Subject": code,
+        },
+    )
+    assert r.status_code == 401 and r.headers["gsb-error"] == "unauthenticated"
+
+
 def test_every_denied_service_answers_access_denied(demo: Demo) -> None:
     doc = _doc(demo)
     client = doc["clients"][0]

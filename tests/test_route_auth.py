@@ -39,6 +39,7 @@ SAMPLE_PARAMS = {
     "subsystem": "sabt",
     "service": "person-inquiry.v1",
     "kid": "0123456789abcdef",
+    "thumbprint": "A" * 43,
     "grant_id": "1",
     "incident_id": "1",
     "service_id": "10000000001",

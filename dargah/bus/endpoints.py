@@ -11,7 +11,15 @@ import time
 from typing import Any
 from urllib.parse import parse_qsl
 
-from dargah.bus.proxy import Receive, Refusal, Scope, Send, read_body, send_problem
+from dargah.bus.proxy import (
+    CLIENT_CERT,
+    Receive,
+    Refusal,
+    Scope,
+    Send,
+    read_body,
+    send_problem,
+)
 from dargah.bus.runtime import BusRuntime
 from dargah.bus.tokens import OAuthError
 from dargah.registry.services import get_openapi
@@ -66,7 +74,8 @@ def _basic(scope: Scope) -> tuple[str, str] | None:
 
 
 async def token_endpoint(rt: BusRuntime, scope: Scope, receive: Receive, send: Send) -> None:
-    """POST /oauth/token (RFC 6749 client credentials, RFC 7523 assertions)."""
+    """POST /oauth/token (RFC 6749 client credentials, RFC 7523 assertions, RFC 8705 mutual
+    TLS)."""
     client: str | None = None
     try:
         if scope["method"] != "POST":
@@ -86,7 +95,9 @@ async def token_endpoint(rt: BusRuntime, scope: Scope, receive: Receive, send: S
             form[k] = v
         basic = _basic(scope)
         client = form.get("client_id") or (basic[0] if basic else None)
-        answer = await asyncio.to_thread(rt.issuer.issue, form, basic, rt.snapshot)
+        answer = await asyncio.to_thread(
+            rt.issuer.issue, form, basic, rt.snapshot, scope.get(CLIENT_CERT)
+        )
         rt.metrics.tokens_issued += 1
         await asyncio.to_thread(rt.audit_token, client or _assertion_client(form), True, "issued")
         await send_json(send, 200, answer, headers=[(b"pragma", b"no-cache")])
@@ -126,6 +137,8 @@ async def meta_endpoint(rt: BusRuntime, scope: Scope, send: Send) -> None:
     for name, value in scope["headers"]:
         if name == b"authorization" and value[:7].lower() == b"bearer ":
             claims = rt.verifier.verify(value[7:].strip().decode("latin-1"), snap, time.time())
+    if claims is not None and claims.cnf is not None and claims.cnf != scope.get(CLIENT_CERT):
+        claims = None  # bound to a certificate this connection did not present
     if claims is None:
         await send_problem(
             send,

@@ -7,6 +7,7 @@ no response leaves before its record is committed.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -46,6 +47,8 @@ _STRIP_FROM_PROVIDER = HOP_BY_HOP | {
     b"gsb-request-id",
     b"gsb-request-hash",
 }
+# Where the server puts the x5t#S256 of the client certificate the connection presented.
+CLIENT_CERT = "dargah.client_cert_s256"
 _CIRCUIT_FAILURES = frozenset({"provider-unavailable", "provider-timeout"})
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"})
 _ALLOW = [(b"allow", b"GET, HEAD, POST, PUT, PATCH, DELETE")]
@@ -91,12 +94,33 @@ def request_digest(method: str, path: str, query: bytes, body: bytes) -> bytes:
     return hashlib.sha256(data).digest()
 
 
-async def read_body(receive: Receive, limit: int) -> bytes:
+async def read_body(receive: Receive, limit: int, timeout: float | None = None) -> bytes:
+    """The whole request body, at most ``limit`` bytes. With a ``timeout``, a body not complete
+    at once must arrive within it (a client that stalls is refused, its connection closed)."""
+    message = await receive()
+    if not message.get("more_body", False) and message["type"] == "http.request":
+        body: bytes = message.get("body", b"")  # the common case: the body is in already
+        if len(body) > limit:
+            raise Refusal(
+                "payload-too-large",
+                f"the request body is over the service's limit of {limit} bytes",
+            )
+        return body
+    if timeout is None:
+        return await _read_rest(receive, limit, message)
+    try:
+        async with asyncio.timeout(timeout):
+            return await _read_rest(receive, limit, message)
+    except TimeoutError:
+        raise Refusal(
+            "bad-request", f"the request body did not arrive within {timeout:g} s"
+        ) from None
+
+
+async def _read_rest(receive: Receive, limit: int, message: MutableMapping[str, Any]) -> bytes:
     chunks = []
     size = 0
-    more = True
-    while more:
-        message = await receive()
+    while True:
         if message["type"] == "http.disconnect":
             raise Refusal("bad-request", "the client disconnected before sending the whole body")
         chunk = message.get("body", b"")
@@ -108,7 +132,9 @@ async def read_body(receive: Receive, limit: int) -> bytes:
             )
         chunks.append(chunk)
         more = message.get("more_body", False)
-    return b"".join(chunks)
+        if not more:
+            return b"".join(chunks)
+        message = await receive()
 
 
 class ProxyHandler:
@@ -197,6 +223,12 @@ class ProxyHandler:
                     "the token is invalid, expired or revoked",
                     headers=[(b"www-authenticate", b'Bearer error="invalid_token"')],
                 )
+            if claims.cnf is not None and claims.cnf != scope.get(CLIENT_CERT):
+                raise Refusal(
+                    "unauthenticated",
+                    "the token is bound to a client certificate this connection did not present",
+                    headers=[(b"www-authenticate", b'Bearer error="invalid_token"')],
+                )
             client = rec["client"] = claims.client
             # the service, the grant, purpose and subject
             svc = snap.services.get(service_id)
@@ -248,7 +280,7 @@ class ProxyHandler:
                     "payload-too-large",
                     f"the request body is over the service's limit of {svc.max_body} bytes",
                 )
-            body = await read_body(receive, svc.max_body)
+            body = await read_body(receive, svc.max_body, svc.timeout_s)
             rec["request_bytes"] = len(body)
             digest = request_digest(method, path, query, body)
             rec["request_hash"] = digest.hex()

@@ -27,8 +27,19 @@ HOP_BY_HOP = frozenset(
         b"proxy-connection",
     }
 )
-# Never forwarded to a provider: credentials, framing, and headers only the bus may set.
-_DROP = frozenset({b"authorization", b"cookie", b"host", b"content-length", b"expect"})
+# Never forwarded to a provider: credentials, framing, and headers only the bus may set
+# (RFC 9440's Client-Cert headers come from a TLS-terminating proxy, never from a client).
+_DROP = frozenset(
+    {
+        b"authorization",
+        b"cookie",
+        b"host",
+        b"content-length",
+        b"expect",
+        b"client-cert",
+        b"client-cert-chain",
+    }
+)
 # What a client says about the hops before the bus: kept aside (believed from trusted proxies
 # only, dargah.core.forwarded), never forwarded; the bus sends its own Forwarded.
 _CLIENT_ADDRESS = frozenset({b"x-real-ip", b"true-client-ip", b"x-client-ip"})

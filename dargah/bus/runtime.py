@@ -29,6 +29,7 @@ from dargah.core.identifiers import is_national_code
 from dargah.core.keys import HS256, EdDSASigner, load_private_pem
 from dargah.core.netaddr import target_policy
 from dargah.core.settings import Settings
+from dargah.http.tls import trust_client_certificates
 from dargah.registry import audit
 from dargah.registry.audit import current_version
 from dargah.registry.instance import active_keys, all_public_jwks, instance_info
@@ -43,7 +44,14 @@ def default_public_url(settings: Settings) -> str:
     if settings.public_url:
         return settings.public_url.rstrip("/")
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
-    return f"http://{host}:{settings.port}"
+    scheme = "https" if settings.tls_cert_file else "http"
+    return f"{scheme}://{host}:{settings.port}"
+
+
+def _trust_certificates(snap: Snapshot) -> None:
+    """Let this process's TLS addresses accept the self-signed certificates agencies registered
+    (the bus still refuses a revoked one's tokens)."""
+    trust_client_certificates(c.pem for c in snap.certs.values() if c.active and c.pem)
 
 
 class BusRuntime:
@@ -56,6 +64,7 @@ class BusRuntime:
             keys = active_keys(conn)
             self.jwks = {"keys": all_public_jwks(conn)}
             self.snapshot: Snapshot = load_snapshot(conn)
+        _trust_certificates(self.snapshot)
         ed = load_private_pem(keys["assertion"].private.encode())
         seal = load_private_pem(keys["seal"].private.encode())
         from cryptography.hazmat.primitives.asymmetric import ed25519
@@ -191,6 +200,7 @@ class BusRuntime:
                     break
                 if snap is not None:
                     self.snapshot = snap
+                    _trust_certificates(snap)
                     break
 
     async def _listen_for_changes(self) -> None:

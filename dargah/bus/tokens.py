@@ -1,7 +1,12 @@
 """OAuth 2.0 client credentials (protocol §2): issuing access tokens and checking them.
 
 Client assertions (RFC 7523, private_key_jwt) are verified with the key the
-subsystem registered, with the algorithm that key fixes. Access tokens are
+subsystem registered, with the algorithm that key fixes. Over mutual TLS
+(RFC 8705) a subsystem may instead authenticate with a client certificate it
+registered (``tls_client_auth``/``self_signed_tls_client_auth``: ``client_id``
+alone in the form), and whenever the connection presents a certificate
+registered to the client, the token is bound to it (``cnf.x5t#S256``): the
+bus then accepts it only on connections that present that certificate. Access tokens are
 HS256 JWTs under a key all bus processes of the instance share; every check
 also asks the current registry snapshot whether the client, its member and
 the key behind the token are still active, so a revocation reaches tokens
@@ -44,6 +49,10 @@ class TokenClaims:
     client: str
     kid: str
     exp: int
+    cnf: str | None = None  # x5t#S256 of the certificate the token is bound to
+
+
+CERT_KID = "x5t:"  # the kid of a token obtained with a client certificate alone
 
 
 def _secret_fingerprint(secret_hash: str | None) -> str:
@@ -68,24 +77,35 @@ class TokenIssuer:
         self._remember_jti = remember_jti
 
     def issue(
-        self, form: dict[str, str], basic: tuple[str, str] | None, snap: Snapshot
+        self,
+        form: dict[str, str],
+        basic: tuple[str, str] | None,
+        snap: Snapshot,
+        cert: str | None = None,
     ) -> dict[str, Any]:
+        """A token for the client the request authenticates; ``cert`` is the thumbprint of
+        the client certificate the connection presented, if any."""
         if form.get("grant_type") != "client_credentials":
             raise OAuthError("unsupported_grant_type", "grant_type must be client_credentials")
         if "client_assertion" in form:
             client, kid = self._by_assertion(form, snap)
         elif "client_secret" in form or basic is not None:
             client, kid = self._by_secret(form, basic, snap)
+        elif form.get("client_id"):
+            client, kid = self._by_certificate(form["client_id"], cert, snap)
         else:
             raise OAuthError("invalid_client", "no client authentication given", 401)
         now = int(time.time())
-        claims = {
+        claims: dict[str, Any] = {
             "sub": client,
             "kid": kid,
             "iat": now,
             "exp": now + self._ttl,
             "jti": uuid.uuid4().hex,
         }
+        registered = snap.certs.get(cert) if cert is not None else None
+        if registered is not None and registered.active and registered.client == client:
+            claims["cnf"] = {"x5t#S256": cert}
         return {
             "access_token": self._signer.sign(claims),
             "token_type": "Bearer",
@@ -154,6 +174,27 @@ class TokenIssuer:
             raise OAuthError("invalid_client", "client assertion replayed (jti already used)", 401)
         return client, key.kid
 
+    def _by_certificate(self, client: str, cert: str | None, snap: Snapshot) -> tuple[str, str]:
+        if cert is None:
+            raise OAuthError(
+                "invalid_client",
+                "no client authentication given (no assertion, secret or client certificate)",
+                401,
+            )
+        entry = snap.clients.get(client)
+        registered = snap.certs.get(cert)
+        if (
+            entry is None
+            or not entry.active
+            or registered is None
+            or not registered.active
+            or registered.client != client
+        ):
+            raise OAuthError(
+                "invalid_client", "the client certificate is not one this client registered", 401
+            )
+        return client, CERT_KID + cert
+
     def _by_secret(
         self, form: dict[str, str], basic: tuple[str, str] | None, snap: Snapshot
     ) -> tuple[str, str]:
@@ -188,7 +229,11 @@ class TokenVerifier:
             sub, kid, exp = raw.get("sub"), raw.get("kid"), raw.get("exp")
             if not isinstance(sub, str) or not isinstance(kid, str) or not isinstance(exp, int):
                 return None
-            claims = TokenClaims(sub, kid, exp)
+            cnf = raw.get("cnf")
+            bound = cnf.get("x5t#S256") if isinstance(cnf, dict) else None
+            if cnf is not None and not isinstance(bound, str):
+                return None
+            claims = TokenClaims(sub, kid, exp, bound)
             if len(self._cache) >= _CACHE_MAX:
                 self._cache.clear()
             self._cache[token] = claims
@@ -198,8 +243,15 @@ class TokenVerifier:
         client = snap.clients.get(claims.client)
         if client is None or not client.active:
             return None
+        if claims.cnf is not None:  # the certificate must still be registered and active
+            cert = snap.certs.get(claims.cnf)
+            if cert is None or not cert.active or cert.client != claims.client:
+                return None
         if claims.kid.startswith("secret:"):
             if claims.kid != _secret_fingerprint(client.secret_hash):
+                return None
+        elif claims.kid.startswith(CERT_KID):
+            if claims.cnf is None:
                 return None
         else:
             key = snap.keys.get(claims.kid)

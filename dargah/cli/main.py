@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from dargah import __version__
-from dargah.cli import catalogue, console_users, events, log, manage, oversight, run
+from dargah.cli import catalogue, certs, console_users, events, log, manage, oversight, run
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -16,6 +16,7 @@ def main() -> None:
 
 for group in (
     catalogue.commands,
+    certs.commands,
     console_users.commands,
     events.commands,
     log.commands,

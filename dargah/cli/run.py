@@ -8,7 +8,7 @@ import click
 
 from dargah.cli.context import home_option, reports_errors
 from dargah.core.settings import settings_from_env
-from dargah.server import PARTS, build_app, configure_logging
+from dargah.server import PARTS, build_app, configure_logging, site_for
 
 
 @click.command()
@@ -30,7 +30,7 @@ def serve(
     reuse_port: bool,
 ) -> None:
     """Run the chosen PARTS (default: bus registry) with configuration from DARGAH_* variables."""
-    from dargah.http.server import Site, run_workers
+    from dargah.http.server import run_workers
     from dargah.http.server import serve as serve_sites
 
     chosen = parts or ("bus", "registry")
@@ -55,13 +55,8 @@ def serve(
         run_workers(argv, settings.workers, settings.host, settings.port)
         return
     app = build_app(settings, chosen)
-    site = Site(
-        app,
-        settings.host,
-        settings.port,
-        reuse_port=reuse_port,
-        on_drain=getattr(app, "drain", None),
-    )
+    site = site_for(settings, app, reuse_port=reuse_port)
+    site.on_drain = getattr(app, "drain", None)
     serve_sites([site], drain=settings.drain_seconds)
 
 

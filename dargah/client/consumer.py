@@ -6,11 +6,18 @@ or (sandbox instances only) its client secret, keep it while more than 30 s of
 it remain, and send ``/r1/`` calls and ``/e1/`` events with the GSB headers of
 gsb-protocol §3. A call answered ``401`` with ``GSB-Error: unauthenticated``
 gets a fresh token and is retried once.
+
+Over HTTPS a client may present its system's certificate (``certificate_file``
+and ``certificate_key_file``, mutual TLS): with no key or secret the
+certificate alone authenticates it (RFC 8705), and the bus binds its tokens
+to that certificate. ``ca_file`` names the CA certificates that the bus's
+server certificate is checked against (default: the system's).
 """
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 import threading
 from collections.abc import Mapping
 from typing import Any, Self
@@ -40,6 +47,9 @@ class _Config:
         private_key_file: str | None,
         client_secret: str | None,
         token_url: str | None,
+        certificate_file: str | None = None,
+        certificate_key_file: str | None = None,
+        ca_file: str | None = None,
     ) -> None:
         self.bus_url = bus_url.rstrip("/")
         self.client_id = client_id
@@ -50,7 +60,13 @@ class _Config:
             private_key_pem=private_key_pem,
             private_key_file=private_key_file,
             client_secret=client_secret,
+            mtls=certificate_file is not None,
         )
+        self.verify: ssl.SSLContext | bool = True
+        if certificate_file is not None or ca_file is not None:
+            self.verify = ssl.create_default_context(cafile=ca_file)
+            if certificate_file is not None:
+                self.verify.load_cert_chain(certificate_file, certificate_key_file)
         self.tokens = TokenCache()
         self.token_requests = 0
         """How many token requests this client has sent (for tests and metrics)."""
@@ -70,6 +86,9 @@ class GsbClient(_Config):
         token_url: str | None = None,
         timeout: float = 30.0,
         transport: httpx.BaseTransport | None = None,
+        certificate_file: str | None = None,
+        certificate_key_file: str | None = None,
+        ca_file: str | None = None,
     ) -> None:
         super().__init__(
             bus_url,
@@ -78,8 +97,13 @@ class GsbClient(_Config):
             private_key_file=private_key_file,
             client_secret=client_secret,
             token_url=token_url,
+            certificate_file=certificate_file,
+            certificate_key_file=certificate_key_file,
+            ca_file=ca_file,
         )
-        self._http = httpx.Client(timeout=timeout, transport=transport, follow_redirects=False)
+        self._http = httpx.Client(
+            timeout=timeout, transport=transport, follow_redirects=False, verify=self.verify
+        )
         self._fetch_lock = threading.Lock()
 
     def __enter__(self) -> Self:
@@ -179,6 +203,9 @@ class AsyncGsbClient(_Config):
         token_url: str | None = None,
         timeout: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        certificate_file: str | None = None,
+        certificate_key_file: str | None = None,
+        ca_file: str | None = None,
     ) -> None:
         super().__init__(
             bus_url,
@@ -187,8 +214,13 @@ class AsyncGsbClient(_Config):
             private_key_file=private_key_file,
             client_secret=client_secret,
             token_url=token_url,
+            certificate_file=certificate_file,
+            certificate_key_file=certificate_key_file,
+            ca_file=ca_file,
         )
-        self._http = httpx.AsyncClient(timeout=timeout, transport=transport, follow_redirects=False)
+        self._http = httpx.AsyncClient(
+            timeout=timeout, transport=transport, follow_redirects=False, verify=self.verify
+        )
         self._fetch_lock: asyncio.Lock | None = None
 
     async def __aenter__(self) -> Self:

@@ -1,7 +1,9 @@
 """Client credentials for the bus's token endpoint (gsb-protocol §2).
 
 Builds the RFC 7523 client assertion (EdDSA for Ed25519 keys, ES256 for P-256
-keys, ``kid`` = the key's RFC 7638 thumbprint) or the client_secret_post form,
+keys, ``kid`` = the key's RFC 7638 thumbprint), the client_secret_post form, or
+for mutual TLS (RFC 8705, the client certificate is the credential) the form
+with ``client_id`` alone,
 and keeps the access token until less than :data:`REFRESH_MARGIN` seconds of
 it remain. Shared by the sync and the async consumer clients; does no I/O.
 """
@@ -44,6 +46,7 @@ class Credentials:
     token_url: str
     key: PrivateKey | None = None
     secret: str | None = None
+    mtls: bool = False  # the connection's client certificate authenticates
 
     @classmethod
     def build(
@@ -54,11 +57,15 @@ class Credentials:
         private_key_pem: bytes | None = None,
         private_key_file: str | None = None,
         client_secret: str | None = None,
+        mtls: bool = False,
     ) -> Credentials:
         given = [x is not None for x in (private_key_pem, private_key_file, client_secret)]
+        if sum(given) == 0 and mtls:
+            return cls(client_id, token_url, mtls=True)
         if sum(given) != 1:
             raise ValueError(
-                "give exactly one of private_key_pem, private_key_file or client_secret"
+                "give exactly one of private_key_pem, private_key_file or client_secret, "
+                "or a client certificate"
             )
         if private_key_file is not None:
             private_key_pem = Path(private_key_file).read_bytes()
@@ -88,6 +95,8 @@ class Credentials:
         if self.key is not None:
             form["client_assertion_type"] = ASSERTION_TYPE
             form["client_assertion"] = self.client_assertion()
+        elif self.mtls and self.secret is None:
+            form["client_id"] = self.client_id
         else:
             form["client_id"] = self.client_id
             form["client_secret"] = self.secret or ""

@@ -22,6 +22,7 @@ from sqlalchemy import Engine
 
 from dargah.console import (
     api_admin,
+    api_certs,
     api_grants,
     api_incidents,
     api_log,
@@ -100,7 +101,15 @@ def build_management_app(settings: Settings, engine: Engine) -> Any:
     )
     app.state.engine = engine
     app.state.settings = settings
-    for module in (api_members, api_services, api_grants, api_log, api_status, api_incidents):
+    for module in (
+        api_members,
+        api_certs,
+        api_services,
+        api_grants,
+        api_log,
+        api_status,
+        api_incidents,
+    ):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(api_admin.router, prefix=API_PREFIX)
     app.include_router(api_reports.router, prefix=API_PREFIX)

@@ -210,6 +210,27 @@ class Key(BaseModel):
     revoked_at: str | None
 
 
+class CertificateIn(_In):
+    """A system's client certificate for mutual TLS: the PEM certificate (self-signed or not),
+    or only its ``x5t#S256`` thumbprint (for a certificate from a CA the bus trusts)."""
+
+    pem: str | None = Field(default=None, max_length=16_384, description="PEM certificate")
+    thumbprint: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_-]{43}$",
+        description="x5t#S256: base64url SHA-256 of the certificate's DER",
+    )
+
+
+class Certificate(BaseModel):
+    thumbprint: str = Field(description="x5t#S256 of the certificate (RFC 8705)")
+    subsystem_id: str
+    pem: str | None = Field(description="the certificate, when it was registered whole")
+    status: str
+    created_at: str
+    revoked_at: str | None
+
+
 # Services ------------------------------------------------------------------------------------
 
 

@@ -48,6 +48,55 @@ class Settings:
     workers: int = field(
         default=1, metadata=_meta("DARGAH_WORKERS", "Processes that share the port.")
     )
+    tls_cert_file: str = field(
+        default="",
+        metadata=_meta(
+            "DARGAH_TLS_CERT_FILE",
+            "PEM certificate chain: `dargah serve` then speaks HTTPS (TLS 1.2/1.3) only. "
+            "Reloaded on SIGHUP and when the file changes.",
+        ),
+    )
+    tls_key_file: str = field(
+        default="",
+        metadata=_meta("DARGAH_TLS_KEY_FILE", "PEM private key of DARGAH_TLS_CERT_FILE."),
+    )
+    tls_client_ca_file: str = field(
+        default="",
+        metadata=_meta(
+            "DARGAH_TLS_CLIENT_CA_FILE",
+            "PEM CAs whose client certificates the bus accepts for mutual TLS (besides the "
+            "self-signed system certificates agencies register).",
+        ),
+    )
+    client_cert_header: str = field(
+        default="",
+        metadata=_meta(
+            "DARGAH_CLIENT_CERT_HEADER",
+            "Header (RFC 9440, e.g. Client-Cert) carrying the client certificate a TLS-"
+            "terminating proxy verified; read only from DARGAH_TRUSTED_PROXIES. Empty: off.",
+        ),
+    )
+    idle_timeout: float = field(
+        default=5.0,
+        metadata=_meta(
+            "DARGAH_IDLE_TIMEOUT", "Seconds a kept-alive connection may wait for a request."
+        ),
+    )
+    header_timeout: float = field(
+        default=10.0,
+        metadata=_meta(
+            "DARGAH_HEADER_TIMEOUT",
+            "Seconds a client has to send a request's head (and a TLS handshake); then 408.",
+        ),
+    )
+    body_timeout: float = field(
+        default=60.0,
+        metadata=_meta(
+            "DARGAH_BODY_TIMEOUT",
+            "Seconds a client has to send a request's body once its head is in; then 408. "
+            "Bus calls are cut sooner, at their service's timeout.",
+        ),
+    )
     log_durability: str = field(
         default="process",
         metadata=_meta(
@@ -204,7 +253,8 @@ class Settings:
         metadata=_meta(
             "DARGAH_TRUSTED_PROXIES",
             "CIDRs of the load balancers in front of the bus (comma-separated; empty: none). "
-            "Only from these is X-Forwarded-For / Forwarded believed for the client's address.",
+            "Only from these is X-Forwarded-For / Forwarded believed for the client's address, "
+            "and the client-certificate header (DARGAH_CLIENT_CERT_HEADER) accepted.",
         ),
     )
     outbound_allow: str = field(
@@ -263,6 +313,8 @@ def settings_from_env(env: Mapping[str, str] | None = None, **overrides: Any) ->
             values[f.name] = float(raw)
         elif f.type in ("Path", Path):
             values[f.name] = Path(raw)
+        elif f.type == "tuple[str, ...]":
+            values[f.name] = tuple(p.strip() for p in raw.split(",") if p.strip())
         else:
             values[f.name] = raw
     values.update({k: v for k, v in overrides.items() if v is not None})

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, select
 
 from dargah.core.errors import NotFound
 from dargah.core.keys import generate_ed25519, private_pem, public_jwk
@@ -281,3 +281,47 @@ def provision_catalogue(engine: Engine, home: Path, instance: str) -> int:
     seed.write_text(json.dumps(load_seed_catalogue(), ensure_ascii=False), encoding="utf-8")
     report = import_catalogue(engine, [seed], actor=ACTOR, instance=instance)
     return len(load_seed_catalogue()["services"]) if report is not None else 0
+
+
+@dataclass(frozen=True)
+class SandboxTls:
+    """The sandbox's HTTPS address: its server certificate, and a client certificate of the
+    tester registered for mutual TLS (all made once, kept in HOME/tls)."""
+
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+
+
+def provision_tls(engine: Engine, home: Path, hosts: list[str], client_id: str) -> SandboxTls:
+    from dargah.core.certs import pem_thumbprint, self_signed
+    from dargah.core.keys import generate_p256
+    from dargah.registry import certs
+    from dargah.store.tables import subsystem_certs
+
+    tls_dir = home / "tls"
+    tls_dir.mkdir(parents=True, exist_ok=True)
+    out = SandboxTls(
+        tls_dir / "server.crt",
+        tls_dir / "server.key",
+        tls_dir / "tester.crt",
+        tls_dir / "tester.key",
+    )
+    for cert_file, key_file, name, names in (
+        (out.server_cert, out.server_key, "Dargah sandbox", hosts),
+        (out.client_cert, out.client_key, client_id, []),
+    ):
+        if not (cert_file.exists() and key_file.exists()):
+            key = generate_p256()
+            key_file.write_bytes(private_pem(key))
+            key_file.chmod(0o600)
+            cert_file.write_bytes(self_signed(name, key, hosts=names, days=3650))
+    thumb, pem = pem_thumbprint(out.client_cert.read_bytes())
+    with engine.begin() as conn:
+        known = conn.execute(
+            select(subsystem_certs.c.thumbprint).where(subsystem_certs.c.thumbprint == thumb)
+        ).first()
+        if known is None:
+            certs.add_certificate(conn, client_id, ACTOR, pem=pem)
+    return out

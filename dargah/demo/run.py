@@ -34,9 +34,11 @@ from dargah.demo.provision import (
     provision_client,
     provision_desks,
     provision_events,
+    provision_tls,
     tester_grants,
 )
 from dargah.http.server import Site, serve
+from dargah.http.tls import ServerTls
 from dargah.registry.instance import new_secret, open_instance
 from dargah.sandbox.agencies import AGENCIES
 from dargah.sandbox.apps import build_sandbox_app
@@ -71,6 +73,8 @@ def run_demo(settings: Settings) -> None:
     )
     sandbox_port = _free_port_after(settings.host, settings.port)
     sandbox_url = f"http://{host}:{sandbox_port}"
+    tls_port = _free_port_after(settings.host, sandbox_port)
+    tls_url = f"https://{host}:{tls_port}"
 
     click.echo("Preparing the sandbox ...", err=True)
     token = admin_token(engine, home, fresh_token)
@@ -102,6 +106,11 @@ def run_demo(settings: Settings) -> None:
         member_name=PORTAL_MEMBER_NAME,
         grants_for=portal_grants(info.code),
     )
+    demo_tls = provision_tls(engine, home, sorted({host, "127.0.0.1", "localhost"}), tester.id)
+    tester_entry = client_entry(tester, info.code, allowed, denied)
+    # Mutual TLS (RFC 8705): this certificate alone gets the tester tokens bound to it.
+    tester_entry["certificate_file"] = str(demo_tls.client_cert.resolve())
+    tester_entry["certificate_key_file"] = str(demo_tls.client_key.resolve())
     settings = settings.with_overrides(
         portal_client_id=portal.id,
         portal_key_file=str(portal.private_key_file),
@@ -113,9 +122,13 @@ def run_demo(settings: Settings) -> None:
         instance=info.code,
         bus_url=bus_url,
         admin={"username": "admin", "password": secrets["admin_password"], "api_token": token},
-        clients=[client_entry(tester, info.code, allowed, denied)],
+        clients=[tester_entry],
         citizens=citizens,
-        extra={"sandbox_url": sandbox_url},
+        extra={
+            "sandbox_url": sandbox_url,
+            "bus_tls_url": tls_url,
+            "tls_ca_file": str(demo_tls.server_cert.resolve()),
+        },
     )
     engine.dispose()
 
@@ -136,12 +149,21 @@ def run_demo(settings: Settings) -> None:
     sites = [
         Site(main_app, settings.host, settings.port, name="bus"),
         Site(sandbox_app, settings.host, sandbox_port, lifespan=False, name="sandbox agencies"),
+        Site(
+            main_app,
+            settings.host,
+            tls_port,
+            lifespan=False,
+            name="bus over TLS",
+            tls=ServerTls(str(demo_tls.server_cert), str(demo_tls.server_key)),
+        ),
     ]
 
     click.echo(
         f"\nDargah sandbox ({info.code}) is running.\n"
         f"  bus and management API  {bus_url}   (OpenAPI: {bus_url}/api/openapi.json)\n"
         f"  sandbox agencies        {sandbox_url}\n"
+        f"  bus over TLS (mTLS)     {tls_url}\n"
         f"  demo.json               {path.resolve()}\n"
         f"  admin API token         in demo.json (admin.api_token)\n"
         "Press Ctrl-C to stop.\n",

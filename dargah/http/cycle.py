@@ -159,3 +159,17 @@ class Cycle:
         if not more:
             self.response_done = True
             proto.response_finished(self)
+
+
+async def send_plain(cycle: Cycle, status: int, body: bytes) -> None:
+    await cycle.send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await cycle.send({"type": "http.response.body", "body": body})

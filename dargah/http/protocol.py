@@ -3,15 +3,17 @@
 A lean server for the bus's per-request path: no more work per request than
 parsing, one scope dictionary, and one write per response in the common case.
 It keeps connections alive, answers pipelined requests in order, applies
-back-pressure in both directions, and bounds what a client can make it hold:
-the request line, the headers, and idle connections.
+back-pressure in both directions, and bounds what a client can make it hold
+and for how long: the request line and the headers (counted as the bytes
+arrive, before the parser buffers them), ambiguous body framing (refused,
+:mod:`dargah.http.framing`), and time: idle connections, a request's head and
+its body each have a deadline (:class:`~dargah.http.framing.Limits`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import json
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -19,39 +21,51 @@ from urllib.parse import unquote
 
 import httptools
 
-from dargah.http.cycle import DATE, REASONS, Cycle
+from dargah.http.cycle import Cycle, send_plain
+from dargah.http.framing import (
+    MAX_FRAMING_OVERHEAD,
+    MAX_HEAD,
+    MAX_HEADER_BYTES,
+    MAX_HEADERS,
+    MAX_URL,
+    Limits,
+    Refused,
+    check_framing,
+    malformed_to_app,
+    rejection,
+)
+from dargah.http.tls import cert_from_header, thumbprint
 
 log = logging.getLogger("dargah.http")
 
 Message = MutableMapping[str, Any]
 ASGIApp = Callable[..., Awaitable[None]]
 
-MAX_URL = 16 * 1024
-MAX_HEADER_BYTES = 64 * 1024
-MAX_HEADERS = 200
 HIGH_WATER = 1024 * 1024
-IDLE_TIMEOUT = 5.0
-# Requests refused before an application sees them: (problem code, title, Persian title).
-_REJECTIONS = {
-    400: ("bad-request", "Bad request", "درخواست نادرست است"),
-    414: ("uri-too-long", "Request target too long", "نشانی درخواست بیش از حد طولانی است"),
-    431: ("headers-too-large", "Request headers too large", "سرآیندهای درخواست بیش از حد بزرگ است"),
-}
-
-
-class _TooLarge(Exception):
-    def __init__(self, status: int, detail: str) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
 
 
 class ServerState:
-    """What all connections of one server share."""
+    """What all connections of one server share.
 
-    def __init__(self, app: ASGIApp, host: str, port: int) -> None:
+    ``cert_header`` names a request header (RFC 9440 ``Client-Cert``) that carries the client
+    certificate a TLS-terminating proxy verified; it is read only on connections from
+    ``is_trusted_proxy`` addresses.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        host: str,
+        port: int,
+        limits: Limits | None = None,
+        cert_header: bytes = b"",
+        is_trusted_proxy: Callable[[str], bool] | None = None,
+    ) -> None:
         self.app = app
         self.server_addr = (host, port)
+        self.limits = limits or Limits()
+        self.cert_header = cert_header.lower()
+        self.is_trusted_proxy = is_trusted_proxy
         self.connections: set[HttpProtocol] = set()
         self.tasks: set[asyncio.Task[None]] = set()
         self.closing = False
@@ -64,20 +78,30 @@ class HttpProtocol(asyncio.Protocol):
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
         self.client: tuple[str, int] | None = None
+        self.scheme = "http"
+        self.cert_s256: str | None = None  # the client certificate's SHA-256 (base64url), if any
+        self.read_cert_header = False
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
         self.header_bytes = 0
         self.expect_100 = False
+        self.framing: list[tuple[bytes, bytes]] = []  # Transfer-Encoding and Content-Length
+        self.in_head = False  # a request's head has begun and is not complete
+        self.head_bytes = 0
+        self.wire_bytes = 0  # bytes received while reading the current body
+        self.body_bytes = 0  # of which body
         self.current: Cycle | None = None  # the request being read
         self.running: Cycle | None = None  # the request being answered
         self.queue: collections.deque[Cycle] = collections.deque()
         self.read_paused = False
         self.write_paused = False
         self._drained: asyncio.Event | None = None
-        self._idle: asyncio.TimerHandle | None = None
-        self._idle_from: float | None = None  # when the connection went idle; None while busy
+        self._timer: asyncio.TimerHandle | None = None
+        self._ready_from = 0.0  # when the connection became ready for a request
+        self._body_of: Cycle | None = None  # the body whose deadline runs, and the deadline
+        self._body_due = 0.0
         self._pending_reject: tuple[int, str] | None = None
-        self.reject_hook = _malformed_to_app
+        self.reject_hook = malformed_to_app
 
     # -- asyncio.Protocol ---------------------------------------------------
 
@@ -85,12 +109,23 @@ class HttpProtocol(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername")
         self.client = (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) else None
-        self.state.connections.add(self)
-        self._arm_idle()
+        tls = transport.get_extra_info("ssl_object")
+        if tls is not None:  # called once the handshake is done: the peer's certificate is known
+            self.scheme = "https"
+            der = tls.getpeercert(binary_form=True)
+            if der:
+                self.cert_s256 = thumbprint(der)
+        state = self.state
+        if state.cert_header and state.is_trusted_proxy is not None and self.client is not None:
+            self.read_cert_header = state.is_trusted_proxy(self.client[0])
+        state.connections.add(self)
+        self._arm()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.state.connections.discard(self)
-        self._disarm_idle()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         for cycle in (self.current, self.running, *self.queue):
             if cycle is not None:
                 cycle.disconnected = True
@@ -100,7 +135,14 @@ class HttpProtocol(asyncio.Protocol):
         self.transport = None
 
     def data_received(self, data: bytes) -> None:
-        self._idle_from = None
+        if self.in_head:
+            # Counted before the parser sees the bytes: it buffers a header until its line ends.
+            self.head_bytes += len(data)
+            if self.head_bytes > MAX_HEAD:
+                self._reject(431, "the request head is too large")
+                return
+        elif self.current is not None:
+            self.wire_bytes += len(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -115,15 +157,23 @@ class HttpProtocol(asyncio.Protocol):
             cycle.keep_alive = False
             cycle.wake()
             self.current = None
+            return
         except httptools.HttpParserCallbackError as exc:
             cause = exc.__context__
-            if isinstance(cause, _TooLarge):
+            if isinstance(cause, Refused):
                 self._reject(cause.status, cause.detail)
             else:
                 log.exception("error while reading a request")
                 self._reject(400, "malformed request")
-        except httptools.HttpParserError:
-            self._reject(400, "malformed HTTP request")
+            return
+        except httptools.HttpParserError as exc:
+            self._reject(400, f"malformed HTTP request: {exc}")
+            return
+        if (
+            self.current is not None
+            and self.wire_bytes > 2 * self.body_bytes + MAX_FRAMING_OVERHEAD
+        ):
+            self._reject(400, "the chunked framing is far larger than the body it carries")
 
     def pause_writing(self) -> None:
         self.write_paused = True
@@ -147,23 +197,39 @@ class HttpProtocol(asyncio.Protocol):
         self.headers = []
         self.header_bytes = 0
         self.expect_100 = False
+        self.in_head = True
+        self.head_bytes = 0
 
     def on_url(self, url: bytes) -> None:
         self.url += url
         if len(self.url) > MAX_URL:
-            raise _TooLarge(414, "the request target is too long")
+            raise Refused(414, "the request target is too long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.header_bytes += len(name) + len(value)
         if self.header_bytes > MAX_HEADER_BYTES or len(self.headers) >= MAX_HEADERS:
-            raise _TooLarge(431, "the request headers are too large")
+            raise Refused(431, "the request headers are too large")
         name = name.lower()
         self.headers.append((name, value))
-        if name == b"expect" and value.lower() == b"100-continue":
+        if name == b"transfer-encoding" or name == b"content-length":
+            self.framing.append((name, value))
+        elif name == b"expect" and value.lower() == b"100-continue":
             self.expect_100 = True
 
     def on_headers_complete(self) -> None:
         parser = self.parser
+        self.in_head = False
+        http_version = parser.get_http_version()
+        keep_alive = parser.should_keep_alive()
+        if self.framing:
+            framing, self.framing = self.framing, []
+            if check_framing(
+                [v for n, v in framing if n == b"transfer-encoding"],
+                [v for n, v in framing if n == b"content-length"],
+                http_version,
+            ):
+                keep_alive = False
+            self.wire_bytes = self.body_bytes = 0
         method = parser.get_method().decode("ascii")
         url = self.url
         if url[:1] != b"/":
@@ -176,10 +242,10 @@ class HttpProtocol(asyncio.Protocol):
         scope: dict[str, Any] = {
             "type": "http",
             "asgi": {"version": "3.0", "spec_version": "2.3"},
-            "http_version": parser.get_http_version(),
+            "http_version": http_version,
             "server": self.state.server_addr,
             "client": self.client,
-            "scheme": "http",
+            "scheme": self.scheme,
             "method": method,
             "root_path": "",
             "path": unquote(raw_path.decode("latin-1"), encoding="utf-8", errors="replace")
@@ -190,7 +256,13 @@ class HttpProtocol(asyncio.Protocol):
             "headers": self.headers,
             "state": {},
         }
-        cycle = Cycle(self, scope, parser.should_keep_alive(), self.expect_100)
+        if self.cert_s256 is not None:
+            scope["dargah.client_cert_s256"] = self.cert_s256
+        elif self.read_cert_header:
+            cert = cert_from_header(self.headers, self.state.cert_header)
+            if cert is not None:
+                scope["dargah.client_cert_s256"] = cert
+        cycle = Cycle(self, scope, keep_alive, self.expect_100)
         self.current = cycle
         if self.running is None:
             self._run(cycle)
@@ -202,6 +274,7 @@ class HttpProtocol(asyncio.Protocol):
         cycle = self.current
         if cycle is None or cycle.response_done:
             return
+        self.body_bytes += len(body)
         cycle.body.append(body)
         cycle.wake()
         if len(cycle.body) > 8 and sum(len(b) for b in cycle.body) > HIGH_WATER:
@@ -221,6 +294,8 @@ class HttpProtocol(asyncio.Protocol):
         task = self.loop.create_task(self._call(cycle))
         self.state.tasks.add(task)
         task.add_done_callback(self.state.tasks.discard)
+        if self._timer is None and cycle is self.current:  # its body is still to come: timed
+            self._timer = self.loop.call_at(self.loop.time(), self._tick)
 
     async def _call(self, cycle: Cycle) -> None:
         try:
@@ -229,13 +304,13 @@ class HttpProtocol(asyncio.Protocol):
             log.exception("unhandled error in the application")
             if not cycle.response_started:
                 cycle.keep_alive = False
-                await _send_plain(cycle, 500, b'{"code":"internal","detail":"internal error"}')
+                await send_plain(cycle, 500, b'{"code":"internal","detail":"internal error"}')
             elif self.transport is not None:
                 self.transport.close()
             return
         if not cycle.response_done:
             if not cycle.response_started:
-                await _send_plain(cycle, 500, b'{"code":"internal","detail":"no response"}')
+                await send_plain(cycle, 500, b'{"code":"internal","detail":"no response"}')
             else:
                 await cycle.send({"type": "http.response.body", "body": b"", "more_body": False})
 
@@ -254,7 +329,7 @@ class HttpProtocol(asyncio.Protocol):
             self._reject(*self._pending_reject)
         else:
             self.resume_reading()
-            self._arm_idle()
+            self._arm()
 
     def pause_reading(self) -> None:
         if not self.read_paused and self.transport is not None:
@@ -269,111 +344,87 @@ class HttpProtocol(asyncio.Protocol):
     def _reject(self, status: int, detail: str) -> None:
         """Answer a request that cannot be read, then close the connection.
 
-        Requests before it on the same connection are answered first, in order.
+        Requests before it on the same connection are answered first, in order. A request whose
+        head was read but whose body cannot be is never run if it was waiting its turn; if it is
+        running, its application sees the client disconnect and the answer goes out now.
         """
         transport = self.transport
         if transport is None or transport.is_closing():
             return
-        self.current = None
+        broken, self.current = self.current, None
+        self.in_head = False
+        if broken is not None:
+            broken.disconnected = True
+            broken.keep_alive = False
+            broken.wake()
+            if broken is self.running:
+                self.pause_reading()
+                if not broken.response_started:
+                    transport.write(rejection(status, detail))
+                transport.close()
+                return
+            if broken in self.queue:
+                self.queue.remove(broken)
         if self.running is not None or self.queue:
             self._pending_reject = (status, detail)
             self.pause_reading()
             return
-        if self.url.startswith((b"/r1/", b"/e1/")) and self.reject_hook is not None:
+        if (
+            broken is None
+            and status != 408
+            and self.url.startswith((b"/r1/", b"/e1/"))
+            and self.reject_hook is not None
+        ):
             # The application records even calls it cannot read (the bus's message log).
             self.pause_reading()
             self.reject_hook(self, detail)
             return
-        code, title, title_fa = _REJECTIONS.get(status, _REJECTIONS[400])
-        body = json.dumps(
-            {
-                "type": f"urn:gsb:problem:{code}",
-                "title": title,
-                "status": status,
-                "code": code,
-                "request_id": None,
-                "detail": detail,
-                "detail_fa": title_fa,
-            },
-            ensure_ascii=False,
-        ).encode()
-        transport.write(
-            b"HTTP/1.1 %d %s\r\n%scontent-type: application/problem+json\r\n"
-            b"gsb-error: %s\r\ncontent-length: %d\r\nconnection: close\r\n\r\n%s"
-            % (status, REASONS.get(status, b"Error"), DATE.get(), code.encode(), len(body), body)
-        )
+        transport.write(rejection(status, detail))
         transport.close()
 
-    # -- idle connections ----------------------------------------------------
+    # -- deadlines -----------------------------------------------------------
 
-    # A connection keeps one timer while idle rather than a new one per request: the timer
-    # checks when the connection last went idle and waits on, or closes it.
+    # A connection keeps one timer rather than one per request: when it fires it looks at what
+    # the connection is waiting for (the next request, the rest of a head, the rest of a body)
+    # and closes it, or waits on until that deadline. While an application works on a complete
+    # request nothing is expected from the client and the timer rests until the answer is out.
 
-    def _arm_idle(self) -> None:
-        self._idle_from = self.loop.time()
-        if self._idle is None:
-            self._idle = self.loop.call_at(self._idle_from + IDLE_TIMEOUT, self._idle_expired)
+    def _arm(self) -> None:
+        """The connection is ready for a request (new, or its last answer written)."""
+        self._ready_from = self.loop.time()
+        if self._timer is None:
+            self._timer = self.loop.call_at(self._ready_from + self.state.limits.idle, self._tick)
 
-    def _disarm_idle(self) -> None:
-        self._idle_from = None
-        if self._idle is not None:
-            self._idle.cancel()
-            self._idle = None
-
-    def _idle_expired(self) -> None:
-        self._idle = None
-        since = self._idle_from
-        if since is None or self.transport is None:  # busy: armed again when it goes idle
+    def _tick(self) -> None:
+        self._timer = None
+        transport = self.transport
+        if transport is None or transport.is_closing():
             return
-        due = since + IDLE_TIMEOUT
-        if self.loop.time() < due:
-            self._idle = self.loop.call_at(due, self._idle_expired)
-        elif self.running is None:
-            self.transport.close()
+        limits = self.state.limits
+        now = self.loop.time()
+        cycle = self.current
+        if cycle is not None and cycle is self.running:  # reading the body of a running request
+            if cycle is not self._body_of:
+                self._body_of, self._body_due = cycle, now + limits.body
+            if now >= self._body_due:
+                self._reject(408, "the request body did not arrive in time")
+                return
+            due = self._body_due
+        elif self.running is not None or self.queue:
+            return  # armed again when the answer is out, or a waiting body starts to count
+        elif self.in_head:
+            due = self._ready_from + limits.header
+            if now >= due:
+                self._reject(408, "the request head did not arrive in time")
+                return
+        else:
+            due = self._ready_from + limits.idle
+            if now >= due:
+                transport.close()
+                return
+        self._timer = self.loop.call_at(due, self._tick)
 
     def shutdown(self) -> None:
         """Close now if idle; otherwise after the response being written."""
         if self.running is None and self.transport is not None:
             self.transport.close()
-
-
-def _malformed_to_app(proto: HttpProtocol, detail: str) -> None:
-    """Hand a request whose headers could not be read to the application, flagged, then close."""
-    try:
-        method = proto.parser.get_method().decode("ascii")
-    except Exception:
-        method = "GET"
-    raw_path, _, query = proto.url.partition(b"?")
-    scope: dict[str, Any] = {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.3"},
-        "http_version": "1.1",
-        "server": proto.state.server_addr,
-        "client": proto.client,
-        "scheme": "http",
-        "method": method,
-        "root_path": "",
-        "path": raw_path.decode("latin-1"),
-        "raw_path": raw_path[:MAX_URL],
-        "query_string": query[:MAX_URL],
-        "headers": proto.headers[:MAX_HEADERS],
-        "state": {},
-        "dargah.malformed": detail,
-    }
-    cycle = Cycle(proto, scope, keep_alive=False, expect_100=False)
-    cycle.complete = True
-    proto._run(cycle)
-
-
-async def _send_plain(cycle: Cycle, status: int, body: bytes) -> None:
-    await cycle.send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
-    await cycle.send({"type": "http.response.body", "body": body})

@@ -6,8 +6,10 @@ each site's ``on_drain`` is called, so that its readiness check fails and load
 balancers move away, while it goes on serving), stops accepting, lets the
 requests in flight finish (up to ``grace`` seconds) and runs the lifespan
 shutdown, which is where the bus seals its message log. A second signal ends
-the drain at once. :func:`run_workers` starts N processes
-that share one port (SO_REUSEPORT) and restarts any that dies.
+the drain at once. An address may speak TLS (:mod:`dargah.http.tls`): its
+certificate is loaded again on SIGHUP and when its files change.
+:func:`run_workers` starts N processes that share one port (SO_REUSEPORT) and
+restarts any that dies.
 """
 
 from __future__ import annotations
@@ -23,12 +25,17 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import uvloop
 
+from dargah.http import tls as tls_module
+from dargah.http.framing import Limits
 from dargah.http.protocol import ASGIApp, HttpProtocol, ServerState
+from dargah.http.tls import ServerTls
+
+CERT_CHECK_SECONDS = 5.0
 
 log = logging.getLogger("dargah.http")
 
@@ -44,6 +51,11 @@ class Site:
     reuse_port: bool = False
     name: str = "dargah"
     on_drain: Callable[[], None] | None = None
+    tls: ServerTls | None = None
+    limits: Limits = field(default_factory=Limits)
+    # RFC 9440 Client-Cert from a TLS-terminating proxy: its header name, and who may send it.
+    cert_header: str = ""
+    is_trusted_proxy: Callable[[str], bool] | None = None
 
 
 class _Lifespan:
@@ -92,6 +104,10 @@ async def _serve(
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal)
+    watcher: asyncio.Task[None] | None = None
+    if any(site.tls is not None for site in sites):
+        loop.add_signal_handler(signal.SIGHUP, tls_module.reload_all)
+        watcher = asyncio.create_task(_watch_certificates())
     lifespans: list[_Lifespan] = []
     servers: list[tuple[asyncio.Server, ServerState]] = []
     try:
@@ -100,16 +116,26 @@ async def _serve(
                 ls = _Lifespan(site.app)
                 await ls.startup()
                 lifespans.append(ls)
-            state = ServerState(site.app, site.host, site.port)
+            state = ServerState(
+                site.app,
+                site.host,
+                site.port,
+                site.limits,
+                site.cert_header.encode("latin-1"),
+                site.is_trusted_proxy,
+            )
             server = await loop.create_server(
                 functools.partial(HttpProtocol, state),
                 site.host,
                 site.port,
                 reuse_port=site.reuse_port,
                 backlog=2048,
+                ssl=site.tls.context if site.tls is not None else None,
+                ssl_handshake_timeout=site.limits.header if site.tls is not None else None,
             )
             servers.append((server, state))
-            log.info("%s listening on http://%s:%d", site.name, site.host, site.port)
+            scheme = "https" if site.tls is not None else "http"
+            log.info("%s listening on %s://%s:%d", site.name, scheme, site.host, site.port)
         # What start-up made lives as long as the process: keep the collector off it, and let it
         # run less often (a request makes hundreds of short-lived objects, none cyclic).
         gc.freeze()
@@ -120,6 +146,8 @@ async def _serve(
         if drain > 0:
             await _drain(sites, drain, lambda: signals > 1)
     finally:
+        if watcher is not None:
+            watcher.cancel()
         for server, state in servers:
             state.closing = True
             server.close()
@@ -144,6 +172,13 @@ async def _drain(sites: list[Site], seconds: float, cut_short: Callable[[], bool
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline and not cut_short():
         await asyncio.sleep(0.05)
+
+
+async def _watch_certificates() -> None:
+    """Pick up a renewed certificate without a signal (a renewal tool that only writes files)."""
+    while True:
+        await asyncio.sleep(CERT_CHECK_SECONDS)
+        tls_module.reload_all(only_changed=True)
 
 
 def serve(sites: list[Site], *, grace: float = 10.0, drain: float = 0.0) -> None:
@@ -174,8 +209,14 @@ def run_workers(argv: list[str], workers: int, host: str, port: int) -> None:
             with contextlib.suppress(ProcessLookupError):
                 p.send_signal(signum)
 
+    def on_reload(signum: int, _frame: Any) -> None:
+        for p in procs.values():
+            with contextlib.suppress(ProcessLookupError):
+                p.send_signal(signum)
+
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_reload)  # reload the TLS certificate in every worker
     for slot in range(workers):
         start(slot)
     restarts: dict[int, float] = {}

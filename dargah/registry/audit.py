@@ -26,6 +26,8 @@ class Action(StrEnum):
     SUBSYSTEM_SECRET = "registry:subsystem:secret"
     KEY_ADD = "registry:key:add"
     KEY_REVOKE = "registry:key:revoke"
+    CERT_ADD = "registry:certificate:add"
+    CERT_REVOKE = "registry:certificate:revoke"
     SERVICE_ADD = "registry:service:add"
     SERVICE_UPDATE = "registry:service:update"
     SERVICE_REMOVE = "registry:service:remove"

@@ -8,7 +8,7 @@ any process or command takes effect everywhere within a few seconds.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -21,6 +21,7 @@ from dargah.store.tables import (
     members,
     quotas,
     services,
+    subsystem_certs,
     subsystem_keys,
     subsystems,
     topics,
@@ -61,6 +62,16 @@ class ServiceEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class CertEntry:
+    """A client certificate registered on a subsystem (by its x5t#S256 thumbprint)."""
+
+    thumbprint: str
+    client: str
+    pem: str | None
+    active: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Quota:
     per_second: float
     burst: float
@@ -82,6 +93,7 @@ class Snapshot:
     grants: dict[tuple[str, str], frozenset[str]]
     quotas: dict[tuple[str, str | None], Quota]
     topics: dict[str, TopicEntry]
+    certs: dict[str, CertEntry] = field(default_factory=dict)
 
     def service_ids_for(self, client: str) -> list[str]:
         return sorted(s for (c, s) in self.grants if c == client)
@@ -162,4 +174,8 @@ def load_snapshot(conn: Connection) -> Snapshot:
         )
         for t in conn.execute(select(topics.c.id, topics.c.subsystem_id, topics.c.status))
     }
-    return Snapshot(version, clients, keys, svc, grant_map, quota_map, topic_map)
+    certs = {
+        c.thumbprint: CertEntry(c.thumbprint, c.subsystem_id, c.pem, c.status == "active")
+        for c in conn.execute(select(subsystem_certs))
+    }
+    return Snapshot(version, clients, keys, svc, grant_map, quota_map, topic_map, certs)

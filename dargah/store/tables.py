@@ -90,6 +90,18 @@ subsystem_keys = Table(
     Column("revoked_at", String(40)),
 )
 
+subsystem_certs = Table(
+    "subsystem_certs",
+    metadata,
+    # RFC 8705 x5t#S256: base64url SHA-256 of the certificate's DER.
+    Column("thumbprint", String(64), primary_key=True),
+    Column("subsystem_id", String(120), ForeignKey("subsystems.id"), nullable=False, index=True),
+    Column("pem", Text),  # absent when only the thumbprint was registered
+    Column("status", String(16), nullable=False),
+    Column("created_at", String(40), nullable=False),
+    Column("revoked_at", String(40)),
+)
+
 services = Table(
     "services",
     metadata,

@@ -18,6 +18,7 @@ from urllib.parse import parse_qs
 from dargah.bus.events import store
 from dargah.bus.log.writer import LogUnavailable
 from dargah.bus.proxy import (
+    CLIENT_CERT,
     ProxyHandler,
     Receive,
     Refusal,
@@ -120,7 +121,7 @@ class EventsHandler:
                 [],
             )
 
-    def _authenticate(self, call: ParsedCall) -> str:
+    def _authenticate(self, call: ParsedCall, scope: Scope) -> str:
         auth = call.authorization
         if auth is None or auth[:7].lower() != b"bearer ":
             raise Refusal(
@@ -135,6 +136,12 @@ class EventsHandler:
             raise Refusal(
                 "unauthenticated",
                 "the token is invalid, expired or revoked",
+                headers=[(b"www-authenticate", b'Bearer error="invalid_token"')],
+            )
+        if claims.cnf is not None and claims.cnf != scope.get(CLIENT_CERT):
+            raise Refusal(
+                "unauthenticated",
+                "the token is bound to a client certificate this connection did not present",
                 headers=[(b"www-authenticate", b'Bearer error="invalid_token"')],
             )
         return claims.client
@@ -163,7 +170,7 @@ class EventsHandler:
                 "events are published with POST",
                 headers=[(b"allow", b"POST")],
             )
-        client = rec["client"] = self._authenticate(call)
+        client = rec["client"] = self._authenticate(call, scope)
         topic = rt.snapshot.topics.get(topic_id)
         if topic is None or not topic.active:
             raise Refusal("unknown-service", f"there is no topic {topic_id}")
@@ -215,7 +222,7 @@ class EventsHandler:
             raise Refusal(
                 "method-not-allowed", "pull events with GET", headers=[(b"allow", b"GET")]
             )
-        client = rec["client"] = self._authenticate(call)
+        client = rec["client"] = self._authenticate(call, scope)
         params = parse_qs(query.decode("latin-1"))
         after = decode_cursor(params["after"][0]) if params.get("after") else None
         sub, rows = await asyncio.to_thread(

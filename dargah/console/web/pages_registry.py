@@ -1,4 +1,4 @@
-"""The registry's pages: members, and subsystems with their keys.
+"""The registry's pages: members, and subsystems with their keys and TLS certificates.
 
 What a user sees and may change is decided by :mod:`dargah.console.web.policy`; the changes
 themselves are the registry's functions (one transaction, audit entries included). A key is
@@ -17,7 +17,7 @@ from dargah.console.web import inputs, policy
 from dargah.console.web.guard import Page, requires
 from dargah.console.web.policy import AGENCY_ADMIN, ALL, OPERATOR
 from dargah.core.errors import BadRequest
-from dargah.registry import members, services
+from dargah.registry import certs, members, services
 from dargah.registry.instance import instance_info
 
 CLASSES = ("GOV", "PUB", "COM", "NGO")
@@ -89,11 +89,13 @@ def subsystem_detail(page: Page) -> Response:
     with page.engine.connect() as conn:
         sub = members.get_subsystem(conn, client)
         keys = members.list_keys(conn, client)
+        certificates = certs.list_certificates(conn, client)
         provided = services.list_services(conn, client)
     return page.render(
         "subsystem.html",
         sub=sub,
         keys=keys,
+        certificates=certificates,
         services=provided,
         may_change=policy.can_change(page.me, client),
     )
@@ -123,7 +125,9 @@ def _new_client(form: dict[str, str]) -> str | None:
 @requires(OPERATOR, AGENCY_ADMIN)
 def subsystem_change(page: Page) -> Response:
     action = inputs.choice(
-        page.form, "action", ("add", "revoke", "add-key", "rotate-key", "revoke-key")
+        page.form,
+        "action",
+        ("add", "revoke", "add-key", "rotate-key", "revoke-key", "add-cert", "revoke-cert"),
     )
     if action is None:
         raise BadRequest("action is required", "کار خواسته‌شده نامعتبر است")
@@ -139,6 +143,15 @@ def subsystem_change(page: Page) -> Response:
             members.revoke_subsystem(conn, client, user.actor)
         elif action == "add-key":
             members.add_key(conn, client, _jwk(page.form), user.actor)
+        elif action == "add-cert":
+            text = inputs.required(page.form, "pem", "گواهی", 16_384).strip()
+            if "BEGIN" in text:
+                certs.add_certificate(conn, client, user.actor, pem=text)
+            else:
+                certs.add_certificate(conn, client, user.actor, thumbprint=text)
+        elif action == "revoke-cert":
+            thumbprint = inputs.required(page.form, "thumbprint", "گواهی", 64)
+            certs.revoke_certificate(conn, client, thumbprint, user.actor)
         else:
             kid = inputs.required(page.form, "kid", "کلید", 80)
             if action == "rotate-key":
