@@ -22,7 +22,12 @@ install: $(STAMP) ## Create the virtual environment and install Dargah with its 
 run: $(STAMP) ## Start the sandbox (bus, registry, portal, console, sandbox agencies) on http://127.0.0.1:8000
 	$(BIN)/dargah demo
 
-test: $(STAMP) ## Run the test suite (SQLite, and PostgreSQL when reachable)
+AXE := .npm-test/node_modules/axe-core/axe.min.js
+
+$(AXE):
+	npm install --no-save --no-audit --no-fund --prefix .npm-test axe-core@4.10.2
+
+test: $(STAMP) $(AXE) ## Run the test suite (SQLite, and PostgreSQL when reachable)
 	$(BIN)/pytest
 
 lint: $(STAMP) ## ruff lint and format check
