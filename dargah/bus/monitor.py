@@ -40,6 +40,7 @@ from dargah.core.clock import rfc3339
 from dargah.core.persian import to_persian_digits
 from dargah.registry import incidents
 from dargah.registry.snapshot import ServiceEntry, Snapshot
+from dargah.store.db import READ_ONLY
 
 log = logging.getLogger("dargah.monitor")
 
@@ -156,6 +157,8 @@ class Monitor(Background):
             if svc.active:
                 hosts.setdefault(host_of(svc), []).append(svc)
         probes = self.health.results
+        with self.engine.connect().execution_options(**READ_ONLY) as conn:
+            open_causes = {i["cause"] for i in incidents.list_incidents(conn, "open")}
         for cause, svcs in sorted(hosts.items()):
             found = [probes.get(s.provider) for s in svcs]
             known = [p for p in found if p is not None]
@@ -169,6 +172,12 @@ class Monitor(Background):
             hot = {s.id for s in svcs} & burning
             h = self.history.setdefault(cause, History())
             h.add(now, frozenset(down | hot), reachable=any(p.ok for p in known))
+            # Most rounds change nothing: only then take a write transaction.
+            if h.samples[-1].failing:
+                if not h.persists(self.rules.open_probes):
+                    continue
+            elif cause not in open_causes or not h.sustained(self.rules.resolve_probes):
+                continue
             errors = [f"{p.endpoint}: {p.error}" for p in known if not p.ok]
             self._decide(cause, svcs, h, now, errors, bool(hot))
 

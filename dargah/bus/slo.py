@@ -12,13 +12,15 @@ faster than :data:`FAST_BURN`: the multi-window alert of Google's SRE workbook.
 The counts come from ``slo_buckets``: forwarded calls per service and 5-minute bucket,
 rolled up from the message log by :func:`roll_up` (each monitor round, a bounded batch of
 records past ``slo_cursor``), so that a report reads at most 8,640 small rows per service
-instead of a month of the log. The short window is the bucket holding ``now`` and the one
-before it (5 to 10 minutes). A call counts as slow against the latency objective in force
-when it was rolled up.
+instead of a month of the log (summed by the database, and kept a minute). The short
+window is the bucket holding ``now`` and the one before it (5 to 10 minutes). A call counts
+as slow against the latency objective in force when it was rolled up.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -38,6 +40,7 @@ FAST_BURN = 14.4
 # Fewer forwarded calls than this in the short window never count as burning.
 MIN_CALLS = 10
 ROLL_UP_BATCH = 50_000
+MONTH_CACHE_SECONDS = 60.0
 # Outcomes that count against a provider (its own 5xx answers too).
 PROVIDER_FAILURES = frozenset(
     {"provider-unavailable", "provider-timeout", "circuit-open", "response-too-large"}
@@ -249,6 +252,26 @@ def month_sums(conn: Connection, now: float) -> dict[str, Counts]:
     return {sid: Counts(int(a or 0), int(b or 0), int(c or 0)) for sid, a, b, c in conn.execute(q)}
 
 
+_months: dict[int, tuple[float, dict[str, Counts]]] = {}
+_months_lock = threading.Lock()
+
+
+def _cached_month_sums(conn: Connection, now: float) -> dict[str, Counts]:
+    """:func:`month_sums`, measured at most every :data:`MONTH_CACHE_SECONDS` per database:
+    the console's status page asks every 10 s, and a month barely moves in a minute."""
+    key = id(conn.engine)
+    with _months_lock:
+        hit = _months.get(key)
+    if hit is not None and time.monotonic() - hit[0] < MONTH_CACHE_SECONDS:
+        return hit[1]
+    sums = month_sums(conn, now)
+    with _months_lock:
+        if len(_months) > 32:
+            _months.clear()
+        _months[key] = (time.monotonic(), sums)
+    return sums
+
+
 def buckets_since(conn: Connection, since: float) -> dict[str, dict[int, Counts]]:
     """Every service's buckets from ``since`` (epoch seconds) on."""
     out: dict[str, dict[int, Counts]] = {}
@@ -265,7 +288,7 @@ def reports(
     """:func:`report` for each of ``service_ids``."""
     objs = objectives(conn, defaults)
     recent = buckets_since(conn, now - LONG_WINDOW)
-    months = month_sums(conn, now)
+    months = _cached_month_sums(conn, now)
     return {
         sid: report(recent.get(sid, {}), objs.get(sid, defaults), now, months.get(sid, Counts()))
         for sid in service_ids
