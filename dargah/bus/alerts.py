@@ -193,6 +193,11 @@ class AlertSender:
             )
             if final:
                 change = change_of(a["incident"], a["kind"], a["revision"])
+                fa = "فرستاده شد" if ok else "پس از چند بار تلاش فرستاده نشد"
                 incidents.event(
-                    conn, int(a["incident_id"]), "monitor", "alert", f"{change}: {outcome}"
+                    conn,
+                    int(a["incident_id"]),
+                    "monitor",
+                    "alert",
+                    f"هشدار «{KIND_FA[change]}» {fa} ({change}: {outcome})",
                 )

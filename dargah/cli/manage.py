@@ -292,6 +292,7 @@ def service_slo(
     inst = load_instance(home)
     defaults = slo.default_objective(inst.settings)
     with inst.engine.begin() as conn:
+        services.get_service(conn, service_id)  # not-found for an unknown service
         if clear:
             objectives.clear_objective(conn, service_id, inst.actor)
         elif any(v is not None for v in (availability, latency_ms, latency_percent)):

@@ -67,7 +67,14 @@ def status(
     health = getattr(request.app.state, "health", None)
     defaults = _defaults(request)
     with reading(engine) as conn:
-        entries = service_status(conn, minutes, health.results if health is not None else None)
+        objs = slo.objectives(conn, defaults)
+        entries = service_status(
+            conn,
+            minutes,
+            health.results if health is not None else None,
+            latency={sid: (o.latency_percent, o.latency_ms) for sid, o in objs.items()},
+            default_latency=(defaults.latency_percent, defaults.latency_ms),
+        )
         reports = slo.reports(conn, [e["service"] for e in entries], defaults, time.time())
     agencies: dict[str, dict[str, Any]] = {}
     order = {"down": 2, "degraded": 1, "up": 0}

@@ -47,7 +47,14 @@ def _status(page: Page) -> dict[str, Any]:
     )
     user = page.me
     with page.engine.connect() as conn:
-        entries = service_status(conn, minutes, health.results if health is not None else None)
+        objs = slo.objectives(conn, defaults)
+        entries = service_status(
+            conn,
+            minutes,
+            health.results if health is not None else None,
+            latency={sid: (o.latency_percent, o.latency_ms) for sid, o in objs.items()},
+            default_latency=(defaults.latency_percent, defaults.latency_ms),
+        )
         reports = slo.reports(conn, [e["service"] for e in entries], defaults, time.time())
         open_incidents = [i for i in incidents.list_incidents(conn, "open") if _visible(user, i)]
     agencies: dict[str, dict[str, Any]] = {}

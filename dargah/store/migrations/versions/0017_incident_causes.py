@@ -5,13 +5,16 @@ a Persian summary, when the failure started and the incident was last (re)opened
 revision that keys each alert. ``incident_outages`` hold the spans of downtime (for daily
 uptime), ``incident_alerts`` the alerts to send, each once. ``service_objectives`` hold the
 objectives set per bus service; ``slo_buckets`` the forwarded calls per service and 5
-minutes, rolled up behind the message log up to ``slo_cursor``.
+minutes, rolled up behind the message log up to ``slo_cursor``. Incidents still open
+(opened per service by the old monitor) are resolved, with a note on their timeline.
 
 Revision ID: 0017
 Revises: 0012
 """
 
 from __future__ import annotations
+
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from alembic import op
@@ -20,6 +23,11 @@ revision = "0017"
 down_revision = "0012"
 branch_labels = None
 depends_on = None
+CLOSED = (
+    "بسته شد هنگام ارتقا: رخدادها اکنون برای هر میزبان ارائه‌دهنده و پس از خرابی پایدار گشوده "
+    "می‌شوند (closed by the upgrade: incidents are now opened per provider host, once a failure "
+    "persists)"
+)
 
 
 def upgrade() -> None:
@@ -31,6 +39,28 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("failing_since", sa.String(length=32), nullable=True))
         batch_op.add_column(sa.Column("revision", sa.Integer(), nullable=False, server_default="0"))
         batch_op.create_index(batch_op.f("ix_incidents_cause"), ["cause"], unique=False)
+    # Incidents still open were opened per service, by one failed probe: close them, so that
+    # the new monitor opens one per failing host, if anything still fails.
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    conn = op.get_bind()
+    still_open = [
+        r[0] for r in conn.execute(sa.text("SELECT id FROM incidents WHERE state = 'open'"))
+    ]
+    for iid in still_open:
+        conn.execute(
+            sa.text(
+                "UPDATE incidents SET state = 'resolved', open_key = NULL, resolved_at = :now, "
+                "resolution = :why WHERE id = :id"
+            ),
+            {"now": now, "why": CLOSED, "id": iid},
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO incident_events (incident_id, ts, actor, kind, text) "
+                "VALUES (:id, :now, 'upgrade', 'resolved', :why)"
+            ),
+            {"now": now, "why": CLOSED, "id": iid},
+        )
     op.create_table(
         "incident_outages",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
@@ -104,7 +134,8 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_incident_outages_started_at"))
         batch_op.drop_index(batch_op.f("ix_incident_outages_incident_id"))
     op.drop_table("incident_outages")
-    with op.batch_alter_table("incidents", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_incidents_cause"))
-        for name in ("revision", "failing_since", "started_at", "summary_fa", "services", "cause"):
-            batch_op.drop_column(name)
+    # Plain ALTER TABLE … DROP COLUMN (SQLite 3.35+): a batch would copy the table, which its
+    # events' foreign key forbids once incidents have timelines.
+    op.drop_index(op.f("ix_incidents_cause"), table_name="incidents")
+    for name in ("revision", "failing_since", "started_at", "summary_fa", "services", "cause"):
+        op.drop_column("incidents", name)
