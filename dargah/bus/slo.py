@@ -163,7 +163,12 @@ def roll_up(conn: Connection, defaults: Objective, batch: int = ROLL_UP_BATCH) -
     transaction as the counts, so a batch another process counted first is not counted again
     (the loser's transaction is rolled back by the caller on the returned -1).
     """
-    row = conn.execute(select(slo_cursor.c.seq).where(slo_cursor.c.name == "log")).first()
+    # FOR UPDATE (PostgreSQL): a second process waits here and then reads the moved cursor,
+    # instead of counting the same batch and losing the compare-and-set (SQLite's BEGIN
+    # IMMEDIATE serialises already).
+    row = conn.execute(
+        select(slo_cursor.c.seq).where(slo_cursor.c.name == "log").with_for_update()
+    ).first()
     if row is None:
         try:
             with conn.begin_nested():

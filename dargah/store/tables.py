@@ -385,6 +385,7 @@ slo_buckets = Table(
     Column("calls", BigInteger, nullable=False),
     Column("failed", BigInteger, nullable=False),
     Column("slow", BigInteger, nullable=False),
+    Index("ix_slo_buckets_bucket", "bucket"),
 )
 
 slo_cursor = Table(

@@ -115,6 +115,7 @@ def upgrade() -> None:
         sa.Column("slow", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("service_id", "bucket"),
     )
+    op.create_index("ix_slo_buckets_bucket", "slo_buckets", ["bucket"], unique=False)
     op.create_table(
         "slo_cursor",
         sa.Column("name", sa.String(length=32), nullable=False),
@@ -125,6 +126,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("slo_cursor")
+    op.drop_index("ix_slo_buckets_bucket", table_name="slo_buckets")
     op.drop_table("slo_buckets")
     op.drop_table("service_objectives")
     with op.batch_alter_table("incident_alerts", schema=None) as batch_op:
