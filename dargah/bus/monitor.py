@@ -156,11 +156,11 @@ class Monitor(Background):
         for svc in self.snapshot().services.values():
             if svc.active:
                 hosts.setdefault(host_of(svc), []).append(svc)
-        probes = self.health.results
+        probes = self.health.by_endpoint
         with self.engine.connect().execution_options(**READ_ONLY) as conn:
             open_causes = {i["cause"] for i in incidents.list_incidents(conn, "open")}
         for cause, svcs in sorted(hosts.items()):
-            found = [probes.get(s.provider) for s in svcs]
+            found = [probes.get(f"{s.host}:{s.port}") for s in svcs]
             known = [p for p in found if p is not None]
             if not known:
                 continue  # not probed yet
