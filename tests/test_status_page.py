@@ -167,7 +167,9 @@ def test_a_service_page_tells_the_citizen_in_persian_that_a_source_is_down(
     assert fine.status_code == 200 and 'id="source-notice"' not in fine.text
 
 
-def test_the_status_page_passes_axe_core(site: tuple[World, dict[str, Any]], page: Any) -> None:
+def test_the_status_page_passes_axe_core(
+    site: tuple[World, dict[str, Any]], page: Any, shots: Any
+) -> None:
     if not AXE.exists():
         reason = f"axe-core is not installed at {AXE} (make test installs it)"
         if os.environ.get("CI"):
@@ -175,6 +177,7 @@ def test_the_status_page_passes_axe_core(site: tuple[World, dict[str, Any]], pag
         pytest.skip(reason)
     w, _ids = site
     page.goto(f"{w.url}/status")
+    shots(page, "status")
     page.add_script_tag(path=str(AXE))
     result = page.evaluate(
         "async () => { const r = await axe.run(document, {resultTypes: ['violations']});"
