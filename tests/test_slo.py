@@ -147,3 +147,28 @@ def test_a_flapping_cause_never_persists_and_recovery_must_be_sustained() -> Non
     for t in range(30, 33):
         h.add(t, frozenset(), reachable=True)
     assert h.sustained(3) and h.recovered() == 29 and h.seen_up  # 29 was good already
+
+
+def test_the_roll_up_knows_when_it_is_behind_the_log(tmp_path: Path) -> None:
+    engine = open_instance(Settings(home=tmp_path / "h", instance="TEST"))[0]
+    with engine.connect() as conn:
+        assert not slo.behind(conn)  # an empty log
+    row = {
+        "seq": 1,
+        "ts": rfc3339(datetime.now(UTC)),
+        "request_id": "r",
+        "client": "c",
+        "service": "S/1",
+        "status": 200,
+        "outcome": "ok",
+        "request_bytes": 0,
+        "response_bytes": 0,
+        "duration_us": 10,
+        "prev_hash": "0" * 64,
+        "hash": "0" * 64,
+    }
+    with engine.begin() as conn:
+        conn.execute(insert(message_log), [row])
+        assert slo.behind(conn)
+        assert slo.roll_up(conn, OBJ) == 1
+        assert not slo.behind(conn)

@@ -26,6 +26,7 @@ from sqlalchemy import Engine, select, update
 
 from dargah.core.clock import now_rfc3339, rfc3339
 from dargah.registry import incidents
+from dargah.store.db import READ_ONLY
 from dargah.store.tables import incident_alerts
 
 log = logging.getLogger("dargah.alerts")
@@ -127,7 +128,13 @@ class AlertSender:
         """Claim the pending alerts, oldest first; queue the e-mail of those claimed first."""
         now = datetime.now(UTC)
         stale = rfc3339(now - timedelta(seconds=CLAIM_SECONDS))
-        claimed = []
+        claimed: list[dict[str, Any]] = []
+        with self.engine.connect().execution_options(**READ_ONLY) as conn:
+            waiting = conn.execute(
+                select(incident_alerts.c.id).where(incident_alerts.c.sent_at.is_(None)).limit(1)
+            ).first()
+        if waiting is None:  # the usual round: no write transaction
+            return claimed
         with self.engine.begin() as conn:
             pending = conn.execute(
                 select(incident_alerts)

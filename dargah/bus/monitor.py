@@ -125,6 +125,9 @@ class Monitor(Background):
                 log.exception("sending alerts failed")
 
     def roll_up(self) -> None:
+        with self.engine.connect().execution_options(**READ_ONLY) as conn:
+            if not slo.behind(conn):
+                return  # nothing new: no write transaction
         for _ in range(4):  # a few batches per round at most: a round stays bounded
             with self.engine.begin() as conn:
                 n = slo.roll_up(conn, self.defaults)
@@ -135,7 +138,7 @@ class Monitor(Background):
                 return
 
     def burning(self, now: float) -> set[str]:
-        with self.engine.connect() as conn:
+        with self.engine.connect().execution_options(**READ_ONLY) as conn:
             recent = slo.buckets_since(conn, now - slo.LONG_WINDOW)
             objs = slo.objectives(conn, self.defaults)
         return {

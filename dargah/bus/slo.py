@@ -156,6 +156,13 @@ def objectives(conn: Connection, defaults: Objective) -> dict[str, Objective]:
     }
 
 
+def behind(conn: Connection) -> bool:
+    """Whether the log has records the roll-up has not counted (two lookups by key)."""
+    newest = conn.execute(select(func.max(message_log.c.seq))).scalar()
+    done = conn.execute(select(slo_cursor.c.seq).where(slo_cursor.c.name == "log")).scalar()
+    return newest is not None and (done is None or int(done) < int(newest))
+
+
 def roll_up(conn: Connection, defaults: Objective, batch: int = ROLL_UP_BATCH) -> int:
     """Count the next log records into ``slo_buckets``; returns how many were read.
 
