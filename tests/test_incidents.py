@@ -152,8 +152,17 @@ def test_a_host_going_down_opens_one_incident_for_all_its_services_and_resolves_
         time.sleep(1.5)
         assert [a["status"] for a in Alerts.received] == ["firing", "resolved"]
         assert Alerts.received[1]["alerts"][0]["endsAt"] != "0001-01-01T00:00:00Z"
-        body = httpx.get(f"{w.url}/api/v1/incidents/{incident['id']}", headers=admin).json()
-        assert body["state"] == "resolved"
+
+        def both_alerts_noted() -> dict[str, Any] | None:
+            """The incident once both alerts are on its timeline (noted when the webhook
+            answered)."""
+            r = httpx.get(f"{w.url}/api/v1/incidents/{incident['id']}", headers=admin)
+            found: dict[str, Any] = r.json()
+            kinds = [e["kind"] for e in found["timeline"]]
+            return found if kinds.count("alert") == 2 else None
+
+        body = wait_for(both_alerts_noted, 10)
+        assert body and body["state"] == "resolved"
         kinds = [e["kind"] for e in body["timeline"]]
         assert kinds[0] == "opened" and "resolved" in kinds and kinds.count("alert") == 2
         assert body["outages"][0]["ended_at"]
