@@ -43,8 +43,15 @@ def prepare(w: World) -> dict[str, Any]:
         cons = w.clients["cons"].id
         on_prov = grants.request_grant(conn, cons, prov_service, ["identity-verification"], "t")
         on_other = grants.request_grant(conn, cons, other_service, ["identity-verification"], "t")
-        opened = incidents.open_incident(
-            conn, prov_service, f"{w.member(PROVIDER_LEGAL_ID)}/prov", "down", "provider down"
+        opened = incidents.open_cause(
+            conn,
+            "host:http://127.0.0.1:9",
+            f"{w.member(PROVIDER_LEGAL_ID)}/prov",
+            [prov_service],
+            "2026-12-01T08:00:00Z",
+            "provider down",
+            "ارائه‌دهنده از دسترس خارج است",
+            3600,
         )
         assert opened is not None
     return {

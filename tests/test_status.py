@@ -99,3 +99,47 @@ def test_a_busy_service_is_judged_by_its_newest_calls_and_counted_whole(
     assert entry["calls"] == older + newer and entry["sampled"] == SAMPLE
     assert entry["state"] == "up" and entry["failed"] == 0, entry
     assert entry["latency_ms"]["p99"] == 2.0
+
+
+def test_a_service_is_judged_by_its_own_objectives_set_through_the_api(
+    tmp_path: Path, provider: Provider
+) -> None:
+    w = make_world(tmp_path / "home", provider.url)
+    slow = w.add_service("slowish.v1", "/slow/0.05")
+    w.grant("cons", slow)
+    w.start(DARGAH_HEALTH_INTERVAL="0.5")
+    try:
+        token = w.token()
+        for _ in range(6):
+            assert w.call(slow, "/x", token=token).status_code == 200
+        admin = {"Authorization": f"Bearer {w.admin_token}"}
+        path = f"{w.url}/api/v1/services/{slow}/objectives"
+
+        def entry() -> dict[str, Any]:
+            r = httpx.get(f"{w.url}/api/v1/status", headers=admin)
+            assert r.status_code == 200, r.text
+            (found,) = [
+                s for a in r.json()["agencies"] for s in a["services"] if s["service"] == slow
+            ]
+            return found  # type: ignore[no-any-return]
+
+        before = entry()
+        assert before["state"] == "up" and before["slo"]["objective"]["custom"] is False
+        too_strict = {"availability": 100, "latency_ms": 20, "latency_percent": 95}
+        assert httpx.put(path, json=too_strict, headers=admin).status_code == 400
+        strict = {"availability": 99.9, "latency_ms": 20, "latency_percent": 95}
+        r = httpx.put(path, json=strict, headers=admin)
+        assert r.status_code == 200, r.text
+        assert r.json()["objective"] == {**strict, "custom": True}
+        assert entry()["state"] == "degraded"  # p95 about 50 ms, over its own 20 ms
+        listed = httpx.get(f"{w.url}/api/v1/objectives", headers=admin).json()
+        assert listed["defaults"]["availability"] == 99.5
+        assert [s["objective"]["custom"] for s in listed["services"] if s["service"] == slow] == [
+            True
+        ]
+        assert httpx.delete(path, headers=admin).status_code == 200
+        assert entry()["state"] == "up"
+        assert httpx.delete(path, headers=admin).status_code == 404
+        assert httpx.put(path, json=strict).status_code == 401
+    finally:
+        w.stop()

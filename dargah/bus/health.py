@@ -46,7 +46,8 @@ class HealthChecker(Background):
         self._snapshot = snapshot
         self._guard = guard
         self.interval = interval
-        self.results: dict[str, Probe] = {}  # by provider subsystem
+        self.results: dict[str, Probe] = {}  # by provider subsystem (its first endpoint)
+        self.by_endpoint: dict[str, Probe] = {}  # by "host:port", every endpoint
 
     async def _run(self) -> None:
         while True:
@@ -58,14 +59,21 @@ class HealthChecker(Background):
 
     async def check_all(self) -> None:
         snap = self._snapshot()
-        endpoints: dict[str, tuple[str, int, bool]] = {}
-        for svc in snap.services.values():
+        endpoints: dict[tuple[str, int, bool], str] = {}
+        first: dict[str, str] = {}
+        for svc in sorted(snap.services.values(), key=lambda s: s.id):
             if svc.active:
-                endpoints.setdefault(svc.provider, (svc.host, svc.port, svc.scheme == "https"))
+                endpoints.setdefault((svc.host, svc.port, svc.scheme == "https"), svc.provider)
+                first.setdefault(svc.provider, f"{svc.host}:{svc.port}")
         probes = await asyncio.gather(
-            *(self._probe(p, *where) for p, where in sorted(endpoints.items()))
+            *(self._probe(p, *where) for where, p in sorted(endpoints.items()))
         )
-        self.results = {p.provider: p for p in probes}
+        self.by_endpoint = {p.endpoint: p for p in probes}
+        self.results = {
+            provider: self.by_endpoint[where]
+            for provider, where in first.items()
+            if where in self.by_endpoint
+        }
 
     async def _probe(self, provider: str, host: str, port: int, tls: bool) -> Probe:
         started = time.perf_counter()

@@ -13,13 +13,15 @@ from typing import Any
 from sqlalchemy import Engine, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
+from dargah.bus.alerts import AlertSender
 from dargah.bus.health import HealthChecker, Readiness
 from dargah.bus.limits import LocalCircuitBreaker, LocalRateLimiter, RateLimiter
 from dargah.bus.log.backends import open_backend
 from dargah.bus.log.writer import LogWriter
 from dargah.bus.metrics import BusMetrics, SharedMetrics
-from dargah.bus.monitor import Monitor
+from dargah.bus.monitor import Monitor, Rules
 from dargah.bus.outbound import OutboundGuard
+from dargah.bus.slo import default_objective
 from dargah.bus.stream import Shipper
 from dargah.bus.tokens import TokenIssuer, TokenVerifier
 from dargah.bus.tracing import SpanExporter
@@ -110,9 +112,22 @@ class BusRuntime:
         self.monitor = Monitor(
             engine,
             self.health,
+            lambda: self.snapshot,
             settings.health_interval,
-            settings.alert_webhook,
-            settings.alert_email,
+            Rules(
+                settings.incident_open_probes,
+                settings.incident_resolve_probes,
+                settings.incident_reopen_seconds,
+                settings.monitor_grace_seconds,
+            ),
+            default_objective(settings),
+            AlertSender(
+                engine,
+                settings.alert_webhook,
+                settings.alert_email,
+                self.public_url,
+                self.instance.code,
+            ),
         )
         self.registry_ok = True
         self.draining = False  # set on SIGTERM: not ready, so load balancers move away

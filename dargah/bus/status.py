@@ -2,10 +2,11 @@
 
 A service is **down** when its provider does not answer the health probe or at
 least half of its recent calls failed on the provider's side; **degraded** when
-more than 5 % failed or its 95th-percentile latency is over its objective;
-**up** otherwise (also when it had no traffic and the probe answers). The
-rates and percentiles are those of the window's newest :data:`SAMPLE` calls
-(``sampled``); ``calls`` counts the whole window.
+more than 5 % failed or it misses its own latency objective in the window (the
+percentile of its objective, e.g. p95, over its ``latency_ms``; see
+:mod:`dargah.bus.slo`; the default objective when none is given); **up** otherwise (also
+when it had no traffic and the probe answers). The rates and percentiles are those of the
+window's newest :data:`SAMPLE` calls (``sampled``); ``calls`` counts the whole window.
 """
 
 from __future__ import annotations
@@ -36,9 +37,16 @@ def _percentile(sorted_values: list[float], p: float) -> float | None:
 
 
 def service_status(
-    conn: Connection, minutes: int, probes: dict[str, Probe] | None, now: datetime | None = None
+    conn: Connection,
+    minutes: int,
+    probes: dict[str, Probe] | None,
+    now: datetime | None = None,
+    latency: dict[str, tuple[float, float]] | None = None,
+    default_latency: tuple[float, float] = (95.0, LATENCY_OBJECTIVE_MS),
 ) -> list[dict[str, Any]]:
-    """One entry per active bus service, grouped by agency in the caller's hands."""
+    """One entry per active bus service, grouped by agency in the caller's hands.
+
+    ``latency``: each service's latency objective as (percent of calls, milliseconds)."""
     since = rfc3339((now or datetime.now(UTC)) - timedelta(minutes=minutes))
     names = {r.id: r.name for r in conn.execute(select(members.c.id, members.c.name))}
     out = []
@@ -76,10 +84,12 @@ def service_status(
         latencies = sorted(r.duration_us / 1000 for r in forwarded)
         error_rate = round(len(failed) / len(forwarded), 4) if forwarded else 0.0
         p95 = _percentile(latencies, 95)
+        percent, limit_ms = (latency or {}).get(svc.id, default_latency)
+        at_objective = _percentile(latencies, percent)
         probe = (probes or {}).get(svc.subsystem_id)
         if (probe is not None and not probe.ok) or (forwarded and error_rate >= 0.5):
             state = "down"
-        elif error_rate > 0.05 or (p95 is not None and p95 > LATENCY_OBJECTIVE_MS):
+        elif error_rate > 0.05 or (at_objective is not None and at_objective > limit_ms):
             state = "degraded"
         else:
             state = "up"

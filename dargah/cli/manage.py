@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ import click
 
 from dargah.cli.context import home_option, load_instance, reports_errors
 from dargah.core.keys import generate_ed25519, private_pem, public_jwk
-from dargah.registry import grants, members, quotas, services
+from dargah.registry import grants, members, objectives, quotas, services
 
 
 def _print(obj: Any) -> None:
@@ -263,6 +264,57 @@ def service_list(home: Path | None) -> None:
     inst = load_instance(home)
     with inst.engine.connect() as conn:
         _print(services.list_services(conn))
+
+
+@service.command("slo")
+@click.argument("service_id")
+@click.option("--availability", type=float, help="Percent of forwarded calls that must not fail.")
+@click.option("--latency-ms", type=float, help="Latency objective in milliseconds.")
+@click.option(
+    "--latency-percent", type=float, help="Percent of forwarded calls within --latency-ms."
+)
+@click.option("--clear", is_flag=True, help="Drop the service's own objectives (defaults hold).")
+@home_option
+@reports_errors
+def service_slo(
+    service_id: str,
+    availability: float | None,
+    latency_ms: float | None,
+    latency_percent: float | None,
+    clear: bool,
+    home: Path | None,
+) -> None:
+    """Show or set a service's objectives, with its error budget left and burn rates.
+
+    Options not given keep their current value (or the default). Without options, only shows.
+    """
+    from dargah.bus import slo
+
+    inst = load_instance(home)
+    defaults = slo.default_objective(inst.settings)
+    with inst.engine.begin() as conn:
+        services.get_service(conn, service_id)  # not-found for an unknown service
+        if clear:
+            objectives.clear_objective(conn, service_id, inst.actor)
+        elif any(v is not None for v in (availability, latency_ms, latency_percent)):
+            current = objectives.get_objective(conn, service_id)
+            base = current or {
+                "availability": defaults.availability,
+                "latency_ms": defaults.latency_ms,
+                "latency_percent": defaults.latency_percent,
+            }
+            objectives.set_objective(
+                conn,
+                service_id,
+                base["availability"] if availability is None else availability,
+                base["latency_ms"] if latency_ms is None else latency_ms,
+                base["latency_percent"] if latency_percent is None else latency_percent,
+                inst.actor,
+            )
+    with inst.engine.begin() as conn:
+        slo.roll_up(conn, defaults)
+    with inst.engine.connect() as conn:
+        _print(slo.reports(conn, [service_id], defaults, time.time())[service_id])
 
 
 @click.group()

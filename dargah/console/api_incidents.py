@@ -8,6 +8,7 @@ from fastapi import APIRouter, Body, Path, Query
 
 from dargah.console.api_deps import EngineDep, Operator, problems, reading, writing
 from dargah.registry import incidents
+from dargah.registry.incident_impact import impact
 
 router = APIRouter()
 IncidentId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The incident's number.")]
@@ -21,7 +22,8 @@ def list_all(
     _caller: Operator,
     state: Annotated[Literal["open", "resolved"] | None, Query()] = None,
 ) -> list[dict[str, Any]]:
-    """Incidents, newest first (opened by the monitor when a service goes down or degraded)."""
+    """Incidents, newest first: one per failing provider host, opened by the monitor when the
+    failure persists, resolved by it after a sustained recovery (or by hand)."""
     with reading(engine) as conn:
         return incidents.list_incidents(conn, state)
 
@@ -30,9 +32,13 @@ def list_all(
     "/incidents/{incident_id}", tags=["incidents"], name="get_incident", responses=_PROBLEMS
 )
 def get_one(incident_id: IncidentId, engine: EngineDep, _caller: Operator) -> dict[str, Any]:
-    """One incident with its timeline."""
+    """One incident with its timeline, its outages, and its impact: the public services whose
+    data sources or submission service it takes down, citizens' requests to them that failed
+    since it started, and applications waiting at them."""
     with reading(engine) as conn:
-        return incidents.get_incident(conn, incident_id)
+        found = incidents.get_incident(conn, incident_id)
+        found["impact"] = impact(conn, found)
+        return found
 
 
 @router.post(

@@ -141,22 +141,74 @@ class Settings:
         ),
     )
     health_interval: float = field(
-        default=15.0,
+        default=10.0,
         metadata=_meta(
-            "DARGAH_HEALTH_INTERVAL", "Seconds between active health probes of every provider."
+            "DARGAH_HEALTH_INTERVAL",
+            "Seconds between active health probes of every provider (and monitor rounds).",
+        ),
+    )
+    incident_open_probes: int = field(
+        default=3,
+        metadata=_meta(
+            "DARGAH_INCIDENT_OPEN_PROBES",
+            "Failed monitor rounds in a row before a provider host's incident opens.",
+        ),
+    )
+    incident_resolve_probes: int = field(
+        default=3,
+        metadata=_meta(
+            "DARGAH_INCIDENT_RESOLVE_PROBES",
+            "Good monitor rounds in a row before an open incident resolves by itself.",
+        ),
+    )
+    incident_reopen_seconds: float = field(
+        default=3600.0,
+        metadata=_meta(
+            "DARGAH_INCIDENT_REOPEN_SECONDS",
+            "A cause failing again within this time of its resolution reopens the same incident.",
+        ),
+    )
+    monitor_grace_seconds: float = field(
+        default=120.0,
+        metadata=_meta(
+            "DARGAH_MONITOR_GRACE_SECONDS",
+            "After a start, no incident for a provider host not yet seen up, for this long.",
+        ),
+    )
+    slo_availability: float = field(
+        default=99.5,
+        metadata=_meta(
+            "DARGAH_SLO_AVAILABILITY",
+            "Default availability objective of a bus service, percent of forwarded calls.",
+        ),
+    )
+    slo_latency_ms: float = field(
+        default=1000.0,
+        metadata=_meta(
+            "DARGAH_SLO_LATENCY_MS", "Default latency objective of a bus service, milliseconds."
+        ),
+    )
+    slo_latency_percent: float = field(
+        default=95.0,
+        metadata=_meta(
+            "DARGAH_SLO_LATENCY_PERCENT",
+            "Default share of forwarded calls (percent) that must be within DARGAH_SLO_LATENCY_MS.",
         ),
     )
     alert_webhook: str = field(
         default="",
         metadata=_meta(
             "DARGAH_ALERT_WEBHOOK",
-            "URL that gets a JSON POST for every incident the monitor opens.",
+            "URL that gets an Alertmanager-style JSON POST when an incident opens, changes or "
+            "resolves.",
         ),
     )
     alert_email: str = field(
         default="",
         metadata=_meta(
-            "DARGAH_ALERT_EMAIL", "Address that gets an e-mail (in the outbox) for every incident."
+            "DARGAH_ALERT_EMAIL",
+            "Address that gets an e-mail (in the outbox) when an incident opens, changes or "
+            "resolves.",
         ),
     )
     otlp_endpoint: str = field(

@@ -25,6 +25,7 @@ from dargah.oversight.levels import assess
 from dargah.portal import applying, me, outbox, signin
 from dargah.portal.catalogue import LIFE_EVENTS, Catalogue
 from dargah.portal.context import PortalContext, page_route
+from dargah.portal.source_health import SourceHealth
 from dargah.store.db import READ_ONLY
 from dargah.store.people_tables import ratings
 from dargah.web.pages import static_files
@@ -149,6 +150,7 @@ def build_portal(
 ) -> Starlette:
     """The portal's pages; ``sandbox`` adds the SMS outbox (DEV and TEST instances only)."""
     holder = CatalogueHolder(engine)
+    health = SourceHealth(engine)
     ctx = PortalContext.build(engine, settings or Settings(), sandbox, holder)
 
     def home(request: Request) -> Response:
@@ -206,6 +208,7 @@ def build_portal(
             sources=[x for x in sources if x is not None],
             can_apply=applying.can_apply(s),
             life_event_names=LIFE_EVENTS,
+            source_notice=health.notice(s),
         )
 
     async def not_found(request: Request, exc: Exception) -> Response:

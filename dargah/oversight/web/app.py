@@ -316,13 +316,19 @@ def build_dashboard(engine: Engine, refresh: float = REFRESH_SECONDS) -> Starlet
 
 
 def with_dashboard(portal: Any, engine: Engine) -> Any:
-    """``/dashboard`` and ``/dashboard/…`` to the dashboard, every other address to ``portal``."""
+    """``/dashboard`` and ``/dashboard/…`` to the dashboard, ``/status`` and ``/status.json`` to
+    the public status page, every other address to ``portal``."""
+    from dargah.oversight.web.status_page import build_status_page
+
     dashboard = build_dashboard(engine)
+    status = build_status_page(engine)
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
         path = scope.get("path", "") if scope["type"] == "http" else ""
         if path == "/dashboard" or path.startswith("/dashboard/"):
             await dashboard(scope, receive, send)
+        elif path in ("/status", "/status.json"):
+            await status(scope, receive, send)
         else:
             await portal(scope, receive, send)
 
