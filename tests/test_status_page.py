@@ -24,7 +24,9 @@ from tests.console_site import start_site
 from tests.harness import PROVIDER_LEGAL_ID, World, make_world
 from tests.providers import Provider
 
-AXE = Path(__file__).resolve().parent.parent / "tools/browser-checks/node_modules/axe-core/axe.min.js"
+AXE = (
+    Path(__file__).resolve().parent.parent / "tools/browser-checks/node_modules/axe-core/axe.min.js"
+)
 USES_SOURCE, UNTOUCHED = "12345678901", "12345678902"
 
 
