@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from dargah.core.settings import Settings
+from dargah.portal import notices
 from dargah.portal.gateway import PortalBus
 from dargah.portal.sources import DataCatalogue
 from dargah.web.pages import environment
@@ -91,6 +92,9 @@ class PortalContext:
             session = self.sessions.current(request)
         context.setdefault("citizen", session.principal if session else None)
         context.setdefault("csrf", session.csrf if session else "")
+        if context["citizen"] and "unread" not in context:
+            with self.engine.connect() as conn:
+                context["unread"] = notices.unread(conn, str(context["citizen"]))
         return HTMLResponse(self.env.get_template(name).render(**context), status_code=status)
 
     def error(self, request: Request, status: int, heading: str, message: str) -> HTMLResponse:
