@@ -93,7 +93,7 @@ def status_changed(
         national_code,
         f"status:{tracking}:{status}",
         "status",
-        f"وضعیت درخواست شما با کد رهگیری {tracking} «{status_fa}» شد.",
+        f"وضعیت تازه درخواست شما با کد رهگیری {tracking}: «{status_fa}».",
         tracking_code=tracking,
         mobile=mobile,
     )
