@@ -25,6 +25,7 @@ from dargah.registry.instance import open_instance
 from dargah.sandbox.catalogue_seed import load_seed_catalogue
 from dargah.sandbox.citizens import generate_citizens
 from dargah.store.tables import outbox
+from dargah.web.sessions import mask_token, unmask_token
 from tests.portal_client import Citizen, csrf_of
 
 SERVICE = "21100000001"  # welfare pension, submitted to the welfare agency over the bus
@@ -219,3 +220,19 @@ def test_pages_are_compressed_and_static_files_cached_for_a_year_by_fingerprint(
     icon = client.get("/favicon.ico")
     assert icon.status_code == 200 and icon.headers["content-type"] == "image/x-icon"
     assert icon.content[:4] == b"\x00\x00\x01\x00"
+
+
+def test_a_csrf_token_is_masked_afresh_in_every_compressed_page(seeded: tuple[Any, Any]) -> None:
+    _, app = seeded
+    client = TestClient(app, base_url="https://testserver")
+    first = client.get("/login", headers={"accept-encoding": "gzip"})
+    pre = client.cookies.get("dargah_portal_pre")
+    assert pre and first.headers["content-encoding"] == "gzip"
+    seen = {csrf_of(client.get("/login").text) for _ in range(3)} | {csrf_of(first.text)}
+    assert len(seen) == 4 and pre not in seen  # never the token itself, never twice the same
+    assert all(unmask_token(t) == pre for t in seen)
+    r = client.post("/login", data={"csrf": seen.pop(), "national_code": "12"})
+    assert r.status_code == 400  # past the CSRF check: the national code is what is wrong
+    forged = mask_token(pre[:-1] + ("A" if pre[-1] != "A" else "B"))
+    r = client.post("/login", data={"csrf": forged, "national_code": "12"})
+    assert r.status_code == 403

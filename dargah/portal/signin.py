@@ -17,6 +17,7 @@ from dargah.core.persian import to_latin_digits
 from dargah.portal import otp
 from dargah.portal.context import PortalContext, page_route, read_form, safe_next
 from dargah.portal.gateway import SIGN_IN_PURPOSE, BusUnavailable
+from dargah.web.sessions import mask_token
 
 MOBILE_ITEM = "person.mobile"
 
@@ -48,7 +49,7 @@ def routes(ctx: PortalContext) -> list[Route]:
             info=info,
             next=safe_next(request.query_params.get("next")),
             citizen=None,
-            csrf=token,
+            csrf=mask_token(token),
         )
         ctx.sessions.set_pre_token(response, token)
         return response
