@@ -110,14 +110,15 @@ def world_db(tmp_path: Path, provider: Provider, database_url: str) -> Iterator[
 def sandbox_demo(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Any]:
-    """One ``dargah demo`` per backend for the portal's tests (applications decided after 3 s).
+    """One ``dargah demo`` per backend for the portal's tests (applications decided after 3 s,
+    the portal's watcher asking for news every 5 s).
 
     Shared by several modules: each picks its own citizens (see ``demo.json``'s list)."""
     from tests.demo_process import Demo
     from tests.harness import free_port
 
     with contextlib.ExitStack() as stack:
-        env = {"DARGAH_SANDBOX_DECIDE_SECONDS": "3"}
+        env = {"DARGAH_SANDBOX_DECIDE_SECONDS": "3", "DARGAH_PORTAL_WATCH_SECONDS": "5"}
         if request.param == "postgres":
             env["DARGAH_DATABASE_URL"] = stack.enter_context(_pg_schema())
         d = Demo(tmp_path_factory.mktemp("portal-demo") / "home", free_port(), env=env)

@@ -243,7 +243,7 @@ def test_no_page_answers_500_to_bad_input(two: tuple[Citizen, Citizen, str]) -> 
                 "programme": "nope",
             },
         )
-        assert r.status_code == 400 and r.text.count("text-danger small") == 3
+        assert r.status_code == 400 and r.text.count('class="field-error"') == 3
 
 
 def test_sign_in_never_sends_a_browser_to_another_site(sandbox_demo: Any) -> None:

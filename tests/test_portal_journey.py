@@ -62,7 +62,7 @@ def test_apply_track_rate_complain_and_see_who_used_my_data(
 
     page.goto(f"{base}/services/{SERVICE}")
     shots(page, "service-page")
-    page.get_by_role("link", name="درخواست برخط").click()
+    page.get_by_role("link", name="شروع کنید").click()
     consent = page.locator("#consent-sources")
     assert "سازمان ثبت احوال کشور" in consent.inner_text()
     assert "شرکت ملی پست" in consent.inner_text()

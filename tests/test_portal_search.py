@@ -93,10 +93,11 @@ def test_no_query_makes_the_portal_fail(portal: TestClient, q: str) -> None:
 
 def test_the_persian_font_is_served_from_the_portal_itself(portal: TestClient) -> None:
     page = portal.get("/").text
-    sheets = re.findall(r'href="(/static/[^"]+\.css)"', page)
-    assert sheets and all(portal.get(s).status_code == 200 for s in sheets)
-    css = "".join(portal.get(s).text for s in sheets)
-    fonts = re.findall(r'url\("(/static/[^"]+\.woff2)"\)', css)
+    sheets = re.findall(r'href="(/static/[^"]+\.css(?:\?v=[0-9a-f]+)?)"', page)
+    assert all(portal.get(s).status_code == 200 for s in sheets)
+    inline = re.findall(r"<style>(.*?)</style>", page, re.S)
+    css = "".join(inline) + "".join(portal.get(s).text for s in sheets)
+    fonts = re.findall(r'url\("(/static/[^"]+\.woff2(?:\?v=[0-9a-f]+)?)"\)', css)
     assert fonts and all(portal.get(f).status_code == 200 for f in fonts)
     assert "http://" not in page and "https://" not in page  # nothing from outside
 

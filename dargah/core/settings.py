@@ -277,6 +277,15 @@ class Settings:
             "Bus URL the portal calls (default: DARGAH_PUBLIC_URL, else this process's address).",
         ),
     )
+    portal_watch_seconds: float = field(
+        default=60.0,
+        metadata=_meta(
+            "DARGAH_PORTAL_WATCH_SECONDS",
+            "Seconds between the portal's rounds asking agencies for news of open applications "
+            "and of signed-in citizens, and reading open incidents, to tell citizens by SMS; "
+            "0 turns it off.",
+        ),
+    )
     otp_ttl: int = field(
         default=120, metadata=_meta("DARGAH_OTP_TTL", "Seconds a sign-in one-time code is valid.")
     )

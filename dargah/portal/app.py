@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select
 from starlette.applications import Starlette
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount
@@ -26,8 +27,10 @@ from dargah.portal import applying, me, outbox, signin
 from dargah.portal.catalogue import LIFE_EVENTS, Catalogue
 from dargah.portal.context import PortalContext, page_route
 from dargah.portal.source_health import SourceHealth
+from dargah.portal.watch import Refresher, Watcher
 from dargah.store.db import READ_ONLY
 from dargah.store.people_tables import ratings
+from dargah.web.assets import favicon
 from dargah.web.pages import static_files
 
 log = logging.getLogger("dargah.portal")
@@ -112,7 +115,10 @@ SECURITY_HEADERS = [
 
 
 def _personal(scope: Any) -> bool:
-    """A signed-in citizen's request, or a sign-in page: never to be kept by a cache."""
+    """A signed-in citizen's request, or a sign-in page: never to be kept by a cache (static
+    files are the same for everyone, whoever asks)."""
+    if scope["path"].startswith(("/static/", "/favicon.ico")):
+        return False
     if scope["path"].startswith(("/login", "/logout", "/me/")) or "/apply" in scope["path"]:
         return True
     return any(name == b"cookie" and b"dargah_portal=" in value for name, value in scope["headers"])
@@ -149,9 +155,12 @@ def build_portal(
     engine: Engine, settings: Settings | None = None, sandbox: bool = False
 ) -> Starlette:
     """The portal's pages; ``sandbox`` adds the SMS outbox (DEV and TEST instances only)."""
+    settings = settings or Settings()
     holder = CatalogueHolder(engine)
     health = SourceHealth(engine)
-    ctx = PortalContext.build(engine, settings or Settings(), sandbox, holder)
+    ctx = PortalContext.build(engine, settings, sandbox, holder)
+    refresh = Refresher(ctx)
+    watcher = Watcher(ctx, refresh, settings.portal_watch_seconds)
 
     def home(request: Request) -> Response:
         cat = holder.get()
@@ -199,6 +208,8 @@ def build_portal(
                 request, 404, "خدمت یافت نشد", "خدمتی با این شناسه در فهرست ملی خدمات نیست."
             )
         sources = [ctx.sources.service(x) for x in s.get("data_source_ids", [])]
+        documents = [d for d in s.get("documents") or [] if isinstance(d, dict)]
+        by_citizen = [d for d in documents if d.get("source") in (None, "", "citizen")]
         return ctx.page(
             request,
             "service.html",
@@ -209,7 +220,12 @@ def build_portal(
             can_apply=applying.can_apply(s),
             life_event_names=LIFE_EVENTS,
             source_notice=health.notice(s),
+            bring=[d.get("name_fa") or d.get("name_en") or "" for d in by_citizen],
+            fetched=[d for d in documents if d not in by_citizen],
         )
+
+    def icon(request: Request) -> Response:
+        return favicon()
 
     async def not_found(request: Request, exc: Exception) -> Response:
         return ctx.error(request, 404, "صفحه یافت نشد", "این نشانی در درگاه نیست.")
@@ -235,21 +251,32 @@ def build_portal(
             page_route("/services/{service_id}", service, auth="public"),
             *signin.routes(ctx),
             *applying.routes(ctx),
-            *me.routes(ctx),
+            *me.routes(ctx, refresh),
             *outbox.routes(ctx),
+            page_route("/favicon.ico", icon, auth="public"),
             Mount("/static", static_files(), name="static"),
         ],
         exception_handlers={404: not_found, 405: not_allowed, 500: failed, Exception: failed},
     )
-    app.add_middleware(_ServerTiming)
+    app.add_middleware(_ServerTiming, watcher=watcher)
+    # Pages and static files compressed (gzip, level 6) when the browser takes it; the bus's
+    # own calls never pass here.
+    app.add_middleware(GZipMiddleware, minimum_size=500, compresslevel=6)
+    app.state.watcher = watcher
     return app
 
 
 class _ServerTiming:
-    """Starlette middleware form of :func:`server_timing`."""
+    """Starlette middleware form of :func:`server_timing`; the first request starts the
+    portal's watcher (news told to citizens, see :mod:`dargah.portal.watch`)."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, watcher: Watcher) -> None:
         self.app = server_timing(app)
+        self.watcher = watcher
+        self.started = False
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if not self.started and scope["type"] == "http":
+            self.started = True
+            self.watcher.start()
         await self.app(scope, receive, send)

@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from dargah.portal import forms, prefill, records
+from dargah.portal import forms, notices, prefill, records
 from dargah.portal.context import PortalContext, citizen_only, page_route, read_form
 from dargah.portal.gateway import APPLICATION_PURPOSE, BusUnavailable
 from dargah.web.sessions import Session
@@ -188,7 +188,7 @@ def routes(ctx: PortalContext) -> list[Route]:
             reason = body.get("detail_fa") or "دستگاه درخواست را نپذیرفت."
             return f"درخواست ثبت نشد: {reason}"
         with ctx.engine.begin() as conn:
-            return records.create_application(
+            created = records.create_application(
                 conn,
                 tracking_code=tracking,
                 national_code=session.principal,
@@ -205,6 +205,16 @@ def routes(ctx: PortalContext) -> list[Route]:
                     if not s.get("error")
                 ],
             )
+        title = card.get("title_fa") or card.get("title_en") or card["service_id"]
+        notices.send(
+            ctx.engine,
+            session.principal,
+            f"submitted:{tracking}",
+            "status",
+            f"درخواست شما برای «{title}» ثبت شد؛ کد رهگیری {tracking}.",
+            tracking_code=tracking,
+        )
+        return created
 
     async def send(request: Request, session: Session) -> Response:
         card = card_of(request)

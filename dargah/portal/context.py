@@ -17,11 +17,12 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from dargah.core.settings import Settings
+from dargah.portal import notices
 from dargah.portal.gateway import PortalBus
 from dargah.portal.sources import DataCatalogue
 from dargah.web.pages import environment
 from dargah.web.routes import AUTH_LEVELS, Auth, page_route
-from dargah.web.sessions import Session, SessionStore
+from dargah.web.sessions import Session, SessionStore, mask_token
 
 CHANNELS = {
     "online": "برخط",
@@ -90,7 +91,10 @@ class PortalContext:
         if session is None and "citizen" not in context:
             session = self.sessions.current(request)
         context.setdefault("citizen", session.principal if session else None)
-        context.setdefault("csrf", session.csrf if session else "")
+        context.setdefault("csrf", mask_token(session.csrf) if session else "")
+        if context["citizen"] and "unread" not in context:
+            with self.engine.connect() as conn:
+                context["unread"] = notices.unread(conn, str(context["citizen"]))
         return HTMLResponse(self.env.get_template(name).render(**context), status_code=status)
 
     def error(self, request: Request, status: int, heading: str, message: str) -> HTMLResponse:

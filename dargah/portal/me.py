@@ -4,16 +4,14 @@
 Authentication: a signed-in citizen (``citizen``). Every page reads only rows of the session's
 own national code: a tracking code of someone else answers 404, like one that does not exist.
 Statuses come from the agencies over the bus (their ``submit_to`` services report them), and
-applications an agency opened by itself (proactive services) are found the same way.
+applications an agency opened by itself (proactive services) are found the same way (see
+:mod:`dargah.portal.watch`); "my applications" lists what the citizen was told of them.
 """
 
 from __future__ import annotations
 
-import threading
-import time
 from typing import Any
 
-from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -22,14 +20,12 @@ from starlette.routing import Route
 from dargah.core.persian import to_latin_digits
 from dargah.core.purposes import PURPOSES
 from dargah.oversight.data_use import data_use
-from dargah.portal import records
+from dargah.portal import notices, records
 from dargah.portal.context import PortalContext, citizen_only, page_route, read_form
-from dargah.portal.gateway import APPLICATION_PURPOSE, BusUnavailable
+from dargah.portal.watch import Refresher
 from dargah.store.db import READ_ONLY
-from dargah.store.people_tables import otp_codes
 from dargah.web.sessions import Session
 
-REFRESH_SECONDS = 3.0
 OUTCOME_FA = {
     "ok": "انجام شد",
     "provider-error": "پاسخ خطا از دستگاه",
@@ -37,141 +33,33 @@ OUTCOME_FA = {
 }
 
 
-class Refresher:
-    """Asks agencies for news of one citizen's applications, at most every 3 s per citizen."""
-
-    def __init__(self, ctx: PortalContext) -> None:
-        self.ctx = ctx
-        self._last: dict[str, float] = {}
-        self._lock = threading.Lock()
-
-    def __call__(self, national_code: str) -> None:
-        with self._lock:
-            if time.monotonic() - self._last.get(national_code, 0.0) < REFRESH_SECONDS:
-                return
-            if len(self._last) > 50_000:
-                self._last.clear()
-            self._last[national_code] = time.monotonic()
-        ctx = self.ctx
-        if not ctx.bus.available:
-            return
-        with ctx.engine.connect() as conn:
-            mine = records.applications_of(conn, national_code)
-            mobile = conn.execute(
-                select(otp_codes.c.mobile)
-                .where(otp_codes.c.national_code == national_code)
-                .order_by(otp_codes.c.id.desc())
-                .limit(1)
-            ).scalar()
-        known = {(a["submit_to"], a["agency_ref"]) for a in mine}
-        acceptors = self._acceptors()
-        # Ask only the agencies that hold an open application of this citizen, and those with
-        # a proactive service (which may have opened one by themselves): not every agency.
-        asked = {a["submit_to"] for a in mine if a["submit_to"] and a["completed_at"] is None}
-        asked |= {
-            sid
-            for sid, cards in acceptors.items()
-            if any(c.get("proactive_topic_ids") for c in cards)
-        }
-        for submit_to in sorted(asked):
-            cards = acceptors.get(submit_to, [])
-            src = ctx.sources.service(submit_to)
-            if src is None or src.person_path is None:
-                continue
-            try:
-                answer = ctx.bus.call(
-                    submit_to,
-                    src.person_path.replace("{national_code}", national_code),
-                    purpose=APPLICATION_PURPOSE,
-                    subject=national_code,
-                )
-            except BusUnavailable:
-                continue
-            body = answer.body if isinstance(answer.body, dict) else {}
-            for item in body.get("applications") or []:
-                if isinstance(item, dict):
-                    self._merge(national_code, submit_to, cards, item, mine, known, mobile)
-
-    def _acceptors(self) -> dict[str, list[dict[str, Any]]]:
-        out: dict[str, list[dict[str, Any]]] = {}
-        for card in self.ctx.catalogue.get().services.values():
-            if card.get("submit_to"):
-                out.setdefault(card["submit_to"], []).append(card)
-        return out
-
-    def _merge(
-        self,
-        national_code: str,
-        submit_to: str,
-        cards: list[dict[str, Any]],
-        item: dict[str, Any],
-        mine: list[dict[str, Any]],
-        known: set[tuple[Any, Any]],
-        mobile: str | None,
-    ) -> None:
-        ref = str(item.get("id") or "")
-        status = str(item.get("status") or "received")
-        status_fa = str(item.get("status_fa") or records.STATUS_FA.get(status, status))
-        with self.ctx.engine.begin() as conn:
-            if (submit_to, ref) not in known:
-                sid = str(item.get("service_id") or "")
-                if sid not in {c["service_id"] for c in cards}:
-                    return
-                app = records.create_application(
-                    conn,
-                    national_code=national_code,
-                    service_id=sid,
-                    submit_to=submit_to,
-                    agency_ref=ref,
-                    channel="proactive" if item.get("channel") == "proactive" else "agency",
-                    status=status,
-                    status_fa=status_fa,
-                    data=item.get("details") or {},
-                    created_at=item.get("submitted_at"),
-                    note="این خدمت را دستگاه بدون درخواست شما برایتان آغاز کرد."
-                    if item.get("channel") == "proactive"
-                    else None,
-                )
-                known.add((submit_to, ref))
-                records.notify(
-                    conn,
-                    mobile,
-                    f"درگاه ملی خدمات: پرونده تازه‌ای برای شما باز شد؛ کد رهگیری {app['tracking_code']}.",
-                )
-                return
-            for app in mine:
-                if (app["submit_to"], app["agency_ref"]) == (submit_to, ref):
-                    if records.set_status(conn, app, status, status_fa):
-                        records.notify(
-                            conn,
-                            mobile,
-                            f"درگاه ملی خدمات: وضعیت درخواست {app['tracking_code']} «{status_fa}» شد.",
-                        )
-
-
-def routes(ctx: PortalContext) -> list[Route]:
-    refresh = Refresher(ctx)
-
+def routes(ctx: PortalContext, refresh: Refresher) -> list[Route]:
     async def my_applications(request: Request, session: Session) -> Response:
         await run_in_threadpool(refresh, session.principal)
 
-        def load() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        def load() -> tuple[list[dict[str, Any]], ...]:
             with ctx.engine.connect() as conn:
                 return (
                     records.applications_of(conn, session.principal),
                     records.complaints_of(conn, session.principal),
+                    notices.recent(conn, session.principal),
                 )
 
-        apps, complaints = await run_in_threadpool(load)
+        apps, complaints, news = await run_in_threadpool(load)
         services = ctx.catalogue.get().services
-        return ctx.page(
+        response = ctx.page(
             request,
             "my_applications.html",
             session=session,
             apps=apps,
             complaints=complaints,
             services=services,
+            notifications=news,
+            unread=sum(1 for n in news if n["read_at"] is None),
         )
+        if any(n["read_at"] is None for n in news):
+            await run_in_threadpool(notices.mark_read, ctx.engine, session.principal)
+        return response
 
     def one(session: Session, tracking: str) -> dict[str, Any] | None:
         tracking = to_latin_digits(tracking)[:20]

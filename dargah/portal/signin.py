@@ -23,6 +23,7 @@ from dargah.portal import otp
 from dargah.portal.context import PortalContext, page_route, read_form, safe_next
 from dargah.portal.gateway import SIGN_IN_PURPOSE, BusUnavailable
 from dargah.web import attempts
+from dargah.web.sessions import mask_token
 
 MOBILE_ITEM = "person.mobile"
 
@@ -54,7 +55,7 @@ def routes(ctx: PortalContext) -> list[Route]:
             info=info,
             next=safe_next(request.query_params.get("next")),
             citizen=None,
-            csrf=token,
+            csrf=mask_token(token),
         )
         ctx.sessions.set_pre_token(response, token)
         return response

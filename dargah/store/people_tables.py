@@ -152,3 +152,21 @@ oversight_snapshots = Table(
 )
 
 Index("ix_applications_status", applications.c.status)
+
+# What the portal told a citizen without being asked (a status change, a service an agency
+# opened for them, a source failing for a service they are using): shown on their pages and
+# sent by SMS. ``key`` names the news itself, so each is sent once however many processes
+# notice it (unique per citizen).
+notifications = Table(
+    "notifications",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("national_code", String(10), nullable=False),
+    Column("key", String(200), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("tracking_code", String(20)),
+    Column("text", Text, nullable=False),
+    Column("created_at", String(32), nullable=False),
+    Column("read_at", String(32)),
+    UniqueConstraint("national_code", "key", name="uq_notifications_key"),
+)

@@ -6,10 +6,16 @@ changing form carries a CSRF token: the session's own (bound to it at sign-in) o
 sign-in, a double-submit token tied to a pre-session cookie. Requests whose ``Origin`` names
 another site are refused as well. Sessions live in the database, so every process of an
 instance sees every session.
+
+A token is written into a page masked afresh each time (:func:`mask_token`: a random pad and
+the token XORed with it), so that compressed pages that also echo a visitor's input do not
+leak it byte by byte through their length (BREACH); a form may send it masked or not.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import secrets
@@ -113,11 +119,38 @@ class SessionStore:
         set_cookie(response, self.pre_cookie, value, max_age=3600)
 
     def csrf_ok(self, request: Request, submitted: object, session: Session | None) -> bool:
-        """Whether a POST carries the right CSRF token and comes from this site."""
+        """Whether a POST carries the right CSRF token (masked or not) and comes from this site."""
         if not same_origin(request) or not isinstance(submitted, str) or not submitted:
             return False
         expected = session.csrf if session is not None else request.cookies.get(self.pre_cookie)
+        submitted = unmask_token(submitted)
         return bool(expected) and hmac.compare_digest(submitted, str(expected))
+
+
+MASKED = "m."
+
+
+def mask_token(token: str) -> str:
+    """``token`` as a page carries it: a fresh random pad, then the token XORed with it."""
+    raw = token.encode()
+    pad = secrets.token_bytes(len(raw))
+    mixed = bytes(a ^ b for a, b in zip(raw, pad, strict=True))
+    return MASKED + base64.urlsafe_b64encode(pad + mixed).decode().rstrip("=")
+
+
+def unmask_token(submitted: str) -> str:
+    """The token behind a masked one; anything else as it is."""
+    if not submitted.startswith(MASKED) or len(submitted) > 400:
+        return submitted
+    body = submitted[len(MASKED) :]
+    try:
+        both = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+    except (binascii.Error, ValueError):
+        return submitted
+    half = len(both) // 2
+    if not half or len(both) % 2:
+        return submitted
+    return bytes(a ^ b for a, b in zip(both[:half], both[half:], strict=True)).decode("latin-1")
 
 
 def same_origin(request: Request) -> bool:
