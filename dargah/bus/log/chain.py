@@ -3,6 +3,11 @@
 ``hash`` = SHA-256( prev_hash as 32 raw bytes || JCS(record without prev_hash and hash) ).
 Records hold only strings, integers and nulls, for which RFC 8785 canonical
 JSON is exactly ``json.dumps`` with sorted keys, no spaces and raw UTF-8.
+
+An instance may keep several chains, one per writer (protocol §6, "Several
+chains"): a record of a named chain carries ``chain`` in its hash; the records
+of the single unnamed chain (``chain`` empty, as every record was before there
+were several) leave it out, so that they hash as they always did.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ GENESIS = "0" * 64
 
 # Every field of a record, in the order of the table's columns.
 FIELDS = (
+    "chain",
     "seq",
     "ts",
     "request_id",
@@ -57,6 +63,8 @@ def _members(record: dict[str, Any], pairs: tuple[tuple[str, str], ...]) -> str:
     parts = []
     for key, field in pairs:
         v = record.get(field)
+        if field == "chain" and not v:
+            continue  # the unnamed chain: not part of the hash
         if v is None:
             parts.append(key + "null")
         elif v is True or v is False:
@@ -102,6 +110,17 @@ def record_hash(prev_hash: str, record: dict[str, Any]) -> str:
 
 def canonical_value(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def log_id(chain: str, seq: int) -> str:
+    """A record's ``GSB-Log-Id``: ``{chain}:{seq}``, or the plain seq in the unnamed chain."""
+    return f"{chain}:{seq}" if chain else str(seq)
+
+
+def checkpoint_payload(ts: str, heads: list[dict[str, Any]]) -> bytes:
+    """What an instance checkpoint signs: the canonical JSON of ``{ts, heads}``, the heads
+    (``{chain, seq, hash}``) in chain order."""
+    return canonical({"ts": ts, "heads": sorted(heads, key=lambda h: str(h["chain"]))})
 
 
 def seal_payload(seq: int, hash_: str, ts: str) -> bytes:
