@@ -102,8 +102,7 @@ def _swap(db: LogDB, chain: str, a: int, b: int) -> None:
     rows = {
         seq: dict(zip(cols, vals, strict=True))
         for seq, *vals in db.rows(
-            f"SELECT seq, {quoted} FROM message_log"
-            " WHERE chain = :c AND seq IN (:a, :b)",
+            f"SELECT seq, {quoted} FROM message_log WHERE chain = :c AND seq IN (:a, :b)",
             c=chain,
             a=a,
             b=b,
