@@ -185,15 +185,7 @@ class LogWriter:
             group = self._group = _Group(self._loop.create_future(), self._loop.time())
             self._loop.call_soon(self._hand_over)
         group.items.append((record, body))
-        if self._commits_here:  # commits on the loop settle or refuse by themselves
-            await group.future
-        else:
-            try:
-                await asyncio.wait_for(asyncio.shield(group.future), COMMIT_WAIT_SECONDS)
-            except TimeoutError:
-                raise LogUnavailable(
-                    f"the message log did not commit within {COMMIT_WAIT_SECONDS:g} s"
-                ) from None
+        await group.future
         return int(record["seq"])
 
     def _hand_over(self) -> None:
@@ -202,6 +194,10 @@ class LogWriter:
             return
         group, self._group = self._group, None
         if group is not None:
+            assert self._loop is not None
+            # commits on the loop settle or refuse by themselves; the thread's may hang on a
+            # database that is away: its callers are refused after COMMIT_WAIT_SECONDS
+            self._loop.call_later(COMMIT_WAIT_SECONDS, _expire, group.future)
             self._queue.put(group)
 
     # -- commits by the event loop -----------------------------------------
@@ -451,6 +447,13 @@ def _close_quietly(backend: LogBackend | None) -> None:
         backend.close()
     except Exception:
         log.debug("closing a broken log connection failed", exc_info=True)
+
+
+def _expire(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_exception(
+            LogUnavailable(f"the message log did not commit within {COMMIT_WAIT_SECONDS:g} s")
+        )
 
 
 def _settle(futures: list[asyncio.Future[None]], error: BaseException | None) -> None:
