@@ -473,10 +473,16 @@ class PostgresLog:
                 if span is not None:
                     rows = cur.execute(sql(NEW_SQL, "%s"), (chain, *span)).fetchall()
                     subjects, requests = keyed(chain, rows)
-                    if subjects:
-                        cur.executemany(subject_sql("%s"), subjects)
-                    if requests:
-                        cur.executemany(request_sql("%s"), requests)
+                    # COPY, not INSERT ... ON CONFLICT: the mark moves in this transaction and
+                    # only the chain's writer (or, in the unnamed chain, the lock's holder)
+                    # indexes it, so no entry after the mark is there yet
+                    for table, key, entries in (
+                        ("message_log_subject", "subject_key", subjects),
+                        ("message_log_request", "request_key", requests),
+                    ):
+                        with cur.copy(f"COPY {table} ({key}, chain, seq) FROM STDIN") as copy:
+                            for entry in entries:
+                                copy.write_row(entry)
                     cur.execute(sql(MOVE_MARK_SQL, "%s"), (self._mark, span[1]))
             c.commit()
         except BaseException:
