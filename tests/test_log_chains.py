@@ -302,3 +302,33 @@ def test_archiving_search_and_who_used_my_data_cover_every_chain(db: LogDB, tmp_
 def expected_of(conn: Any, ref: str) -> list[tuple[str, int]]:
     query = select(message_log.c.chain, message_log.c.seq).where(message_log.c.subject_ref == ref)
     return [(str(c), int(s)) for c, s in conn.execute(query)]
+
+
+def test_a_log_from_before_chains_verifies_after_the_upgrade_and_takes_named_chains(
+    db: LogDB, tmp_path: Path
+) -> None:
+    from alembic import command
+
+    from dargah.store.db import alembic_config
+
+    for n in (50, 10):  # two runs: each seals its tail when it stops
+
+        async def body(w: LogWriter, n: int = n) -> None:
+            await asyncio.gather(*(w.append(make_record(i)) for i in range(n)))
+
+        run_writers([db.writer()], body)
+    assert archive_log(db.engine, tmp_path / "archive", before_seq=51) is not None
+    cfg = alembic_config(db.engine)
+    command.downgrade(cfg, "0012")  # the tables as they were before chains
+    assert db.scalar("SELECT COUNT(*) FROM message_log") == 10
+    command.upgrade(cfg, "head")
+    assert db.scalar("SELECT COUNT(*) FROM message_log WHERE chain = ''") == 10
+    assert db.scalar("SELECT COUNT(*) FROM message_log_archive WHERE chain = ''") == 1
+    assert [r[0] for r in db.rows("SELECT chain FROM message_log_chain")] == [""]
+    report = verify_log(db.engine)
+    assert report.ok, report.failure_line()
+    assert (report.first_seq, report.last_seq, report.records) == (51, 60, 10)
+    build_chains(db, ("node-a-0",), 30)
+    report = verify_log(db.engine)
+    assert report.ok, report.failure_line()
+    assert set(report.chains) == {"", "node-a-0"} and report.records == 40
