@@ -332,3 +332,31 @@ def test_a_log_from_before_chains_verifies_after_the_upgrade_and_takes_named_cha
     report = verify_log(db.engine)
     assert report.ok, report.failure_line()
     assert set(report.chains) == {"", "node-a-0"} and report.records == 40
+
+
+def test_each_process_of_a_node_claims_a_stable_chain_of_its_own(tmp_path: Path) -> None:
+    from dargah.bus.log.chains import claim_chain, node_name
+    from dargah.core.settings import Settings
+
+    pg = "postgresql://nobody@127.0.0.1:1/none"  # never connected to: only the mode matters
+    home = tmp_path / "home"
+    assert claim_chain(Settings(home=home)).chain == ""  # SQLite: one chain, as before
+    assert claim_chain(Settings(home=home, database_url=pg, log_chains="single")).chain == ""
+    settings = Settings(home=home, database_url=pg)
+    name = node_name(settings)
+    assert (home / "node-name").read_text().strip() == name  # kept for the next start
+    first, second = claim_chain(settings), claim_chain(settings)
+    assert (first.chain, second.chain) == (f"{name}-0", f"{name}-1")
+    first.release()  # a process that stops (or dies) frees its slot for the next one
+    third = claim_chain(settings)
+    assert third.chain == f"{name}-0"
+    for slot in (second, third):
+        slot.release()
+    named = Settings(home=home, database_url=pg, node_name="tehran-2")
+    slot = claim_chain(named)
+    assert slot.chain == "tehran-2-0"
+    slot.release()
+    with pytest.raises(ValueError):
+        claim_chain(Settings(home=home, database_url=pg, node_name="no spaces"))
+    with pytest.raises(ValueError):
+        claim_chain(Settings(home=home, log_chains="sometimes"))
