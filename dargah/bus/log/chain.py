@@ -55,7 +55,9 @@ _SORTED = tuple(sorted(HASHED_FIELDS))
 _KEYS = tuple(f'"{f}":' for f in _SORTED)
 # The canonical JSON around ``seq``: the fields before it and after it in sorted order.
 _SEQ_AT = _SORTED.index("seq")
-_HEAD = tuple(zip(_KEYS[:_SEQ_AT], _SORTED[:_SEQ_AT], strict=True))
+# ``chain`` sorts first; it is written by :func:`_open`, only for a named chain.
+assert _SORTED[0] == "chain"
+_HEAD = tuple(zip(_KEYS[1:_SEQ_AT], _SORTED[1:_SEQ_AT], strict=True))
 _TAIL = tuple(zip(_KEYS[_SEQ_AT + 1 :], _SORTED[_SEQ_AT + 1 :], strict=True))
 
 
@@ -63,8 +65,6 @@ def _members(record: dict[str, Any], pairs: tuple[tuple[str, str], ...]) -> str:
     parts = []
     for key, field in pairs:
         v = record.get(field)
-        if field == "chain" and not v:
-            continue  # the unnamed chain: not part of the hash
         if v is None:
             parts.append(key + "null")
         elif v is True or v is False:
@@ -78,6 +78,16 @@ def _members(record: dict[str, Any], pairs: tuple[tuple[str, str], ...]) -> str:
     return ",".join(parts)
 
 
+def _open(record: dict[str, Any]) -> str:
+    """The start of a record's canonical JSON: ``{`` and its named chain, if any (the unnamed
+    chain's records leave ``chain`` out, so that they hash as before there were chains)."""
+    chain = record.get("chain")
+    if not chain:
+        return "{"
+    value = encode_basestring(chain) if isinstance(chain, str) else canonical_value(chain)
+    return '{"chain":' + value + ","
+
+
 def hash_parts(record: dict[str, Any]) -> tuple[bytes, bytes]:
     """The record's canonical JSON without its ``seq`` value: (the part before, the part after).
 
@@ -85,7 +95,7 @@ def hash_parts(record: dict[str, Any]) -> tuple[bytes, bytes]:
     writer builds this before it takes the log's lock; under the lock only :func:`chain_hash`
     is left to do.
     """
-    head = "{" + _members(record, _HEAD) + ',"seq":'
+    head = _open(record) + _members(record, _HEAD) + ',"seq":'
     tail = "," + _members(record, _TAIL) + "}"
     return head.encode(), tail.encode()
 
@@ -103,7 +113,13 @@ def record_hash(prev_hash: str, record: dict[str, Any]) -> str:
     seq = record.get("seq")
     seq_json = "null" if seq is None else canonical_value(seq)
     data = (
-        "{" + _members(record, _HEAD) + ',"seq":' + seq_json + "," + _members(record, _TAIL) + "}"
+        _open(record)
+        + _members(record, _HEAD)
+        + ',"seq":'
+        + seq_json
+        + ","
+        + _members(record, _TAIL)
+        + "}"
     )
     return hashlib.sha256(bytes.fromhex(prev_hash) + data.encode()).hexdigest()
 
