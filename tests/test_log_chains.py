@@ -6,7 +6,10 @@ one whole, and whatever is done to one chain is reported with that chain and its
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -360,3 +363,32 @@ def test_each_process_of_a_node_claims_a_stable_chain_of_its_own(tmp_path: Path)
         claim_chain(Settings(home=home, database_url=pg, node_name="no spaces"))
     with pytest.raises(ValueError):
         claim_chain(Settings(home=home, log_chains="sometimes"))
+
+
+def test_a_chain_held_by_a_session_its_writer_lost_is_taken_over(pg_database_url: str) -> None:
+    """A writer cut off from the server leaves a session that still holds its chain's lock
+    (the server has not seen it die); the writer, back, takes its chain over after a few
+    seconds, and the old session can commit nothing more."""
+    import psycopg
+
+    from dargah.bus.log.backends import PostgresLog
+
+    with open_logdb(Path(tempfile.mkdtemp()) / "home", pg_database_url) as db:
+        url = db.settings.db_url.replace("postgresql+psycopg://", "postgresql://", 1)
+        stale = PostgresLog(url, "node-a-0")
+        stale.register()
+        stale.append([make_record(1)], [None])
+        began = time.monotonic()
+        back = PostgresLog(url, "node-a-0")
+        try:
+            took = time.monotonic() - began
+            assert 4 < took < 15, took
+            back.append([make_record(2)], [None])
+            with pytest.raises(psycopg.Error):
+                stale.append([make_record(3)], [None])
+        finally:
+            back.close()
+            with contextlib.suppress(Exception):
+                stale.close()
+        assert db.scalar("SELECT COUNT(*) FROM message_log WHERE chain = 'node-a-0'") == 2
+        assert verify_log(db.engine).ok

@@ -12,6 +12,7 @@ else. Nothing is acknowledged before the commit returns.
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import sqlite3
 import time
@@ -33,6 +34,7 @@ from dargah.bus.log.lookup import (
     subject_sql,
 )
 
+log = logging.getLogger("dargah.log")
 _COLS = ", ".join(f'"{f}"' for f in FIELDS)
 _TAIL_SQL = "SELECT seq, hash FROM message_log WHERE chain = {p} ORDER BY seq DESC LIMIT 1"
 _ARCHIVE_TAIL_SQL = (
@@ -64,6 +66,14 @@ _PG_CHAIN_LOCK_SQL = (
 )
 
 CHAIN_LOCK_SECONDS = 5.0
+
+# The session that holds a chain's lock (a bigint advisory lock: its high and low halves).
+_PG_END_HOLDER_SQL = (
+    "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory'"
+    " AND objsubid = 1 AND granted AND pid <> pg_backend_pid()"
+    " AND ((classid::bigint << 32) | objid::bigint)"
+    " = hashtext('dargah:message_log:' || current_schema() || ':' || %s)::bigint"
+)
 
 Body = tuple[str, bytes, bytes | None, bytes | None]  # kid, nonce, request, response
 Head = tuple[str, int, str]  # chain, seq, hash
@@ -379,9 +389,14 @@ class PostgresLog:
             self._lock_chain(chain)
 
     def _lock_chain(self, chain: str) -> None:
-        """Hold the chain's session lock; a writer that just died may still hold it a moment
-        (until the server sees its connection close), so try for a few seconds."""
+        """Hold the chain's session lock. A writer that just died may still hold it a moment
+        (until the server sees its connection close), so try for a few seconds; then the
+        holder is taken for a session the server has not seen die (a network cut off its
+        writer, which has reconnected since, or is this one) and is ended. That is safe:
+        a writer whose session is ended cannot commit, and reads its chain's tail again
+        when it reconnects."""
         deadline = time.monotonic() + CHAIN_LOCK_SECONDS
+        ended = False
         while True:
             with self._conn.cursor() as cur:
                 row = cur.execute(_PG_CHAIN_LOCK_SQL, (chain,)).fetchone()
@@ -389,8 +404,15 @@ class PostgresLog:
             if row and row[0]:
                 return
             if time.monotonic() > deadline:
-                self._conn.close()
-                raise ChainInUse(f"the log chain {chain!r} is written by another live writer")
+                if ended:
+                    self._conn.close()
+                    raise ChainInUse(f"the log chain {chain!r} is held by another writer")
+                ended = True
+                deadline = time.monotonic() + 2.0
+                with self._conn.cursor() as cur:
+                    cur.execute(_PG_END_HOLDER_SQL, (chain,))
+                self._conn.commit()
+                log.warning("ended a stale session holding the log chain %r", chain)
             time.sleep(0.1)
 
     def _tail(self) -> tuple[int, str]:
