@@ -205,9 +205,11 @@ def crash_cycle(w: World, engine: Engine, service: str, rng: random.Random, cycl
         assert (row["outcome"], row["status"], row["method"]) == ("ok", 200, method), (context, row)
         assert row["service"] == service and row["request_id"] == rid
     assert len({seq for _r, seq, _m in load.received}) == len(load.received), context
-    for rid, seq, status, code, text in load.refused:
-        assert seq is not None and by_seq[seq]["request_id"] == rid, (context, status, text)
-        assert (by_seq[seq]["status"], by_seq[seq]["outcome"]) == (status, code or "provider-error")
+    for rid, refused_id, status, code, text in load.refused:
+        assert refused_id is not None, (context, status, text)
+        row = by_seq[refused_id]
+        assert row["request_id"] == rid, (context, status, text)
+        assert (row["status"], row["outcome"]) == (status, code or "provider-error")
     # the start sealed every chain's tail: its newest seal is at its last record
     assert by_seq, context
     for chain, (rows, seals) in chains.items():
