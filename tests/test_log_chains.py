@@ -371,7 +371,7 @@ def test_a_chain_held_by_a_session_its_writer_lost_is_taken_over(pg_database_url
     seconds, and the old session can commit nothing more."""
     import psycopg
 
-    from dargah.bus.log.backends import PostgresLog
+    from dargah.bus.log.postgres import PostgresLog
 
     with open_logdb(Path(tempfile.mkdtemp()) / "home", pg_database_url) as db:
         url = db.settings.db_url.replace("postgresql+psycopg://", "postgresql://", 1)
