@@ -30,7 +30,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import Connection, Engine, text
 
-from dargah.bus.log.chain import FIELDS, GENESIS, checkpoint_payload, record_hash, seal_payload
+from dargah.bus.log.chain import FIELDS, GENESIS, record_hash, seal_payload
+from dargah.bus.log.checkpoints import checkpoint_heads
 from dargah.bus.log.lookup import live_chains
 from dargah.core.keys import b64url, b64url_decode, jwk_to_public_key
 from dargah.store.db import READ_ONLY
@@ -59,7 +60,6 @@ _CHAINS = text(
     "SELECT chain FROM message_log_chain UNION SELECT DISTINCT chain FROM message_log_seal"
     " UNION SELECT DISTINCT chain FROM message_log_archive"
 )
-_CHECKPOINTS = text("SELECT id, ts, heads, kid, signature FROM message_log_checkpoint ORDER BY id")
 _SEAL_KEYS = text(
     "SELECT kid, public_jwk FROM bus_keys WHERE use = 'seal' AND public_jwk IS NOT NULL"
 )
@@ -340,7 +340,9 @@ def verify_log(source: Engine | Connection, *, progress: ProgressFn | None = Non
 def _verify(conn: Connection, progress: ProgressFn | None) -> VerifyReport:
     whole = VerifyReport()
     keys = seal_keys(conn)
-    heads = _checkpoint_heads(conn, keys, whole)
+    heads, whole.checkpoints, problems = checkpoint_heads(conn, keys)
+    for problem in problems:
+        whole.fail(None, problem)
     chains = sorted(
         {str(c) for (c,) in conn.execute(_CHAINS)} | set(live_chains(conn)) | set(heads)
     )
@@ -424,36 +426,3 @@ def _verify_chain(
         what = "is missing" if end == 0 else f"ends at seq {end}"
         report.fail(end + 1, f"the chain {what}, but an instance checkpoint names its record {top}")
     return report
-
-
-def _checkpoint_heads(
-    conn: Connection, keys: SealKeys, whole: VerifyReport
-) -> dict[str, dict[int, str]]:
-    """The heads the instance checkpoints name, {chain: {seq: hash}}, each checkpoint's
-    signature checked; a bad checkpoint fails the whole log."""
-    heads: dict[str, dict[int, str]] = {}
-    for id_, ts, raw, kid, signature in conn.execute(_CHECKPOINTS):
-        problem = None
-        try:
-            listed = json.loads(raw)
-            named = [(str(h["chain"]), int(h["seq"]), str(h["hash"])) for h in listed]
-        except (ValueError, TypeError, KeyError):
-            problem, named, listed = "cannot be read", [], []
-        if problem is None:
-            seal = Seal(0, "", str(ts), str(kid), str(signature))
-            key = keys.get(seal.kid)
-            try:
-                if key is None or b64url(b64url_decode(seal.signature)) != seal.signature:
-                    raise InvalidSignature
-                key.verify(b64url_decode(seal.signature), checkpoint_payload(str(ts), listed))
-            except (InvalidSignature, TypeError, ValueError):
-                problem = "has a signature that does not verify"
-        if problem is not None:
-            whole.fail(None, f"the instance checkpoint {id_} of {ts} {problem}")
-            continue
-        whole.checkpoints += 1
-        for chain, seq, h in named:
-            known = heads.setdefault(chain, {})
-            if known.setdefault(seq, h) != h:
-                whole.fail(None, f"two instance checkpoints name different records {chain}:{seq}")
-    return heads
