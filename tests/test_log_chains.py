@@ -24,7 +24,7 @@ from dargah.bus.log.chain import FIELDS, log_id, record_hash
 from dargah.bus.log.search import LogQuery, search_log
 from dargah.bus.log.verify import verify_log
 from dargah.bus.log.writer import LogWriter
-from dargah.cli.main import main as cli
+from dargah.cli.log import log as log_command
 from dargah.oversight.data_use import data_use
 from dargah.registry.instance import subject_ref
 from dargah.store.tables import message_log
@@ -194,7 +194,7 @@ def test_tampering_with_one_chain_is_reported_with_that_chain_and_its_first_bad_
     # the command line says the same and fails
     home = ["--home", str(db.settings.home)]
     env = {"DARGAH_DATABASE_URL": db.settings.database_url}
-    out = CliRunner().invoke(cli, ["log", "verify", *home], env=env)
+    out = CliRunner().invoke(log_command, ["verify", *home], env=env)
     assert out.exit_code == 1, out.output
     assert f"FAILED in chain node-b-0 at seq {bad_seq}" in out.output
 
@@ -253,7 +253,7 @@ def test_archiving_search_and_who_used_my_data_cover_every_chain(db: LogDB, tmp_
         assert report.chains[chain].first_seq == 21
     # the archive files verify on their own, and say their chain
     for a in archived:
-        out = CliRunner().invoke(cli, ["log", "verify", "--archive", str(a.path)])
+        out = CliRunner().invoke(log_command, ["verify", "--archive", str(a.path)])
         assert out.exit_code == 0, out.output
         assert a.chain in a.path.name
     # writers index their own chains; a search sees every chain, indexed or not

@@ -74,7 +74,8 @@ def _report(title: str, report: VerifyReport) -> None:
     if len(report.chains) > 1:
         for chain, rep in report.chains.items():
             state = "intact" if rep.ok else rep.failure_line()
-            click.echo(f"  chain {chain or '(unnamed)'}: {rep.summary()}: {state}")
+            named = "" if chain else "chain (unnamed): "  # a named chain's summary names it
+            click.echo(f"  {named}{rep.summary()}: {state}")
     for warning in report.warnings:
         click.echo(f"  warning: {warning}")
     click.echo(f"  {'intact' if report.ok else report.failure_line()}")
