@@ -1,5 +1,6 @@
 """Two bus nodes on one PostgreSQL database, each writing a chain of its own: a node frozen
-under load (SIGSTOP: a long pause, a VM migration) does not hold up the other node's calls,
+under load (SIGSTOP: a long pause, a VM migration) does not hold up the other node's calls
+(its p99 stays under 1 s, no call waits out a stop),
 and once it goes on, the log of both verifies as one whole."""
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from tests.providers import Provider
 
 pytestmark = pytest.mark.slow
 
-FREEZES = 4  # a node frozen at any moment may be mid-commit or not: freeze it a few times
-FROZEN_SECONDS = 1.2
+FREEZES = 3  # a node frozen at any moment may be mid-commit or not: freeze it a few times
+FROZEN_SECONDS = 2.5
 
 
 @dataclasses.dataclass
@@ -104,7 +105,10 @@ def test_a_frozen_node_holds_up_no_other_nodes_calls(
         ]
         # node a answered all the while, each call well within its callers' patience
         assert len(while_frozen) >= 40, f"node a answered {len(while_frozen)} calls while b froze"
-        assert max(while_frozen) < 1.0, f"node a's slowest call took {max(while_frozen):.2f} s"
+        # a call held up by b waits out the stop: 2.5 s; the machine is shared, so margins
+        slowest = sorted(while_frozen)
+        p99 = slowest[int(len(slowest) * 0.99)]
+        assert p99 < 1.0 and slowest[-1] < 2.0, f"node a's p99 {p99:.2f} s, max {slowest[-1]:.2f} s"
         assert any(began > thawed_at for began, _e, _i in on_b.answered), "b did not go on"
     finally:
         a.stop()
