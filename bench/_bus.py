@@ -38,9 +38,11 @@ from _procs import (
 from _wrk import Target, write_wrk_script
 
 
-def dargah(home: Path, *args: str) -> str:
+def dargah(home: Path, *args: str, env: dict[str, str] | None = None) -> str:
     argv = [str(DARGAH), *args, "--home", str(home)]
-    res = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=bus_env())
+    res = subprocess.run(
+        argv, capture_output=True, text=True, timeout=120, env=bus_env(**(env or {}))
+    )
     if res.returncode != 0:
         raise BenchError(f"`{' '.join(argv)}` failed ({res.returncode}):\n{res.stdout}{res.stderr}")
     return res.stdout
@@ -54,12 +56,13 @@ def bus_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def make_instance(home: Path, upstream_port: int) -> str:
-    """A fresh instance with one provider, one client and a grant; returns the client secret."""
-    dargah(home, "member", "add", PROVIDER_MEMBER, "--name", "X")
-    dargah(home, "member", "add", CLIENT_MEMBER, "--name", "Y")
-    dargah(home, "subsystem", "add", PROVIDER)
-    out = dargah(home, "subsystem", "add", CLIENT, "--secret")
+def make_instance(home: Path, upstream_port: int, env: dict[str, str] | None = None) -> str:
+    """A fresh instance with one provider, one client and a grant; returns the client secret.
+    ``env``: settings of the instance (DARGAH_DATABASE_URL for PostgreSQL)."""
+    dargah(home, "member", "add", PROVIDER_MEMBER, "--name", "X", env=env)
+    dargah(home, "member", "add", CLIENT_MEMBER, "--name", "Y", env=env)
+    dargah(home, "subsystem", "add", PROVIDER, env=env)
+    out = dargah(home, "subsystem", "add", CLIENT, "--secret", env=env)
     secret = json.loads(out).get("client_secret")
     if not secret:
         raise BenchError(f"`subsystem add --secret` printed no client_secret:\n{out}")
@@ -73,8 +76,9 @@ def make_instance(home: Path, upstream_port: int) -> str:
         "--personal-data",
         "--supplies",
         "person.identity",
+        env=env,
     )
-    dargah(home, "grant", "add", CLIENT, SERVICE, "--purpose", PURPOSE)
+    dargah(home, "grant", "add", CLIENT, SERVICE, "--purpose", PURPOSE, env=env)
     return str(secret)
 
 

@@ -62,8 +62,9 @@ class LogDB:
         seal_every_seconds: float = 3600.0,
         db_url: str | None = None,
         durability: str | None = None,
+        chain: str = "",
     ) -> LogWriter:
-        """A writer like the bus's (runtime.py), with its own connection."""
+        """A writer like the bus's (runtime.py), with its own connection, of ``chain``."""
         with self.engine.connect() as conn:
             seal = active_keys(conn)["seal"]
         key = load_private_pem(seal.private.encode())
@@ -71,10 +72,11 @@ class LogDB:
         url = db_url or self.settings.db_url
         mode = durability or self.settings.log_durability
         return LogWriter(
-            lambda: open_backend(url, mode),
+            lambda: open_backend(url, mode, chain),
             EdDSASigner(key, seal.kid),
             seal_every_records=seal_every_records,
             seal_every_seconds=seal_every_seconds,
+            chain=chain,
         )
 
 

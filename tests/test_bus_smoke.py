@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from dargah.bus.log.chain import log_id
 from tests.harness import PURPOSE, SUBJECT, World
 
 
@@ -20,6 +21,6 @@ def test_a_granted_call_reaches_the_provider_and_is_logged(world_db: World) -> N
     assert seen["headers"]["gsb-purpose"] == PURPOSE
     assert seen["headers"]["gsb-subject"] == SUBJECT
     rows = w.log_rows()
-    assert [row["seq"] for row in rows] == [int(r.headers["gsb-log-id"])]
+    assert [log_id(row["chain"], row["seq"]) for row in rows] == [r.headers["gsb-log-id"]]
     assert rows[0]["outcome"] == "ok" and rows[0]["subject_ref"] != SUBJECT
     assert SUBJECT not in json.dumps(rows, default=str)

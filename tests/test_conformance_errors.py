@@ -111,17 +111,27 @@ def rows(engine: Any) -> list[dict[str, Any]]:
         return [dict(r) for r in conn.execute(q).mappings()]
 
 
-def row_by_seq(engine: Any, seq: int) -> dict[str, Any]:
+def row_by_seq(engine: Any, log_id: str) -> dict[str, Any]:
+    """The record of a ``GSB-Log-Id``: ``{seq}``, or ``{chain}:{seq}`` with several chains."""
+    chain, _, seq = log_id.rpartition(":")
     with engine.connect() as conn:
-        found = conn.execute(select(message_log).where(message_log.c.seq == seq)).mappings().all()
-    assert len(found) == 1, f"no message-log record with seq {seq}"
+        found = (
+            conn.execute(
+                select(message_log).where(
+                    message_log.c.chain == chain, message_log.c.seq == int(seq)
+                )
+            )
+            .mappings()
+            .all()
+        )
+    assert len(found) == 1, f"no message-log record {log_id}"
     return dict(found[0])
 
 
 def log_row(engine: Any, r: httpx.Response) -> dict[str, Any]:
     """The message-log record named by the response's GSB-Log-Id."""
     assert len(r.headers.get_list("gsb-log-id")) == 1
-    return row_by_seq(engine, int(r.headers["gsb-log-id"]))
+    return row_by_seq(engine, r.headers["gsb-log-id"])
 
 
 def assert_problem(engine: Any, r: httpx.Response, code: str) -> dict[str, Any]:
@@ -405,7 +415,7 @@ def test_a_body_over_the_limit_is_payload_too_large_declared_or_chunked(ew: EW) 
     assert time.monotonic() - started < 2
     assert status == 413 and headers["gsb-error"] == "payload-too-large"
     assert headers["content-type"] == "application/problem+json"
-    row = row_by_seq(ew.engine, int(headers["gsb-log-id"]))
+    row = row_by_seq(ew.engine, headers["gsb-log-id"])
     assert row["outcome"] == "payload-too-large" and row["request_bytes"] == 0
     # A chunked body (no Content-Length) is counted as it arrives.
     r = ew.call("upload", "/x", method="POST", content=iter([b"b" * 400] * 4))

@@ -2,8 +2,9 @@
 
 Many clients call through the bus at once; at a random moment the bus is killed with
 SIGKILL, then started again. Every exchange a client received in full must be in the
-message log, under the seq the bus announced in ``GSB-Log-Id``; the log stays gap-free,
-its hash chain and seals verify, and the restart seals the tail the crash left.
+message log, under the log id the bus announced in ``GSB-Log-Id`` (``{chain}:{seq}`` where
+each process writes a chain of its own, as on PostgreSQL); every chain stays gap-free, its
+hash chain and seals verify, and the restart seals the tail the crash left.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import httpx
 import pytest
 from sqlalchemy import Engine, select
 
-from dargah.bus.log.chain import GENESIS, record_hash, seal_payload
+from dargah.bus.log.chain import GENESIS, log_id, record_hash, seal_payload
 from dargah.core.keys import b64url_decode, jwk_to_public_key
 from dargah.store.tables import bus_keys, message_log, message_log_seal
 from tests.harness import World
@@ -37,20 +38,24 @@ CLIENTS = 32
 KILL_AFTER = (0.3, 1.5)  # seconds of load before the SIGKILL (so a cycle loads for < 3 s)
 
 
-def check_log(engine: Engine) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Recompute the whole chain from the genesis hash and check every seal's signature.
+def check_log(engine: Engine) -> dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]]:
+    """Recompute every chain from the genesis hash and check every seal's signature.
 
-    Returns the records and the seals, both in seq order; fails on the first problem.
+    Returns each chain's records and seals, both in seq order; fails on the first problem.
     """
     with engine.connect() as conn:
-        rows = [
-            dict(r)
-            for r in conn.execute(select(message_log).order_by(message_log.c.seq)).mappings()
-        ]
-        seals = [
+        all_rows = [
             dict(r)
             for r in conn.execute(
-                select(message_log_seal).order_by(message_log_seal.c.seq, message_log_seal.c.id)
+                select(message_log).order_by(message_log.c.chain, message_log.c.seq)
+            ).mappings()
+        ]
+        all_seals = [
+            dict(r)
+            for r in conn.execute(
+                select(message_log_seal).order_by(
+                    message_log_seal.c.chain, message_log_seal.c.seq, message_log_seal.c.id
+                )
             ).mappings()
         ]
         keys = {
@@ -59,24 +64,32 @@ def check_log(engine: Engine) -> tuple[list[dict[str, Any]], list[dict[str, Any]
                 select(bus_keys.c.kid, bus_keys.c.public_jwk).where(bus_keys.c.use == "seal")
             )
         }
-    prev = GENESIS
-    for expected_seq, row in enumerate(rows, 1):
-        assert row["seq"] == expected_seq, f"the log has a gap: seq {expected_seq} is missing"
-        assert row["prev_hash"] == prev, f"seq {expected_seq}: prev_hash breaks the chain"
-        assert record_hash(prev, row) == row["hash"], f"seq {expected_seq}: hash does not match"
-        prev = row["hash"]
-    hashes = {row["seq"]: row["hash"] for row in rows}
-    for seal in seals:
-        assert hashes.get(seal["seq"]) == seal["hash"], f"seal {seal['seq']}: not its record's hash"
-        key = keys[seal["kid"]]
-        key.verify(
-            b64url_decode(seal["signature"]), seal_payload(seal["seq"], seal["hash"], seal["ts"])
-        )
+    chains: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {}
+    for row in all_rows:
+        chains.setdefault(row["chain"], ([], []))[0].append(row)
+    for seal in all_seals:
+        chains.setdefault(seal["chain"], ([], []))[1].append(seal)
+    for chain, (rows, seals) in chains.items():
+        prev = GENESIS
+        for expected_seq, row in enumerate(rows, 1):
+            at = f"chain {chain!r} seq {expected_seq}"
+            assert row["seq"] == expected_seq, f"the log has a gap: {at} is missing"
+            assert row["prev_hash"] == prev, f"{at}: prev_hash breaks the chain"
+            assert record_hash(prev, row) == row["hash"], f"{at}: hash does not match"
+            prev = row["hash"]
+        hashes = {row["seq"]: row["hash"] for row in rows}
+        for seal in seals:
+            assert hashes.get(seal["seq"]) == seal["hash"], f"seal {seal['seq']}: not its record's"
+            key = keys[seal["kid"]]
+            key.verify(
+                b64url_decode(seal["signature"]),
+                seal_payload(seal["seq"], seal["hash"], seal["ts"]),
+            )
     if verify_log is not None:
         report = verify_log(engine)
         assert report.ok, report.failure_line()
-        assert report.records == len(rows)
-    return rows, seals
+        assert report.records == len(all_rows)
+    return chains
 
 
 @dataclass
@@ -86,9 +99,9 @@ class Load:
     url: str
     service: str
     token: str
-    received: list[tuple[str, int, str]] = field(default_factory=list)  # rid, seq, method
+    received: list[tuple[str, str, str]] = field(default_factory=list)  # rid, log id, method
     # answers other than 200: request id, log id (None if absent), status, GSB-Error, text
-    refused: list[tuple[str, int | None, int, str | None, str]] = field(default_factory=list)
+    refused: list[tuple[str, str | None, int, str | None, str]] = field(default_factory=list)
     errors: int = 0
     wrong_ids: list[tuple[str, str]] = field(default_factory=list)  # sent, answered
     stop: threading.Event = field(default_factory=threading.Event)
@@ -120,14 +133,14 @@ class Load:
                     if r.headers.get("gsb-request-id") != rid:
                         self.wrong_ids.append((rid, r.headers.get("gsb-request-id", "")))
                     if r.status_code == 200:
-                        self.received.append((rid, int(r.headers["gsb-log-id"]), method))
+                        self.received.append((rid, r.headers["gsb-log-id"], method))
                         self.flowing.set()
                     else:
                         log_id = r.headers.get("gsb-log-id")
                         self.refused.append(
                             (
                                 rid,
-                                int(log_id) if log_id else None,
+                                log_id or None,
                                 r.status_code,
                                 r.headers.get("gsb-error"),
                                 r.text[:200],
@@ -168,17 +181,19 @@ def crash_cycle(w: World, engine: Engine, service: str, rng: random.Random, cycl
     assert load.received, f"{context}: no call was answered before the kill"
     assert not load.wrong_ids, f"{context}: answers with another request id: {load.wrong_ids[:3]}"
 
-    # the crash may have left records no seal covers; the next start seals them
-    with engine.connect() as conn:
-        sealed_before = (
-            conn.execute(
-                select(message_log_seal.c.seq).order_by(message_log_seal.c.seq.desc()).limit(1)
-            ).scalar()
-            or 0
-        )
+    # the crash may have left records no seal covers; the next start seals them (each process
+    # its own chain, as it comes up: the bus answers once one of them is up)
     w.start()
-    rows, seals = check_log(engine)
-    by_seq = {row["seq"]: row for row in rows}
+    deadline = time.monotonic() + 20
+    while True:
+        chains = check_log(engine)
+        if time.monotonic() > deadline or all(
+            seals and rows and seals[-1]["seq"] == rows[-1]["seq"]
+            for rows, seals in chains.values()
+        ):
+            break
+        time.sleep(0.2)
+    by_seq = {log_id(row["chain"], row["seq"]): row for rows, _s in chains.values() for row in rows}
     lost = [
         (rid, seq)
         for rid, seq, _m in load.received
@@ -190,15 +205,18 @@ def crash_cycle(w: World, engine: Engine, service: str, rng: random.Random, cycl
         assert (row["outcome"], row["status"], row["method"]) == ("ok", 200, method), (context, row)
         assert row["service"] == service and row["request_id"] == rid
     assert len({seq for _r, seq, _m in load.received}) == len(load.received), context
-    for rid, seq, status, code, text in load.refused:
-        assert seq is not None and by_seq[seq]["request_id"] == rid, (context, status, text)
-        assert (by_seq[seq]["status"], by_seq[seq]["outcome"]) == (status, code or "provider-error")
-    # the start sealed the tail: the newest seal is at the last record
-    assert rows, context
-    assert seals and seals[-1]["seq"] == rows[-1]["seq"], (
-        f"{context}: last record {rows[-1]['seq']}, last seal {seals[-1]['seq'] if seals else None}"
-        f" (before the restart: {sealed_before})"
-    )
+    for rid, refused_id, status, code, text in load.refused:
+        assert refused_id is not None, (context, status, text)
+        row = by_seq[refused_id]
+        assert row["request_id"] == rid, (context, status, text)
+        assert (row["status"], row["outcome"]) == (status, code or "provider-error")
+    # the start sealed every chain's tail: its newest seal is at its last record
+    assert by_seq, context
+    for chain, (rows, seals) in chains.items():
+        assert seals and rows and seals[-1]["seq"] == rows[-1]["seq"], (
+            f"{context}: chain {chain!r}: last record {rows[-1]['seq'] if rows else None},"
+            f" last seal {seals[-1]['seq'] if seals else None}"
+        )
     return len(load.received)
 
 
@@ -208,7 +226,8 @@ def test_sigkill_under_concurrent_load_never_loses_an_answered_exchange(
     database_url: str,
     workers: int,
 ) -> None:
-    """With 2 workers, both append to the one chain, and the SIGKILL takes the whole group."""
+    """With 2 workers, both append to the one chain on SQLite and each to its own on
+    PostgreSQL, and the SIGKILL takes the whole group."""
     w = world_db
     cycles = 2 if database_url else (5 if workers == 1 else 3)  # PostgreSQL: a shorter run
     sid = w.add_service("echo.v1")
@@ -220,11 +239,12 @@ def test_sigkill_under_concurrent_load_never_loses_an_answered_exchange(
     rng = random.Random(seed)
     try:
         answered = [crash_cycle(w, engine, sid, rng, n) for n in range(1, cycles + 1)]
-        # after the last restart the bus carries on with the next seq
-        last = check_log(engine)[0][-1]["seq"]
+        # after the last restart the bus carries on with the next seq of its chain
+        chains = check_log(engine)
         r = w.call(sid, "/after", token=w.token(), purpose=None, subject=None)
         assert r.status_code == 200, r.text
-        assert int(r.headers["gsb-log-id"]) == last + 1
+        chain, _, seq = r.headers["gsb-log-id"].rpartition(":")
+        assert int(seq) == chains[chain][0][-1]["seq"] + 1
     except AssertionError as exc:
         raise AssertionError(f"seed {seed}: {exc}") from exc
     finally:

@@ -87,8 +87,10 @@ def pull(w: World, sub_id: str, token: str, after: str | None = None) -> httpx.R
     )
 
 
-def log_row(w: World, seq: int) -> dict[str, Any]:
-    return next(r for r in w.log_rows() if r["seq"] == seq)
+def log_row(w: World, log_id: str) -> dict[str, Any]:
+    """The record of a ``GSB-Log-Id`` (``{seq}``, or ``{chain}:{seq}`` with several chains)."""
+    chain, _, seq = log_id.rpartition(":")
+    return next(r for r in w.log_rows() if (r["chain"], r["seq"]) == (chain, int(seq)))
 
 
 # -- publishing -------------------------------------------------------------
@@ -105,7 +107,7 @@ def test_the_topic_owner_publishes_and_gets_202_only_once_the_event_is_durably_s
         r = pub.publish(topic_id, event)
     assert r.status_code == 202, r.text
     assert r.json() == {"id": event["id"], "topic": topic_id, "accepted": True}
-    log_id = int(r.headers["gsb-log-id"])
+    log_id = r.headers["gsb-log-id"]
     # Killed the instant the answer arrived: the event and its log record must already be stored.
     w.stop(signal.SIGKILL)
     engine = engine_of(w, engines)
@@ -125,7 +127,7 @@ def test_only_the_topic_owner_may_publish_and_a_refusal_is_logged(world: World) 
     world.start()
     r = post_event(world, topic_id, make_event(), world.token("cons"))
     assert_problem(r, 403, "access-denied")
-    rec = log_row(world, int(r.headers["gsb-log-id"]))
+    rec = log_row(world, r.headers["gsb-log-id"])
     assert (rec["client"], rec["service"], rec["outcome"]) == (
         world.clients["cons"].id,
         topic_id,

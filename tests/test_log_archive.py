@@ -273,7 +273,8 @@ def test_a_log_that_does_not_verify_is_not_archived(db: LogDB) -> None:
 RESPONSE = '{"name": "زهرا"}'.encode()
 
 
-def test_stored_bodies_move_to_the_archive_still_encrypted(db: LogDB) -> None:
+@pytest.mark.parametrize("chain", ["", "node-a-0"])
+def test_stored_bodies_move_to_the_archive_still_encrypted(db: LogDB, chain: str) -> None:
     with db.engine.connect() as conn:
         body_key = active_keys(conn)["body"]
     aes = AESGCM(bytes.fromhex(body_key.private))
@@ -294,11 +295,12 @@ def test_stored_bodies_move_to_the_archive_still_encrypted(db: LogDB) -> None:
             seqs.append(await w.append(rec, body))
         return seqs
 
-    seqs = run_writers([db.writer()], with_bodies)
+    seqs = run_writers([db.writer(chain=chain)], with_bodies)
     with db.engine.connect() as conn:
-        assert stored_body(conn, seqs[0]) is not None
+        assert stored_body(conn, seqs[0], chain) is not None
+        assert stored_body(conn, seqs[0], "another-0") is None
         keys = body_keys(conn)
-    made = archive_log(db.engine, db.settings)
+    made = archive_log(db.engine, db.settings, chain=chain)
     assert made is not None and made.bodies == 5
     assert db.rows("SELECT seq FROM message_log_body") == []
     archived = [StoredBody.from_archive(line) for line in read_bodies(made.path)]

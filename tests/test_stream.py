@@ -161,3 +161,54 @@ def test_every_record_and_event_reaches_jetstream_once_in_order_across_a_nats_ou
     assert [json.loads(d)["id"] for _h, d in events_shipped] == event_ids
     assert {h["Dargah-Topic"] for h, _d in events_shipped} == {topic}
     assert topic_subject(topic) and subject == "t.ship"
+
+
+def test_each_node_ships_only_its_own_chain_and_jetstream_keeps_every_chain_once(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    from dargah.bus.stream import Shipper
+    from tests.log_factory import append_many, open_logdb, run_writers
+
+    chains = ("node-a-0", "node-b-0")
+    with open_logdb(tmp_path / "home") as db:
+        writers = [db.writer(chain=c) for c in chains]
+
+        async def body(*ws: Any) -> None:
+            await asyncio.gather(*(append_many(w, 40, start=i * 100) for i, w in enumerate(ws)))
+
+        run_writers(writers, body)
+        stream, _subject = names("TEST", "T_CHAINS")
+
+        async def ship() -> list[int]:
+            # node a ships twice over (a restart), node b once: JetStream keeps each record once
+            shippers = [
+                Shipper(db.engine, nats_server.url, "TEST", "T_CHAINS", chain)
+                for chain in (chains[0], chains[0], chains[1])
+            ]
+            for s in shippers:
+                s.start()
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and any(s.shipped["log"] < 40 for s in shippers):
+                await asyncio.sleep(0.2)
+            for s in shippers:
+                await s.stop()
+            return [s.shipped["log"] for s in shippers]
+
+        assert asyncio.run(ship()) == [40, 40, 40]  # none shipped another node's records
+        shipped = asyncio.run(_read(nats_server.url, f"{stream}_LOG"))
+        with db.engine.connect() as conn:
+            logged = {
+                (r.chain, r.seq): r.hash
+                for r in conn.execute(
+                    select(message_log.c.chain, message_log.c.seq, message_log.c.hash)
+                )
+            }
+    got = [(h["Dargah-Chain"], int(h["Dargah-Seq"]), h["Nats-Msg-Id"]) for h, _d in shipped]
+    assert len(got) == len(logged) == 80
+    assert {
+        (c, s): json.loads(d)["hash"] for (c, s, _i), (_h, d) in zip(got, shipped, strict=True)
+    } == logged
+    assert {i for _c, _s, i in got} == {f"log-{c}:{s}" for c, s in logged}
+    for chain in chains:  # each chain in seq order
+        seqs = [s for c, s, _i in got if c == chain]
+        assert seqs == list(range(1, 41))

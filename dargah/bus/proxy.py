@@ -439,7 +439,7 @@ class ProxyHandler:
             len(body),
         )
         headers.append((b"gsb-request-id", request_id.encode()))
-        headers.append((b"gsb-log-id", str(seq).encode()))
+        headers.append((b"gsb-log-id", rt.writer.log_id(seq).encode()))
         headers.append((b"content-length", length or str(len(body)).encode()))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})

@@ -17,6 +17,7 @@ from dargah.bus.alerts import AlertSender
 from dargah.bus.health import HealthChecker, Readiness
 from dargah.bus.limits import LocalCircuitBreaker, LocalRateLimiter, RateLimiter
 from dargah.bus.log.backends import open_backend
+from dargah.bus.log.chains import claim_chain
 from dargah.bus.log.writer import LogWriter
 from dargah.bus.metrics import BusMetrics, SharedMetrics
 from dargah.bus.monitor import Monitor, Rules
@@ -101,11 +102,14 @@ class BusRuntime:
         self.breaker = LocalCircuitBreaker(settings.breaker_failures, settings.breaker_open_seconds)
         self.metrics = BusMetrics()
         self.shared_metrics = SharedMetrics(settings.home / "run" / "metrics", self.metrics)
+        self.chain_slot = claim_chain(settings)
+        chain = self.chain_slot.chain
         self.writer = LogWriter(
-            lambda: open_backend(settings.db_url, settings.log_durability),
+            lambda: open_backend(settings.db_url, settings.log_durability, chain),
             self.seal_signer,
             seal_every_records=settings.seal_every_records,
             seal_every_seconds=settings.seal_every_seconds,
+            chain=chain,
         )
         self.tracer = SpanExporter(settings.otlp_endpoint) if settings.otlp_endpoint else None
         self.health = HealthChecker(lambda: self.snapshot, settings.health_interval, self.outbound)
@@ -139,7 +143,7 @@ class BusRuntime:
         self.shipper: Shipper | None = None
         if settings.nats_url:
             self.shipper = Shipper(
-                engine, settings.nats_url, settings.instance, settings.nats_stream
+                engine, settings.nats_url, settings.instance, settings.nats_stream, chain
             )
 
     def subject_ref(self, national_code: str) -> str | None:
@@ -185,6 +189,7 @@ class BusRuntime:
             await close()
         self.writer.flush()
         await asyncio.to_thread(self.writer.stop)
+        self.chain_slot.release()
         if self.tracer is not None:
             await asyncio.to_thread(self.tracer.close)
 

@@ -14,7 +14,7 @@ from typing import Any
 import click
 from sqlalchemy import select, text
 
-from dargah.bus.log.archive import archive_log, check_archive_file
+from dargah.bus.log.archive import archive_log, check_archive_file, log_chains
 from dargah.bus.log.archive_file import chain_archives, verify_archive_file
 from dargah.bus.log.chain import FIELDS
 from dargah.bus.log.lookup import newest_for_request
@@ -71,6 +71,11 @@ def _report(title: str, report: VerifyReport) -> None:
     click.echo(f"{title}: {report.summary()}")
     if report.kids:
         click.echo(f"  seals signed by: {', '.join(report.kids)}")
+    if len(report.chains) > 1:
+        for chain, rep in report.chains.items():
+            state = "intact" if rep.ok else rep.failure_line()
+            named = "" if chain else "chain (unnamed): "  # a named chain's summary names it
+            click.echo(f"  {named}{rep.summary()}: {state}")
     for warning in report.warnings:
         click.echo(f"  warning: {warning}")
     click.echo(f"  {'intact' if report.ok else report.failure_line()}")
@@ -93,7 +98,8 @@ def log() -> None:
 )
 @reports_errors
 def verify(home: Path | None, archives: tuple[Path, ...]) -> None:
-    """Recompute the hash chain and check every seal; exit 1 at the first bad record or seal."""
+    """Recompute every hash chain, check every seal and instance checkpoint; exit 1 when a
+    record, seal or checkpoint is bad (each chain's first bad seq is named)."""
     results: list[tuple[Path, VerifyReport]] = []
     live: VerifyReport | None = None
     if archives and home is None:
@@ -137,16 +143,24 @@ def verify(home: Path | None, archives: tuple[Path, ...]) -> None:
 def archive(home: Path | None, before_seq: int | None, older_than_days: float | None) -> None:
     """Move old sealed records (all of them by default) into files under {home}/archive/.
 
-    Prints one JSON line per file made (at most 100,000 records each).
+    Each chain is archived into files of its own. Prints one JSON line per file made (at most
+    100,000 records each).
     """
     older = None if older_than_days is None else timedelta(days=older_than_days)
     made = 0
     with _existing_instance(home) as inst:
-        while (
-            done := archive_log(inst.engine, inst.settings, before_seq=before_seq, older_than=older)
-        ) is not None:
-            click.echo(json.dumps({**done.__dict__, "path": str(done.path)}))
-            made += 1
+        for chain in log_chains(inst.engine):
+            while (
+                done := archive_log(
+                    inst.engine,
+                    inst.settings,
+                    before_seq=before_seq,
+                    older_than=older,
+                    chain=chain,
+                )
+            ) is not None:
+                click.echo(json.dumps({**done.__dict__, "path": str(done.path)}))
+                made += 1
     if not made:
         click.echo("nothing to archive: no sealed records within the limits", err=True)
 
@@ -159,7 +173,7 @@ def archive(home: Path | None, before_seq: int | None, older_than_days: float | 
 )
 @reports_errors
 def show(home: Path | None, request_id: str | None, last: int | None) -> None:
-    """Print live records as JSON lines, oldest first."""
+    """Print live records as JSON lines, oldest first (by seq, then chain)."""
     if request_id is not None and last is not None:
         raise click.UsageError("give --request-id or --last, not both")
     with _existing_instance(home) as inst, inst.engine.connect() as conn:
@@ -168,7 +182,7 @@ def show(home: Path | None, request_id: str | None, last: int | None) -> None:
             records = [{f: r[f] for f in FIELDS} for r in found[::-1]]
         else:
             rows = conn.execute(
-                text(f"SELECT {_COLS} FROM message_log ORDER BY seq DESC LIMIT :n"),
+                text(f"SELECT {_COLS} FROM message_log ORDER BY seq DESC, chain DESC LIMIT :n"),
                 {"n": last or 20},
             ).all()[::-1]
             records = [dict(zip(FIELDS, row, strict=True)) for row in rows]

@@ -62,4 +62,4 @@ def search(
                 limit=limit,
             ),
         )
-    return {"records": rows, "next_before": rows[-1]["seq"] if len(rows) == limit else None}
+    return {"records": rows, "next_before": rows[-1]["seq"] if len(rows) >= limit else None}

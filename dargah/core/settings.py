@@ -105,6 +105,23 @@ class Settings:
             "'power': it also survives a power loss (fsync on every group commit).",
         ),
     )
+    log_chains: str = field(
+        default="auto",
+        metadata=_meta(
+            "DARGAH_LOG_CHAINS",
+            "'single': every bus process writes the one message-log chain, in turns; "
+            "'per-process': each bus process writes a chain of its own, {node}-{n}, and none "
+            "waits for another; 'auto' (default): single on SQLite, per-process on PostgreSQL.",
+        ),
+    )
+    node_name: str = field(
+        default="",
+        metadata=_meta(
+            "DARGAH_NODE_NAME",
+            "This machine's name in the log's chain ids (letters, digits, . _ -, at most 28); "
+            "default: the host name, kept in {home}/node-name from the first start on.",
+        ),
+    )
     seal_every_records: int = field(
         default=1000, metadata=_meta("DARGAH_SEAL_EVERY_RECORDS", "Seal the log every N records.")
     )

@@ -34,6 +34,7 @@ def data_use(
     if not is_national_code(national_code):
         raise ValueError("not a valid national code")
     q = select(
+        message_log.c.chain,
         message_log.c.seq,
         message_log.c.ts,
         message_log.c.client,

@@ -19,9 +19,14 @@ from sqlalchemy import (
 
 from dargah.store.tables import metadata
 
+# One chain per writer (protocol §6, "Several chains"): ``chain`` names it, ``seq`` counts within
+# it. The unnamed chain ('') is the single chain of an instance that keeps one.
+CHAIN = String(32)
+
 message_log: Table = Table(
     "message_log",
     metadata,
+    Column("chain", CHAIN, primary_key=True, server_default=text("''"), autoincrement=False),
     Column("seq", BigInteger, primary_key=True, autoincrement=False),
     Column("ts", String(32), nullable=False),
     Column("request_id", String(64), nullable=False),
@@ -69,6 +74,7 @@ def _lookup_table(name: str, key: str) -> Table:
         name,
         metadata,
         Column(key, BigInteger, primary_key=True, autoincrement=False),
+        Column("chain", CHAIN, primary_key=True, server_default=text("''"), autoincrement=False),
         Column("seq", BigInteger, primary_key=True, autoincrement=False),
         sqlite_with_rowid=False,
     )
@@ -88,9 +94,31 @@ message_log_seal: Table = Table(
     "message_log_seal",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("seq", BigInteger, nullable=False, index=True),
+    Column("chain", CHAIN, nullable=False, server_default=text("''")),
+    Column("seq", BigInteger, nullable=False),
     Column("hash", String(64), nullable=False),
     Column("ts", String(32), nullable=False),
+    Column("kid", String(80), nullable=False),
+    Column("signature", Text, nullable=False),
+    Index("ix_message_log_seal_chain_seq", "chain", "seq"),
+)
+
+# Every chain the instance has had (a writer adds its own when it starts), so that a chain
+# whose records are all gone is still known. Heads are read from the chains themselves.
+message_log_chain: Table = Table(
+    "message_log_chain",
+    metadata,
+    Column("chain", CHAIN, primary_key=True),
+    Column("created_at", String(32), nullable=False),
+)
+
+# Signed instance checkpoints: the head of every chain at ``ts`` (protocol §6).
+message_log_checkpoint: Table = Table(
+    "message_log_checkpoint",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("ts", String(32), nullable=False),
+    Column("heads", Text, nullable=False),  # JSON: [{chain, seq, hash}, ...] in chain order
     Column("kid", String(80), nullable=False),
     Column("signature", Text, nullable=False),
 )
@@ -99,6 +127,7 @@ message_log_seal: Table = Table(
 message_log_body: Table = Table(
     "message_log_body",
     metadata,
+    Column("chain", CHAIN, primary_key=True, server_default=text("''"), autoincrement=False),
     Column("seq", BigInteger, primary_key=True, autoincrement=False),
     Column("kid", String(80), nullable=False),
     Column("nonce", LargeBinary, nullable=False),
@@ -111,11 +140,12 @@ message_log_archive: Table = Table(
     "message_log_archive",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("chain", CHAIN, nullable=False, server_default=text("''")),
     Column("first_seq", BigInteger, nullable=False),
     Column("last_seq", BigInteger, nullable=False),
     Column("last_hash", String(64), nullable=False),
     Column("file", Text, nullable=False),
     Column("sha256", String(64), nullable=False),
     Column("created_at", String(40), nullable=False),
-    UniqueConstraint("first_seq"),
+    UniqueConstraint("chain", "first_seq", name="uq_message_log_archive_chain_seq"),
 )

@@ -458,3 +458,5 @@ message_log_indexed: Table = _log_tables.message_log_indexed
 message_log_seal: Table = _log_tables.message_log_seal
 message_log_body: Table = _log_tables.message_log_body
 message_log_archive: Table = _log_tables.message_log_archive
+message_log_chain: Table = _log_tables.message_log_chain
+message_log_checkpoint: Table = _log_tables.message_log_checkpoint

@@ -1,12 +1,14 @@
 """The archive file format: gzipped JSON Lines that verify on their own (protocol §6).
 
-1. A header: ``format``, ``version``, ``instance``, ``first_seq``, ``last_seq``,
+1. A header: ``format``, ``version``, ``chain`` (for a named chain), ``instance``,
+   ``first_seq``, ``last_seq``,
    ``prev_hash`` (of the first record), ``last_hash``, the counts of ``records``,
    ``seals`` and ``bodies``, ``created_at``, and ``kid`` and ``signature``: the bus's
    seal key signs the canonical JSON of the rest of the header, so that no record
    can be cut from either end of the file unnoticed.
 2. ``{"jwk": {...}}``: the public key of every seal in the file and of the header.
-3. The records, every field, in seq order; each is followed by its seals
+3. The records of the chain, every field (``chain`` from version 2 on), in seq
+   order; each is followed by its seals
    (``{"seal": {seq, hash, ts, kid, signature}}``); the last record is sealed.
 4. ``{"body": {seq, kid, nonce, request_body, response_body}}``: stored bodies,
    still encrypted, base64url.
@@ -40,8 +42,10 @@ from dargah.bus.log.verify import (
 )
 from dargah.core.keys import EdDSASigner, b64url_decode
 
-FORMAT, VERSION = "dargah-log-archive", 1
+FORMAT, VERSION = "dargah-log-archive", 2
+VERSIONS = (1, 2)  # version 1: before there were several chains, records without ``chain``
 _FIELD_SET = frozenset(FIELDS)
+_V1_FIELD_SET = _FIELD_SET - {"chain"}
 
 
 def encode_line(obj: dict[str, Any]) -> bytes:
@@ -100,6 +104,7 @@ class _ArchiveReader:
         self.jwks: list[dict[str, Any]] = []
         self.check: ChainCheck | None = None
         self.seals = self.bodies = 0
+        self.fields = _FIELD_SET
 
     def read(self, lines: Iterable[bytes]) -> None:
         rep = self.report
@@ -119,12 +124,12 @@ class _ArchiveReader:
             if self.check is None and self._start() is None:
                 return
             if kind == "record":
-                if obj.keys() != _FIELD_SET:
+                if obj.keys() != self.fields or obj.get("chain", "") != rep.chain:
                     rep.fail(obj.get("seq"), "a record with fields other than the chain's")
                     return
                 if len(batch) >= CHUNK and not self._flush(batch, pending):
                     return
-                batch.append(tuple(obj[f] for f in FIELDS))
+                batch.append(tuple(obj.get(f, "") for f in FIELDS))
             elif kind == "seal":
                 pending.append(Seal(**obj["seal"]))
                 self.seals += 1
@@ -139,9 +144,15 @@ class _ArchiveReader:
 
     def _read_header(self, line: bytes) -> bool:
         h = json.loads(line) if line else {}
-        if not isinstance(h, dict) or h.get("format") != FORMAT or h.get("version") != VERSION:
-            self.report.fail(None, f"not a {FORMAT} version {VERSION} file")
+        if not isinstance(h, dict) or h.get("format") != FORMAT or h.get("version") not in VERSIONS:
+            self.report.fail(None, f"not a {FORMAT} file of version 1 or 2")
             return False
+        self.fields = _FIELD_SET if h["version"] >= 2 else _V1_FIELD_SET
+        chain = h.get("chain", "")
+        if not isinstance(chain, str):
+            self.report.fail(None, "the header's chain is not a text")
+            return False
+        self.report.chain = chain
         for name in ("first_seq", "last_seq", "records", "seals", "bodies"):
             if not isinstance(h.get(name), int):
                 self.report.fail(None, f"the header's {name} is not an integer")
@@ -225,13 +236,15 @@ class _ArchiveReader:
 
 
 def chain_archives(reports: Sequence[tuple[Path, VerifyReport]]) -> list[str]:
-    """Where intact archive files, taken in seq order, do not continue one another."""
+    """Where intact archive files of a chain, taken in seq order, do not continue one another."""
     gaps = []
     done = sorted(
         (r for r in reports if r[1].ok and r[1].first_seq is not None),
-        key=lambda r: r[1].first_seq or 0,
+        key=lambda r: (r[1].chain, r[1].first_seq or 0),
     )
     for (p1, r1), (p2, r2) in itertools.pairwise(done):
+        if r1.chain != r2.chain:
+            continue
         if r2.first_seq != (r1.last_seq or 0) + 1 or r2.start_hash != r1.end_hash:
             gaps.append(f"{p2.name} does not continue {p1.name}")
     return gaps

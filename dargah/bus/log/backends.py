@@ -1,8 +1,13 @@
 """Where the message log is written: SQLite (embedded) or PostgreSQL (scale-out).
 
-Both take the same steps for a batch of records, so that any number of bus
-processes share one chain: lock the log, read its tail, chain and insert the
-batch, commit. Nothing is acknowledged before the commit returns.
+A backend writes one chain (protocol §6, "Several chains"). The unnamed chain
+('') is shared by any number of bus processes: each batch locks the log, reads
+the tail, chains and inserts the batch, commits. A named chain has one writer
+(one bus process; a session lock on PostgreSQL, a lock file on the node keep it
+so), which knows its tail: a batch is chained and inserted with no lock that
+another writer could hold, so a node that freezes mid-commit holds up nobody
+else. Nothing is acknowledged before the commit returns. SQLite's backend is here,
+PostgreSQL's in :mod:`dargah.bus.log.postgres`.
 """
 
 from __future__ import annotations
@@ -17,28 +22,46 @@ from typing import Any, Protocol
 from dargah.bus.log.chain import FIELDS, GENESIS, chain_hash, hash_parts
 from dargah.bus.log.lookup import (
     MARK_SQL,
-    PG_MARK_SQL,
-    PG_NEW_SQL,
-    PG_REQUEST_SQL,
-    PG_SUBJECT_SQL,
-    SQLITE_MARK_SQL,
-    SQLITE_NEW_SQL,
-    SQLITE_REQUEST_SQL,
-    SQLITE_SUBJECT_SQL,
+    MOVE_MARK_SQL,
+    NEW_SQL,
     TOP_SQL,
     index_range,
     keyed,
+    mark_name,
+    request_sql,
+    sql,
+    subject_sql,
 )
 
 _COLS = ", ".join(f'"{f}"' for f in FIELDS)
-_TAIL_SQL = "SELECT seq, hash FROM message_log ORDER BY seq DESC LIMIT 1"
+_TAIL_SQL = "SELECT seq, hash FROM message_log WHERE chain = {p} ORDER BY seq DESC LIMIT 1"
 _ARCHIVE_TAIL_SQL = (
-    "SELECT last_seq, last_hash FROM message_log_archive ORDER BY last_seq DESC LIMIT 1"
+    "SELECT last_seq, last_hash FROM message_log_archive WHERE chain = {p}"
+    " ORDER BY last_seq DESC LIMIT 1"
 )
-# One lock per schema, so that separate instances in one database never wait on each other.
+_SEALED_SQL = "SELECT MAX(seq) FROM message_log_seal WHERE chain = {p}"
+_SEAL_SQL = (
+    "INSERT INTO message_log_seal (chain, seq, hash, ts, kid, signature)"
+    " VALUES ({p}, {p}, {p}, {p}, {p}, {p})"
+)
+_BODY_SQL = (
+    "INSERT INTO message_log_body (chain, seq, kid, nonce, request_body, response_body)"
+    " VALUES ({p}, {p}, {p}, {p}, {p}, {p})"
+)
+_CHAINS_SQL = "SELECT chain FROM message_log_chain ORDER BY chain"
+_REGISTER_SQL = (
+    "INSERT INTO message_log_chain (chain, created_at) VALUES ({p}, {p}) ON CONFLICT DO NOTHING"
+)
+_CHECKPOINT_SQL = (
+    "INSERT INTO message_log_checkpoint (ts, heads, kid, signature) VALUES ({p}, {p}, {p}, {p})"
+)
+# The unnamed chain's lock, one per schema, so that separate instances in one database never
+# wait on each other. Named chains take no lock per batch.
 PG_LOCK_SQL = "SELECT pg_advisory_xact_lock(hashtext('dargah:message_log:' || current_schema()))"
-
 Body = tuple[str, bytes, bytes | None, bytes | None]  # kid, nonce, request, response
+Head = tuple[str, int, str]  # chain, seq, hash
+
+
 NonBlockingAppend = Callable[[list[dict[str, Any]], list[Body | None]], bool]
 
 # SQLite's WAL: the writers copy it into the database themselves, outside the log's lock
@@ -59,12 +82,20 @@ class LogBackend(Protocol):
 
     def add_seal(self, seq: int, hash_: str, ts: str, kid: str, signature: str) -> None: ...
 
+    def register(self) -> None:
+        """Add the backend's chain to the instance's chains (once)."""
+
+    def heads(self) -> list[Head]:
+        """The head of every chain of the instance, as committed now."""
+
+    def add_checkpoint(self, ts: str, heads: str, kid: str, signature: str) -> None: ...
+
     def index_lookups(self) -> int:
         """Bring the indexes by subject and request id up to date by one batch; returns the
         records covered."""
 
     def tail(self) -> tuple[int, str]:
-        """(seq, hash) of the newest record, or (0, GENESIS) for an empty log."""
+        """(seq, hash) of the chain's newest record, or (0, GENESIS) for an empty chain."""
 
     def last_sealed_seq(self) -> int: ...
 
@@ -80,8 +111,12 @@ class LogBackend(Protocol):
 _SEQ, _PREV, _HASH = FIELDS.index("seq"), FIELDS.index("prev_hash"), FIELDS.index("hash")
 
 
-def _prepare(records: list[dict[str, Any]]) -> list[tuple[list[Any], tuple[bytes, bytes]]]:
+def _prepare(
+    records: list[dict[str, Any]], chain: str
+) -> list[tuple[list[Any], tuple[bytes, bytes]]]:
     """Each record's row and hash parts, built before the log is locked (see :func:`_chain`)."""
+    for rec in records:
+        rec["chain"] = chain
     return [([rec.get(f) for f in FIELDS], hash_parts(rec)) for rec in records]
 
 
@@ -104,11 +139,23 @@ def _chain(
     return rows
 
 
+def _q(statement: str, placeholder: str) -> str:
+    return statement.replace("{p}", placeholder)
+
+
+def _now() -> str:
+    from dargah.core.clock import now_rfc3339
+
+    return now_rfc3339()
+
+
 class SqliteLog:
     """Writers of several processes take turns on an flock first, so a waiting writer
-    sleeps in the kernel until the lock is free instead of in SQLite's busy handler."""
+    sleeps in the kernel until the lock is free instead of in SQLite's busy handler
+    (SQLite has one writer at a time, whatever the chains)."""
 
-    def __init__(self, path: str, durability: str) -> None:
+    def __init__(self, path: str, durability: str, chain: str = "") -> None:
+        self.chain = chain
         # mode=rw: never create an empty database where the instance's should be.
         self._conn = sqlite3.connect(
             f"file:{path}?mode=rw",
@@ -127,17 +174,25 @@ class SqliteLog:
         self._insert = f"INSERT INTO message_log ({_COLS}) VALUES ({', '.join('?' * len(FIELDS))})"
         self._flushes = durability == "power"  # every commit waits for fsync
         self._waits = True
+        self._mark = mark_name(chain)
 
     def _tail(self) -> tuple[int, str]:
-        conn = self._conn
-        row = conn.execute(_TAIL_SQL).fetchone() or conn.execute(_ARCHIVE_TAIL_SQL).fetchone()
+        conn, c = self._conn, (self.chain,)
+        row = (
+            conn.execute(_q(_TAIL_SQL, "?"), c).fetchone()
+            or conn.execute(_q(_ARCHIVE_TAIL_SQL, "?"), c).fetchone()
+        )
         return (int(row[0]), str(row[1])) if row else (0, GENESIS)
 
     def tail(self) -> tuple[int, str]:
         return self._tail()
 
+    def register(self) -> None:
+        with self._no_flush():
+            self._conn.execute(_q(_REGISTER_SQL, "?"), (self.chain, _now()))
+
     def append(self, records: list[dict[str, Any]], bodies: list[Body | None]) -> None:
-        prepared = _prepare(records)
+        prepared = _prepare(records, self.chain)
         if not self._waits:  # a connection that tried without waiting, now made to wait
             self._conn.execute("PRAGMA busy_timeout=30000")
             self._waits = True
@@ -159,7 +214,7 @@ class SqliteLog:
         except BlockingIOError:
             return False
         try:
-            self._append(records, _prepare(records), bodies)
+            self._append(records, _prepare(records, self.chain), bodies)
         except sqlite3.OperationalError as exc:
             # BEGIN IMMEDIATE found another connection writing (the registry's, an archive):
             # nothing of this batch was written.
@@ -181,13 +236,10 @@ class SqliteLog:
         try:
             seq, prev = self._tail()
             c.executemany(self._insert, _chain(records, prepared, seq, prev))
-            body_rows = [(r["seq"], *b) for r, b in zip(records, bodies, strict=True) if b]
+            chain = self.chain
+            body_rows = [(chain, r["seq"], *b) for r, b in zip(records, bodies, strict=True) if b]
             if body_rows:
-                c.executemany(
-                    "INSERT INTO message_log_body (seq, kid, nonce, request_body, response_body)"
-                    " VALUES (?, ?, ?, ?, ?)",
-                    body_rows,
-                )
+                c.executemany(_q(_BODY_SQL, "?"), body_rows)
             c.execute("COMMIT")
         except BaseException:
             if c.in_transaction:
@@ -212,26 +264,31 @@ class SqliteLog:
 
     def add_seal(self, seq: int, hash_: str, ts: str, kid: str, signature: str) -> None:
         with self._no_flush():
-            self._conn.execute(
-                "INSERT INTO message_log_seal (seq, hash, ts, kid, signature)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (seq, hash_, ts, kid, signature),
-            )
+            self._conn.execute(_q(_SEAL_SQL, "?"), (self.chain, seq, hash_, ts, kid, signature))
+
+    def heads(self) -> list[Head]:
+        return _heads(self._conn.execute(_CHAINS_SQL).fetchall(), self._conn.execute, "?")
+
+    def add_checkpoint(self, ts: str, heads: str, kid: str, signature: str) -> None:
+        with self._no_flush():
+            self._conn.execute(_q(_CHECKPOINT_SQL, "?"), (ts, heads, kid, signature))
 
     def index_lookups(self) -> int:
-        c = self._conn
+        c, chain = self._conn, self.chain
         fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
         try:
             with self._no_flush():
                 c.execute("BEGIN IMMEDIATE")
                 try:
-                    mark = c.execute(MARK_SQL).fetchone()
-                    span = index_range(mark[0] if mark else 0, c.execute(TOP_SQL).fetchone()[0])
+                    mark = c.execute(sql(MARK_SQL, "?"), (self._mark,)).fetchone()
+                    top = c.execute(sql(TOP_SQL, "?"), (chain,)).fetchone()[0]
+                    span = index_range(mark[0] if mark else 0, top)
                     if span is not None:
-                        subjects, requests = keyed(c.execute(SQLITE_NEW_SQL, span))
-                        c.executemany(SQLITE_SUBJECT_SQL, subjects)
-                        c.executemany(SQLITE_REQUEST_SQL, requests)
-                        c.execute(SQLITE_MARK_SQL, (span[1],))
+                        rows = c.execute(sql(NEW_SQL, "?"), (chain, *span))
+                        subjects, requests = keyed(chain, rows)
+                        c.executemany(subject_sql("?"), subjects)
+                        c.executemany(request_sql("?"), requests)
+                        c.execute(sql(MOVE_MARK_SQL, "?"), (self._mark, span[1]))
                     c.execute("COMMIT")
                 except BaseException:
                     if c.in_transaction:
@@ -242,7 +299,7 @@ class SqliteLog:
         return 0 if span is None else span[1] - span[0]
 
     def last_sealed_seq(self) -> int:
-        row = self._conn.execute("SELECT MAX(seq) FROM message_log_seal").fetchone()
+        row = self._conn.execute(_q(_SEALED_SQL, "?"), (self.chain,)).fetchone()
         return int(row[0] or 0)
 
     def checkpoint(self) -> None:
@@ -273,100 +330,23 @@ class SqliteLog:
         os.close(self._lock_fd)
 
 
-class PostgresLog:
-    def __init__(self, url: str) -> None:
-        import psycopg
-
-        self._conn = psycopg.connect(url, autocommit=False, connect_timeout=5)
-        marks = ", ".join(["%s"] * len(FIELDS))
-        self._insert = f"INSERT INTO message_log ({_COLS}) VALUES ({marks})"
-
-    def _tail(self) -> tuple[int, str]:
-        with self._conn.cursor() as cur:
-            row = cur.execute(_TAIL_SQL).fetchone() or cur.execute(_ARCHIVE_TAIL_SQL).fetchone()
-        return (int(row[0]), str(row[1])) if row else (0, GENESIS)
-
-    def tail(self) -> tuple[int, str]:
-        try:
-            return self._tail()
-        finally:
-            self._conn.rollback()
-
-    def append(self, records: list[dict[str, Any]], bodies: list[Body | None]) -> None:
-        c = self._conn
-        prepared = _prepare(records)
-        try:
-            with c.cursor() as cur:
-                cur.execute(PG_LOCK_SQL)
-                seq, prev = self._tail()
-                cur.executemany(self._insert, _chain(records, prepared, seq, prev))
-                body_rows = [(r["seq"], *b) for r, b in zip(records, bodies, strict=True) if b]
-                if body_rows:
-                    cur.executemany(
-                        "INSERT INTO message_log_body"
-                        " (seq, kid, nonce, request_body, response_body)"
-                        " VALUES (%s, %s, %s, %s, %s)",
-                        body_rows,
-                    )
-            c.commit()
-        except BaseException:
-            c.rollback()
-            raise
-
-    def nonblocking_append(self) -> NonBlockingAppend | None:
-        return None  # every commit is a round trip to the server
-
-    def add_seal(self, seq: int, hash_: str, ts: str, kid: str, signature: str) -> None:
-        with self._conn.cursor() as cur:
-            cur.execute(
-                "INSERT INTO message_log_seal (seq, hash, ts, kid, signature)"
-                " VALUES (%s, %s, %s, %s, %s)",
-                (seq, hash_, ts, kid, signature),
-            )
-        self._conn.commit()
-
-    def index_lookups(self) -> int:
-        c = self._conn
-        try:
-            with c.cursor() as cur:
-                cur.execute(PG_LOCK_SQL)
-                mark = cur.execute(MARK_SQL).fetchone()
-                top = cur.execute(TOP_SQL).fetchone()
-                span = index_range(mark[0] if mark else 0, top[0] if top else 0)
-                if span is not None:
-                    subjects, requests = keyed(cur.execute(PG_NEW_SQL, span).fetchall())
-                    if subjects:
-                        cur.executemany(PG_SUBJECT_SQL, subjects)
-                    if requests:
-                        cur.executemany(PG_REQUEST_SQL, requests)
-                    cur.execute(PG_MARK_SQL, (span[1],))
-            c.commit()
-        except BaseException:
-            c.rollback()
-            raise
-        return 0 if span is None else span[1] - span[0]
-
-    def checkpoint(self) -> None:
-        """PostgreSQL checkpoints by itself."""
-
-    def last_sealed_seq(self) -> int:
-        with self._conn.cursor() as cur:
-            row = cur.execute("SELECT MAX(seq) FROM message_log_seal").fetchone()
-        self._conn.rollback()
-        return int(row[0] or 0) if row else 0
-
-    def ping(self) -> None:
-        with self._conn.cursor() as cur:
-            cur.execute("SELECT 1")
-        self._conn.rollback()
-
-    def close(self) -> None:
-        self._conn.close()
+def _heads(chains: list[Any], execute: Callable[..., Any], placeholder: str) -> list[Head]:
+    out = []
+    for (chain,) in chains:
+        row = (
+            execute(_q(_TAIL_SQL, placeholder), (chain,)).fetchone()
+            or execute(_q(_ARCHIVE_TAIL_SQL, placeholder), (chain,)).fetchone()
+        )
+        if row is not None:
+            out.append((str(chain), int(row[0]), str(row[1])))
+    return out
 
 
-def open_backend(db_url: str, durability: str) -> LogBackend:
-    """A log backend on its own connection, for the writer thread."""
+def open_backend(db_url: str, durability: str, chain: str = "") -> LogBackend:
+    """A log backend of ``chain`` on its own connection, for the writer thread."""
     if db_url.startswith("sqlite:///"):
-        return SqliteLog(db_url.removeprefix("sqlite:///"), durability)
+        return SqliteLog(db_url.removeprefix("sqlite:///"), durability, chain)
+    from dargah.bus.log.postgres import PostgresLog
+
     url = db_url.replace("postgresql+psycopg://", "postgresql://", 1)
-    return PostgresLog(url)
+    return PostgresLog(url, chain)

@@ -2,7 +2,7 @@
 
 The bus encrypts each exchange's request and response under the instance's
 ``body`` key with two 96-bit nonces (stored together, 24 bytes) and the request
-id as associated data; ``message_log_body`` keeps them by seq, and archiving
+id as associated data; ``message_log_body`` keeps them by chain and seq, and archiving
 moves them, still encrypted, into the archive file. Decrypting them reveals
 personal data: callers must be entitled to it and record that they did.
 """
@@ -50,14 +50,14 @@ def body_keys(conn: Connection) -> dict[str, bytes]:
     return {str(kid): bytes.fromhex(secret) for kid, secret in rows}
 
 
-def stored_body(conn: Connection, seq: int) -> StoredBody | None:
-    """The encrypted bodies of a live record, if they were stored."""
+def stored_body(conn: Connection, seq: int, chain: str = "") -> StoredBody | None:
+    """The encrypted bodies of a live record (``seq`` of ``chain``), if they were stored."""
     row = conn.execute(
         text(
             "SELECT seq, kid, nonce, request_body, response_body FROM message_log_body"
-            " WHERE seq = :seq"
+            " WHERE chain = :chain AND seq = :seq"
         ),
-        {"seq": seq},
+        {"chain": chain, "seq": seq},
     ).first()
     if row is None:
         return None

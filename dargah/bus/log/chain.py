@@ -3,6 +3,11 @@
 ``hash`` = SHA-256( prev_hash as 32 raw bytes || JCS(record without prev_hash and hash) ).
 Records hold only strings, integers and nulls, for which RFC 8785 canonical
 JSON is exactly ``json.dumps`` with sorted keys, no spaces and raw UTF-8.
+
+An instance may keep several chains, one per writer (protocol §6, "Several
+chains"): a record of a named chain carries ``chain`` in its hash; the records
+of the single unnamed chain (``chain`` empty, as every record was before there
+were several) leave it out, so that they hash as they always did.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ GENESIS = "0" * 64
 
 # Every field of a record, in the order of the table's columns.
 FIELDS = (
+    "chain",
     "seq",
     "ts",
     "request_id",
@@ -49,7 +55,9 @@ _SORTED = tuple(sorted(HASHED_FIELDS))
 _KEYS = tuple(f'"{f}":' for f in _SORTED)
 # The canonical JSON around ``seq``: the fields before it and after it in sorted order.
 _SEQ_AT = _SORTED.index("seq")
-_HEAD = tuple(zip(_KEYS[:_SEQ_AT], _SORTED[:_SEQ_AT], strict=True))
+# ``chain`` sorts first; it is written by :func:`_open`, only for a named chain.
+assert _SORTED[0] == "chain"
+_HEAD = tuple(zip(_KEYS[1:_SEQ_AT], _SORTED[1:_SEQ_AT], strict=True))
 _TAIL = tuple(zip(_KEYS[_SEQ_AT + 1 :], _SORTED[_SEQ_AT + 1 :], strict=True))
 
 
@@ -70,6 +78,16 @@ def _members(record: dict[str, Any], pairs: tuple[tuple[str, str], ...]) -> str:
     return ",".join(parts)
 
 
+def _open(record: dict[str, Any]) -> str:
+    """The start of a record's canonical JSON: ``{`` and its named chain, if any (the unnamed
+    chain's records leave ``chain`` out, so that they hash as before there were chains)."""
+    chain = record.get("chain")
+    if not chain:
+        return "{"
+    value = encode_basestring(chain) if isinstance(chain, str) else canonical_value(chain)
+    return '{"chain":' + value + ","
+
+
 def hash_parts(record: dict[str, Any]) -> tuple[bytes, bytes]:
     """The record's canonical JSON without its ``seq`` value: (the part before, the part after).
 
@@ -77,7 +95,7 @@ def hash_parts(record: dict[str, Any]) -> tuple[bytes, bytes]:
     writer builds this before it takes the log's lock; under the lock only :func:`chain_hash`
     is left to do.
     """
-    head = "{" + _members(record, _HEAD) + ',"seq":'
+    head = _open(record) + _members(record, _HEAD) + ',"seq":'
     tail = "," + _members(record, _TAIL) + "}"
     return head.encode(), tail.encode()
 
@@ -95,13 +113,30 @@ def record_hash(prev_hash: str, record: dict[str, Any]) -> str:
     seq = record.get("seq")
     seq_json = "null" if seq is None else canonical_value(seq)
     data = (
-        "{" + _members(record, _HEAD) + ',"seq":' + seq_json + "," + _members(record, _TAIL) + "}"
+        _open(record)
+        + _members(record, _HEAD)
+        + ',"seq":'
+        + seq_json
+        + ","
+        + _members(record, _TAIL)
+        + "}"
     )
     return hashlib.sha256(bytes.fromhex(prev_hash) + data.encode()).hexdigest()
 
 
 def canonical_value(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def log_id(chain: str, seq: int) -> str:
+    """A record's ``GSB-Log-Id``: ``{chain}:{seq}``, or the plain seq in the unnamed chain."""
+    return f"{chain}:{seq}" if chain else str(seq)
+
+
+def checkpoint_payload(ts: str, heads: list[dict[str, Any]]) -> bytes:
+    """What an instance checkpoint signs: the canonical JSON of ``{ts, heads}``, the heads
+    (``{chain, seq, hash}``) in chain order."""
+    return canonical({"ts": ts, "heads": sorted(heads, key=lambda h: str(h["chain"]))})
 
 
 def seal_payload(seq: int, hash_: str, ts: str) -> bytes:

@@ -1,11 +1,13 @@
 """Finding records in the message log: by request id, client, service, outcome, subject and time.
 
-Each result carries its chain position (``seq``, ``prev_hash``, ``hash``) and
-the seal that covers it (the first seal at or after its ``seq``), so that an
+Each result carries its chain position (``chain``, ``seq``, ``prev_hash``, ``hash``)
+and the seal that covers it (its chain's first seal at or after its ``seq``), so that an
 operator following a failure up can show the record is the one the bus wrote.
 Every filter is served by an index of ``message_log`` (the subject and the request id
 by the indexes kept behind it, :mod:`dargah.bus.log.lookup`); results come newest
-first, ``before`` pages further back.
+first (by seq, then chain: with several chains, records are ordered by their place in
+their chains, which grow side by side), ``before`` pages further back: a page takes
+every chain's records at the seq it ends with, so that the next one misses none.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from dargah.bus.log.lookup import newest_for_request, newest_for_subject
+from dargah.bus.log.lookup import complete_page, newest_for_request, newest_for_subject
 from dargah.core.clock import rfc3339
 from dargah.store.tables import message_log, message_log_seal
 
@@ -66,14 +68,15 @@ def search_log(conn: Connection, q: LogQuery) -> list[dict[str, Any]]:
     elif q.subject_ref is not None:
         rows = newest_for_subject(conn, stmt, q.subject_ref, limit)
     else:
-        rows = [
-            dict(r) for r in conn.execute(stmt.order_by(t.c.seq.desc()).limit(limit)).mappings()
-        ]
+        newest = stmt.order_by(t.c.seq.desc(), t.c.chain.desc()).limit(limit)
+        rows = complete_page(conn, stmt, [dict(r) for r in conn.execute(newest).mappings()], limit)
     for row in rows:
         seal = (
             conn.execute(
                 select(message_log_seal)
-                .where(message_log_seal.c.seq >= row["seq"])
+                .where(
+                    message_log_seal.c.chain == row["chain"], message_log_seal.c.seq >= row["seq"]
+                )
                 .order_by(message_log_seal.c.seq, message_log_seal.c.id)
                 .limit(1)
             )

@@ -1,7 +1,8 @@
-"""Verifying the message log: recompute the hash chain and check every seal (protocol §6).
+"""Verifying the message log: recompute every hash chain, check every seal and every instance
+checkpoint (protocol §6).
 
-The live log is read in seq order, 10,000 records at a time, inside one read
-snapshot, so that a concurrent writer or archiver cannot make it look broken.
+Each chain of the live log is read in seq order, 10,000 records at a time, inside
+one read snapshot, so that a concurrent writer or archiver cannot make it look broken.
 Archive files (``archive_file.py``) go through the same :class:`ChainCheck`. The
 check stops at the first bad record or seal: that is the lowest bad seq.
 
@@ -10,6 +11,10 @@ record (a gap), an inserted or reordered record (a gap or a broken chain), a
 forged or altered seal (its signature), a seal whose hash is not its record's,
 and a seal pointing at a record that does not exist (a truncated log). Records
 after the last seal cannot be proven yet: that is a warning, not a failure.
+With several chains, the signed instance checkpoints name the head of every
+chain: a chain that is missing, truncated below a checkpointed head, or whose
+record at a checkpointed seq is not the one named is reported with its chain and
+first bad seq; so is a checkpoint whose signature does not verify.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import Connection, Engine, text
 
 from dargah.bus.log.chain import FIELDS, GENESIS, record_hash, seal_payload
+from dargah.bus.log.checkpoints import checkpoint_heads
+from dargah.bus.log.lookup import live_chains
 from dargah.core.keys import b64url, b64url_decode, jwk_to_public_key
 from dargah.store.db import READ_ONLY
 
@@ -33,17 +40,25 @@ CHUNK = 10_000
 ProgressFn = Callable[[int, int], None]
 SealKeys = Mapping[str, Ed25519PublicKey]
 
-_PREV, _HASH = FIELDS.index("prev_hash"), FIELDS.index("hash")
+_SEQ, _PREV, _HASH = FIELDS.index("seq"), FIELDS.index("prev_hash"), FIELDS.index("hash")
 _NO_SEAL = float("inf")
 _MAX_SEQ = 2**62
 _COLS = ", ".join(f'"{f}"' for f in FIELDS)
-_RECORDS = text(f"SELECT {_COLS} FROM message_log WHERE seq > :after ORDER BY seq LIMIT {CHUNK}")
+_RECORDS = text(
+    f"SELECT {_COLS} FROM message_log WHERE chain = :chain AND seq > :after"
+    f" ORDER BY seq LIMIT {CHUNK}"
+)
 _SEALS = text(
     "SELECT seq, hash, ts, kid, signature FROM message_log_seal"
-    " WHERE seq > :lo AND seq <= :hi ORDER BY seq, id"
+    " WHERE chain = :chain AND seq > :lo AND seq <= :hi ORDER BY seq, id"
 )
 _ARCHIVES = text(
-    "SELECT first_seq, last_seq, last_hash FROM message_log_archive ORDER BY first_seq"
+    "SELECT first_seq, last_seq, last_hash FROM message_log_archive WHERE chain = :chain"
+    " ORDER BY first_seq"
+)
+_CHAINS = text(
+    "SELECT chain FROM message_log_chain UNION SELECT DISTINCT chain FROM message_log_seal"
+    " UNION SELECT DISTINCT chain FROM message_log_archive"
 )
 _SEAL_KEYS = text(
     "SELECT kid, public_jwk FROM bus_keys WHERE use = 'seal' AND public_jwk IS NOT NULL"
@@ -66,6 +81,9 @@ class VerifyReport:
     reason: str | None = None
     warnings: list[str] = field(default_factory=list)
     kids: list[str] = field(default_factory=list)  # keys that signed the seals checked
+    chain: str = ""  # the chain checked; for the whole log, the first failing chain
+    chains: dict[str, VerifyReport] = field(default_factory=dict)  # the whole log's, by chain
+    checkpoints: int = 0  # instance checkpoints checked
 
     def fail(self, seq: int | None, reason: str) -> None:
         """Record a failure; the lowest seq wins."""
@@ -76,9 +94,16 @@ class VerifyReport:
         self.ok = False
 
     def summary(self) -> str:
+        if len(self.chains) > 1:
+            return (
+                f"{len(self.chains)} chains, {self.records} records, {self.seals} seals and "
+                f"{self.checkpoints} instance checkpoints checked"
+            )
         span = f" (seq {self.first_seq}..{self.last_seq})" if self.records else ""
+        chain = f"chain {self.chain}: " if self.chain else ""
+        extra = f", {self.checkpoints} instance checkpoints" if self.checkpoints else ""
         return (
-            f"{self.records} records{span}, {self.seals} seals checked, "
+            f"{chain}{self.records} records{span}, {self.seals} seals{extra} checked, "
             f"last sealed seq {self.last_sealed_seq}"
         )
 
@@ -88,6 +113,8 @@ class VerifyReport:
             if self.first_bad_seq is not None
             else "before any record"
         )
+        if self.chain:
+            where = f"in chain {self.chain} {where}"
         return f"FAILED {where}: {self.reason}"
 
 
@@ -153,6 +180,7 @@ class ChainCheck:
         self._keys = keys
         self._seals: deque[Seal] = deque()
         self._kids: set[str] = set()
+        self.expected: dict[int, str] = {}  # hashes that instance checkpoints name, by seq
         report.start_hash = prev_hash
 
     def check_seal(self, seal: Seal, record_hash_: str | None) -> bool:
@@ -183,10 +211,11 @@ class ChainCheck:
         expected, prev = self.next_seq, self.prev_hash
         seals = self._seals
         next_seal = seals[0].seq if seals else _NO_SEAL
+        expected_hashes = self.expected
         good = 0
         try:
             for row in rows:
-                seq = row[0]
+                seq = row[_SEQ]
                 if seq != expected:
                     self._misplaced(seq, expected)
                     return False
@@ -200,6 +229,9 @@ class ChainCheck:
                     return False
                 if h != row[_HASH]:
                     rep.fail(seq, "hash does not match the record")
+                    return False
+                if expected_hashes and expected_hashes.get(seq, h) != h:
+                    rep.fail(seq, "the record is not the one an instance checkpoint names")
                     return False
                 while next_seal <= seq:
                     seal = seals.popleft()
@@ -259,15 +291,19 @@ class ChainCheck:
             )
 
 
-def read_seals(conn: Connection, lo: int, hi: int) -> list[Seal]:
-    """Seals with lo < seq <= hi, in seq order."""
-    return [Seal(*row) for row in conn.execute(_SEALS, {"lo": lo, "hi": hi})]
+def read_seals(conn: Connection, lo: int, hi: int, chain: str = "") -> list[Seal]:
+    """Seals of ``chain`` with lo < seq <= hi, in seq order."""
+    rows = conn.execute(_SEALS, {"chain": chain, "lo": lo, "hi": hi})
+    return [Seal(*row) for row in rows]
 
 
-def archive_start(conn: Connection, report: VerifyReport) -> tuple[int, str, dict[int, str]]:
-    """(last archived seq, its hash, {last_seq: last_hash}); checks the archives are contiguous."""
+def archive_start(
+    conn: Connection, report: VerifyReport, chain: str = ""
+) -> tuple[int, str, dict[int, str]]:
+    """(last archived seq, its hash, {last_seq: last_hash}) of a chain; checks its archives are
+    contiguous."""
     end, end_hash, ends = 0, GENESIS, {}
-    for first, last, last_hash in conn.execute(_ARCHIVES):
+    for first, last, last_hash in conn.execute(_ARCHIVES, {"chain": chain}):
         if first != end + 1 or last < first:
             report.fail(end + 1, f"the archive of seq {first}..{last} does not follow seq {end}")
             break
@@ -293,7 +329,8 @@ def read_snapshot(engine: Engine) -> Iterator[Connection]:
 
 
 def verify_log(source: Engine | Connection, *, progress: ProgressFn | None = None) -> VerifyReport:
-    """Verify the live message log (it chains from the last archive, if any)."""
+    """Verify the live message log: every chain (each from its last archive, if any), every
+    seal and every instance checkpoint."""
     if isinstance(source, Engine):
         with read_snapshot(source) as conn:
             return _verify(conn, progress)
@@ -301,34 +338,91 @@ def verify_log(source: Engine | Connection, *, progress: ProgressFn | None = Non
 
 
 def _verify(conn: Connection, progress: ProgressFn | None) -> VerifyReport:
-    report = VerifyReport()
+    whole = VerifyReport()
     keys = seal_keys(conn)
-    start, start_hash, ends = archive_start(conn, report)
+    heads, whole.checkpoints, problems = checkpoint_heads(conn, keys)
+    for problem in problems:
+        whole.fail(None, problem)
+    chains = sorted(
+        {str(c) for (c,) in conn.execute(_CHAINS)} | set(live_chains(conn)) | set(heads)
+    )
+    total = int(conn.execute(text("SELECT COUNT(*) FROM message_log")).scalar() or 0)
+    done = 0
+
+    def step(records: int, _total: int) -> None:
+        if progress is not None:
+            progress(done + records, max(total, done + records))
+
+    for chain in chains:
+        report = _verify_chain(conn, chain, keys, heads.get(chain, {}), step)
+        whole.chains[chain] = report
+        done += report.records
+    _combine(whole)
+    return whole
+
+
+def _combine(whole: VerifyReport) -> None:
+    """The whole log's report from its chains': the counts, and the first failing chain."""
+    reports = whole.chains
+    for chain, rep in reports.items():
+        whole.records += rep.records
+        whole.seals += rep.seals
+        whole.kids += [k for k in rep.kids if k not in whole.kids]
+        prefix = f"chain {chain}: " if chain and len(reports) > 1 else ""
+        whole.warnings += [prefix + w for w in rep.warnings]
+        if not rep.ok and whole.ok:
+            whole.ok, whole.chain = False, chain
+            whole.first_bad_seq, whole.reason = rep.first_bad_seq, rep.reason
+    if len(reports) == 1:  # one chain: the log's report is the chain's
+        (rep,) = reports.values()
+        whole.chain = rep.chain
+        whole.first_seq, whole.last_seq = rep.first_seq, rep.last_seq
+        whole.start_hash, whole.end_hash = rep.start_hash, rep.end_hash
+        whole.last_sealed_seq = rep.last_sealed_seq
+
+
+def _verify_chain(
+    conn: Connection,
+    chain: str,
+    keys: SealKeys,
+    expected: dict[int, str],
+    progress: ProgressFn,
+) -> VerifyReport:
+    report = VerifyReport(chain=chain)
+    start, start_hash, ends = archive_start(conn, report, chain)
     if not report.ok:
         return report
     check = ChainCheck(report, start + 1, start_hash, keys)
+    check.expected = {seq: h for seq, h in expected.items() if seq > start}
     report.last_sealed_seq = start  # an archive ends at a seal
+    for seq, h in expected.items():
+        if seq <= start and seq in ends and ends[seq] != h:
+            report.fail(seq, "the archived record is not the one an instance checkpoint names")
+            return report
     # Seals of archived records stay in the table only when made after archiving.
-    for seal in read_seals(conn, -1, start):
+    for seal in read_seals(conn, -1, start, chain):
         if not check.check_seal(seal, ends.get(seal.seq)):
             return report
-    top = conn.execute(text("SELECT MAX(seq) FROM message_log")).scalar()
-    total = max(int(top) - start, 0) if isinstance(top, int) else 0
     after = start
     while True:
-        rows = conn.execute(_RECORDS, {"after": after}).all()
+        rows = conn.execute(_RECORDS, {"chain": chain, "after": after}).all()
         if not rows:
             break
-        last = rows[-1][0]
+        last = rows[-1][_SEQ]
         if not isinstance(last, int):
             last = _MAX_SEQ
-        check.add_seals(read_seals(conn, after, last))
+        check.add_seals(read_seals(conn, after, last, chain))
         if not check.feed(rows):
             return report
         after = last
-        if progress is not None:
-            progress(report.records, max(total, report.records))
+        progress(report.records, report.records)
         if len(rows) < CHUNK:
             break
-    check.add_seals(read_seals(conn, after, _MAX_SEQ))
-    return check.finish()
+    check.add_seals(read_seals(conn, after, _MAX_SEQ, chain))
+    check.finish()
+    end = report.last_seq if report.last_seq is not None else start
+    top = max(expected, default=0)
+    if report.ok and top > end:
+        what = "is missing" if end == 0 else f"ends at seq {end}"
+        report.fail(end + 1, f"the chain {what}, but an instance checkpoint names its record {top}")
+    return report

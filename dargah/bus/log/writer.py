@@ -14,6 +14,11 @@ cost more than the commit (measured in docs/performance.md). It never waits for
 the other processes either: when one of them holds the log, the batch stays open,
 more records join it, and the loop tries again a moment later. The thread then
 only seals, indexes, checkpoints and reconnects, on a connection of its own.
+
+A writer writes one chain (``chain``; '' is the unnamed chain that processes may
+share). A writer of a named chain also signs instance checkpoints (protocol §6):
+the heads of every chain, when it starts and stops and every
+:data:`INSTANCE_CHECKPOINT_SECONDS` while its chain grows.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dargah.bus.log.backends import Body, LogBackend
-from dargah.bus.log.chain import seal_payload
+from dargah.bus.log.chain import canonical_value, checkpoint_payload, log_id, seal_payload
 from dargah.bus.log.lookup import INDEX_BATCH, INDEX_SECONDS
 from dargah.core.clock import now_rfc3339
 from dargah.core.keys import EdDSASigner
@@ -42,6 +47,14 @@ CHECKPOINT_SECONDS = 0.5  # how often a writer moves the WAL into the database (
 SPIN_SECONDS = 0.002
 RETRY_SECONDS = 0.001
 BUSY_SECONDS = 30.0  # a batch that could not be committed for this long is refused
+# How often a writer of a named chain signs an instance checkpoint while its chain grows (the
+# protocol asks for one at least every second while any chain grows; the writer's thread looks
+# at least every 0.25 s). Each checkpoint names every chain's head, and verification keeps the
+# heads named in memory: a chain that grows all day gets about 115,000 of them.
+INSTANCE_CHECKPOINT_SECONDS = 0.75
+# A call whose record a waiting commit (the database away, its connection not yet known broken)
+# has not settled within this long is refused: 503 within 5 s, as the protocol asks.
+COMMIT_WAIT_SECONDS = 4.5
 _STOP = object()
 _BROKEN = object()  # from the event loop: its commit failed, reconnect
 
@@ -58,7 +71,9 @@ class LogWriter:
         *,
         seal_every_records: int = 1000,
         seal_every_seconds: float = 1.0,
+        chain: str = "",
     ) -> None:
+        self.chain = chain
         self._open = open_backend
         self._signer = signer
         self._seal_records = seal_every_records
@@ -82,6 +97,8 @@ class LogWriter:
         self._retry: asyncio.Handle | None = None
         self._seal_asked_at = 0  # the seq of the last seal the event loop asked for
         self._closing = False
+        self._checkpointed: tuple[int, str] | None = None  # the own head in the last checkpoint
+        self._last_instance_checkpoint = 0.0
         # How long the thread waits for work before its rounds of sealing, indexing, checkpoints.
         self._wait = min(seal_every_seconds / 2, INDEX_SECONDS, CHECKPOINT_SECONDS)
 
@@ -93,7 +110,9 @@ class LogWriter:
         self._connect()
         assert self._backend is not None
         self._commits_here = self._backend.nonblocking_append() is not None
+        self._backend.register()
         self._seal(force=True)
+        self._instance_checkpoint(force=True)
         self._thread = threading.Thread(target=self._run, name="dargah-log-writer", daemon=True)
         self._thread.start()
 
@@ -134,6 +153,7 @@ class LogWriter:
         if self._backend is not None:
             try:
                 self._seal(force=True)
+                self._instance_checkpoint(force=True)
             except Exception:
                 log.exception("could not seal the log at stop")
             try:
@@ -146,6 +166,10 @@ class LogWriter:
         if self._here is not None:
             self._here.close()
             self._here = None
+
+    def log_id(self, seq: int) -> str:
+        """The ``GSB-Log-Id`` of this writer's record ``seq``."""
+        return log_id(self.chain, seq)
 
     # -- the request side ---------------------------------------------------
 
@@ -172,6 +196,10 @@ class LogWriter:
             return
         group, self._group = self._group, None
         if group is not None:
+            assert self._loop is not None
+            # commits on the loop settle or refuse by themselves; the thread's may hang on a
+            # database that is away: its callers are refused after COMMIT_WAIT_SECONDS
+            self._loop.call_later(COMMIT_WAIT_SECONDS, _expire, group.future)
             self._queue.put(group)
 
     # -- commits by the event loop -----------------------------------------
@@ -255,6 +283,7 @@ class LogWriter:
                     self._maybe_seal()
                     self._maybe_index()
                     self._maybe_checkpoint()
+                    self._maybe_instance_checkpoint()
                 continue
             if isinstance(first, _SealAt):
                 self._seal_record(first)
@@ -289,6 +318,7 @@ class LogWriter:
             self._maybe_seal()
             self._maybe_index()
             self._maybe_checkpoint()
+            self._maybe_instance_checkpoint()
 
     def _commit(self, groups: list[_Group]) -> None:
         records = [item[0] for g in groups for item in g.items]
@@ -356,6 +386,35 @@ class LogWriter:
         except Exception as exc:  # the records are committed; the next round retries
             log.warning("checkpointing the message log failed: %s", exc)
 
+    def _maybe_instance_checkpoint(self) -> None:
+        if not self.chain or not self.healthy or self._tail == self._checkpointed:
+            return
+        if time.monotonic() - self._last_instance_checkpoint < INSTANCE_CHECKPOINT_SECONDS:
+            return
+        try:
+            self._instance_checkpoint(force=False)
+        except Exception as exc:  # the records are committed and sealed; the next round retries
+            log.warning("signing an instance checkpoint failed: %s", exc)
+
+    def _instance_checkpoint(self, *, force: bool) -> None:
+        """Sign the heads of every chain of the instance (named chains only)."""
+        if not self.chain:
+            return
+        assert self._backend is not None
+        own = self._tail
+        self._last_instance_checkpoint = time.monotonic()
+        heads = [
+            {"chain": chain, "seq": seq, "hash": hash_}
+            for chain, seq, hash_ in self._backend.heads()
+        ]
+        if not heads and not force:
+            return
+        heads.sort(key=lambda h: str(h["chain"]))
+        ts = now_rfc3339()
+        signature = self._signer.sign_bytes(checkpoint_payload(ts, heads))
+        self._backend.add_checkpoint(ts, canonical_value(heads), self._signer.kid, signature)
+        self._checkpointed = own
+
     def _seal_record(self, at: _SealAt) -> None:
         """The seal the event loop asked for (unless a later one came first)."""
         if not self.healthy or at.seq <= self._last_sealed:
@@ -390,6 +449,13 @@ def _close_quietly(backend: LogBackend | None) -> None:
         backend.close()
     except Exception:
         log.debug("closing a broken log connection failed", exc_info=True)
+
+
+def _expire(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_exception(
+            LogUnavailable(f"the message log did not commit within {COMMIT_WAIT_SECONDS:g} s")
+        )
 
 
 def _settle(futures: list[asyncio.Future[None]], error: BaseException | None) -> None:

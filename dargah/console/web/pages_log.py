@@ -75,7 +75,7 @@ def log_search(page: Page) -> Response:
             )
     kept = {name: q.get(name, "")[:200] for name in FILTERS}
     more = None
-    if len(records) == PAGE_SIZE:
+    if len(records) >= PAGE_SIZE:  # a page may end with several chains' records at one seq
         more = "?" + urlencode(
             {**{k: v for k, v in kept.items() if v}, "before": records[-1]["seq"]}
         )

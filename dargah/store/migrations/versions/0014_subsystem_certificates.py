@@ -5,7 +5,7 @@ subsystem it belongs to, and the certificate itself when it was registered
 whole (a self-signed certificate: the bus must trust it for the handshake).
 
 Revision ID: 0014
-Revises: 0012
+Revises: 0013
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0014"
-down_revision = "0012"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 

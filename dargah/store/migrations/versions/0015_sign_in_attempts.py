@@ -1,7 +1,7 @@
 """sign-in attempts by client address, shared by every process of an instance
 
 Revision ID: 0015
-Revises: 0012
+Revises: 0014
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ it was revoked and last used). The instance's single token (``instance_meta.admi
 becomes the token named ``operator``, so whoever holds it keeps working.
 
 Revision ID: 0016
-Revises: 0012
+Revises: 0015
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ minutes, rolled up behind the message log up to ``slo_cursor``. Incidents still 
 (opened per service by the old monitor) are resolved, with a note on their timeline.
 
 Revision ID: 0017
-Revises: 0012
+Revises: 0016
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """notifications: what the portal told a citizen without being asked
 
 Revision ID: 0018
-Revises: 0012
+Revises: 0017
 """
 
 from __future__ import annotations

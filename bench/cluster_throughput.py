@@ -1,0 +1,428 @@
+"""Bus nodes on one PostgreSQL database against one node on SQLite and nginx, in one run.
+
+Every node is ``dargah serve bus --workers 1`` with a home of its own, all on one fresh
+PostgreSQL schema (``synchronous_commit`` as the server has it, on by default), each writing a
+message-log chain of its own (``DARGAH_LOG_CHAINS=auto``). Measured, in this order:
+
+1. nginx as a reverse proxy to an nginx upstream (the reference), and one SQLite bus node;
+2. one PostgreSQL commit (an INSERT and COMMIT of one small row, one connection);
+3. 1, 2 and 3 PostgreSQL nodes under the same total load (``wrk`` per node, the connections
+   split between them): throughput, p50/p99, records per group commit (the nodes'
+   ``/metrics``), and how often a session of the log waited for a lock (``pg_stat_activity``
+   sampled every 20 ms);
+4. two nodes sharing one chain (``DARGAH_LOG_CHAINS=single``, the design before chains), the
+   same way, for comparison;
+5. a frozen node: node 2 stopped with SIGSTOP while both nodes are loaded; node 1's latency
+   meanwhile, with a chain per node and with one shared chain.
+
+Usage::
+
+    .venv/bin/python bench/cluster_throughput.py [--duration S] [--connections N]
+
+The machine running it also runs PostgreSQL, nginx and wrk: on a small or shared machine the
+figures are noisy; compare the ratios within one run. Everything runs on 127.0.0.1; the
+schema and temporary homes are removed and every process started is stopped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import secrets
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+from _bus import bus_env, get_token, make_instance, preflight_bus, start_nginx
+from _config import BODY, BUS_PATH, DARGAH, NGINX, PROXY_SERVER, UPSTREAM_PATH, UPSTREAM_SERVER, WRK
+from _procs import BenchError, Proc, Processes, free_port, group_cpu_seconds, http, wait_http
+from _report import loadavg, machine_facts
+from _wrk import WrkResult, run_wrk, write_wrk_script
+
+PG_URL = os.environ.get("DARGAH_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@dataclass
+class Node:
+    name: str
+    url: str
+    script: Path
+    proc: Proc
+
+
+@dataclass
+class Row:
+    name: str
+    nodes: int
+    load: list[WrkResult]
+    single: WrkResult | None = None
+    per_commit: str = ""
+    lock_waits: str = ""
+    cpu_us: float = 0.0  # CPU of the nodes' processes per request, under the load
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def rps(self) -> float:
+        return sum(r.rps for r in self.load)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    p.add_argument("--duration", type=float, default=8, help="seconds of each load (default 8)")
+    p.add_argument("--latency-duration", type=float, default=5, help="one-connection load (5)")
+    p.add_argument("--warmup", type=float, default=2, help="warm-up per target (default 2)")
+    p.add_argument("--connections", type=int, default=32, help="total connections (default 32)")
+    p.add_argument("--freeze", type=float, default=4, help="seconds a node is frozen (default 4)")
+    p.add_argument("--pg-url", default=PG_URL, help="PostgreSQL database to make a schema in")
+    return p.parse_args(argv)
+
+
+def parallel(loads: list[Callable[[], WrkResult]]) -> list[WrkResult]:
+    out: list[WrkResult | None] = [None] * len(loads)
+
+    def run(i: int) -> None:
+        out[i] = loads[i]()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(loads))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if any(r is None for r in out):
+        raise BenchError("a wrk run failed")
+    return [r for r in out if r is not None]
+
+
+def checked(r: WrkResult, what: str) -> WrkResult:
+    if not r.ok:
+        raise BenchError(f"{what}: {r.non2xx} non-2xx answers, socket errors {r.socket_errors}")
+    return r
+
+
+def commits(node: Node) -> tuple[float, float]:
+    _, _, body = http("GET", node.url.split("/r1/")[0] + "/metrics", timeout=5)
+    text = body.decode(errors="replace")
+    m1 = re.search(r"^gsb_log_records_committed\S*\s+([0-9.e+]+)", text, re.M)
+    m2 = re.search(r"^gsb_log_batches_committed\S*\s+([0-9.e+]+)", text, re.M)
+    return (float(m1.group(1)) if m1 else 0.0, float(m2.group(1)) if m2 else 0.0)
+
+
+class LockSampler:
+    """How often a session of the nodes under test (application_name = the bench's schema)
+    waits for a lock: the advisory lock of one shared chain, or any other (pg_stat_activity,
+    sampled every 20 ms)."""
+
+    def __init__(self, url: str, schema: str) -> None:
+        import psycopg
+
+        self.conn = psycopg.connect(url, autocommit=True)
+        self.schema = schema
+        self.samples = self.waiting = self.advisory = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> LockSampler:
+        self.samples = self.waiting = self.advisory = 0
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _run(self) -> None:
+        q = (
+            "SELECT COUNT(*), COUNT(*) FILTER (WHERE wait_event = 'advisory')"
+            " FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND application_name = %s"
+        )
+        while not self._stop.is_set():
+            row = self.conn.execute(q, (self.schema,)).fetchone()
+            self.samples += 1
+            if row and row[0]:
+                self.waiting += 1
+            if row and row[1]:
+                self.advisory += 1
+            time.sleep(0.02)
+
+    def summary(self) -> str:
+        n = max(self.samples, 1)
+        return f"{self.advisory / n:.0%} advisory, {self.waiting / n:.0%} any ({self.samples})"
+
+
+def pg_commit_ms(url: str, n: int = 1500) -> tuple[float, float]:
+    """p50 and p99 of one INSERT + COMMIT of a small row."""
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        conn.execute("CREATE TABLE bench_commit (id serial PRIMARY KEY, v text)")
+        conn.commit()
+        times = []
+        for i in range(n):
+            t0 = time.perf_counter()
+            conn.execute("INSERT INTO bench_commit (v) VALUES (%s)", (f"row {i}",))
+            conn.commit()
+            times.append((time.perf_counter() - t0) * 1000)
+    times.sort()
+    return statistics.median(times), times[int(len(times) * 0.99)]
+
+
+def start_node(
+    procs: Processes, tmp: Path, name: str, home: Path, env: dict[str, str], secret: str
+) -> Node:
+    home.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    proc = procs.start(
+        name,
+        [str(DARGAH), "serve", "bus", "--home", str(home), "--port", str(port), "--workers", "1"],
+        tmp / f"{name}.log",
+        env=bus_env(**env),
+    )
+    base = f"http://127.0.0.1:{port}"
+    wait_http(f"{base}/readyz", proc, timeout=60)
+    token = get_token(base, secret)
+    preflight_bus(base, token)
+    prefix = BUS_PATH.rsplit("/", 1)[0] + "/"
+    return Node(name, base + BUS_PATH, write_wrk_script(tmp / f"{name}.lua", token, prefix), proc)
+
+
+def measure_nodes(
+    name: str,
+    nodes: list[Node],
+    args: argparse.Namespace,
+    sampler: LockSampler | None,
+    single: bool = True,
+) -> Row:
+    per = max(1, args.connections // len(nodes))
+    print(f"- {name}: {len(nodes)} node(s), {per} connections each (load {loadavg()})", flush=True)
+    parallel([partial(run_wrk, n.url, n.script, per, args.warmup) for n in nodes])
+    before = [commits(n) for n in nodes]
+    cpu0 = sum(group_cpu_seconds(n.proc.popen.pid) for n in nodes)
+    if sampler is not None:
+        with sampler:
+            loads = parallel([partial(run_wrk, n.url, n.script, per, args.duration) for n in nodes])
+        waits = sampler.summary()
+    else:
+        loads = parallel([partial(run_wrk, n.url, n.script, per, args.duration) for n in nodes])
+        waits = ""
+    cpu = sum(group_cpu_seconds(n.proc.popen.pid) for n in nodes) - cpu0
+    after = [commits(n) for n in nodes]
+    for n, r in zip(nodes, loads, strict=True):
+        checked(r, n.name)
+    sizes = [
+        f"{(a[0] - b[0]) / (a[1] - b[1]):.1f}" if a[1] > b[1] else "-"
+        for a, b in zip(after, before, strict=True)
+    ]
+    row = Row(name, len(nodes), loads, per_commit=", ".join(sizes), lock_waits=waits)
+    done = sum(r.requests for r in loads)
+    row.cpu_us = cpu / done * 1e6 if done else 0.0
+    if single:
+        row.single = checked(run_wrk(nodes[0].url, nodes[0].script, 1, args.latency_duration), name)
+    p50 = max(r.p50_ms for r in loads)
+    print(f"    {row.rps:,.0f} req/s, p50 {p50:.2f} ms (slowest node)", flush=True)
+    return row
+
+
+def frozen(name: str, a: Node, b: Node, args: argparse.Namespace) -> str:
+    """Node a's latency while node b, loaded as well, is stopped with SIGSTOP again and again
+    (0.6 s stopped, 0.1 s running: whether a stop finds a node mid-commit is chance)."""
+    per = max(1, args.connections // 2)
+    print(f"- {name}: {b.name} frozen for {args.freeze:g} s", flush=True)
+    steady = parallel([partial(run_wrk, n.url, n.script, per, args.freeze) for n in (a, b)])[0]
+    load_b = threading.Thread(
+        target=run_wrk, args=(b.url, b.script, per, args.freeze + 1), kwargs={"timeout_s": 10}
+    )
+    load_b.start()
+    time.sleep(0.5)
+    stopping = threading.Event()
+    stops = [0]
+
+    def freeze() -> None:
+        while not stopping.is_set():
+            os.killpg(b.proc.popen.pid, signal.SIGSTOP)
+            stops[0] += 1
+            time.sleep(0.6)
+            os.killpg(b.proc.popen.pid, signal.SIGCONT)
+            time.sleep(0.1)
+
+    freezer = threading.Thread(target=freeze)
+    freezer.start()
+    try:
+        during = run_wrk(a.url, a.script, per, args.freeze, timeout_s=10)
+    finally:
+        stopping.set()
+        freezer.join()
+        os.killpg(b.proc.popen.pid, signal.SIGCONT)
+    load_b.join()
+    return (
+        f"{name}: {a.name} before: {steady.rps:,.0f} req/s, p50 {steady.p50_ms:.2f} ms, "
+        f"p99 {steady.p99_ms:.2f} ms, max {steady.max_ms:.0f} ms; while {b.name} was stopped "
+        f"{stops[0]} times: {during.rps:,.0f} req/s, p50 {during.p50_ms:.2f} ms, "
+        f"p99 {during.p99_ms:.2f} ms, max {during.max_ms:.0f} ms, {during.non2xx} non-2xx, "
+        f"socket errors {sum(during.socket_errors.values())}"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    for tool in (NGINX, WRK):
+        if not (Path(tool).is_file() and os.access(tool, os.X_OK)):
+            print(f"missing {tool}", file=sys.stderr)
+            return 2
+    import psycopg
+
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    print("Bus nodes on PostgreSQL against SQLite and nginx")
+    for k, v in machine_facts().items():
+        print(f"  {k:<11} {v}")
+    schema = f"bench_{secrets.token_hex(4)}"
+    with psycopg.connect(args.pg_url, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+        sync = conn.execute("SHOW synchronous_commit").fetchone()
+    sep = "&" if "?" in args.pg_url else "?"
+    url = f"{args.pg_url}{sep}options=-csearch_path%3D{schema}&application_name={schema}"
+    print(f"  postgres    synchronous_commit={sync[0] if sync else '?'}, schema {schema}\n")
+    procs = Processes()
+    tmp = Path(tempfile.mkdtemp(prefix="dargah-cluster-"))
+    rows: list[Row] = []
+    lines: list[str] = []
+    status = 0
+    try:
+        up_port, proxy_port = free_port(), free_port()
+        up = start_nginx(
+            procs, "upstream", tmp / "up", 1, UPSTREAM_SERVER.format(port=up_port, json=BODY)
+        )
+        wait_http(f"http://127.0.0.1:{up_port}{UPSTREAM_PATH}", up)
+        px = start_nginx(
+            procs,
+            "nginx proxy",
+            tmp / "px",
+            1,
+            PROXY_SERVER.format(port=proxy_port, upstream_port=up_port),
+        )
+        wait_http(f"http://127.0.0.1:{proxy_port}{UPSTREAM_PATH}", px)
+        dummy = write_wrk_script(
+            tmp / "dummy.lua", "x" * 200, UPSTREAM_PATH.rsplit("/", 1)[0] + "/"
+        )
+        proxy = Node("nginx", f"http://127.0.0.1:{proxy_port}{UPSTREAM_PATH}", dummy, px)
+
+        print("Making the instances with the dargah CLI ...", flush=True)
+        sqlite_secret = make_instance(tmp / "sqlite", up_port)
+        pg_env = {"DARGAH_DATABASE_URL": url}
+        pg_secret = make_instance(tmp / "pg-1", up_port, env=pg_env)
+        sqlite_node = start_node(procs, tmp, "sqlite-node", tmp / "sqlite", {}, sqlite_secret)
+        nodes = [
+            start_node(
+                procs,
+                tmp,
+                f"pg-node-{i}",
+                tmp / f"pg-{i}",
+                {**pg_env, "DARGAH_NODE_NAME": f"n{i}"},
+                pg_secret,
+            )
+            for i in (1, 2, 3)
+        ]
+        sampler = LockSampler(args.pg_url, schema)
+
+        print("Measuring:")
+        rows.append(measure_nodes("nginx proxy", [proxy], args, None))
+        rows.append(measure_nodes("bus on SQLite, 1 node", [sqlite_node], args, None))
+        commit_p50, commit_p99 = pg_commit_ms(url)
+        lines.append(
+            f"one PostgreSQL commit (INSERT + COMMIT): p50 {commit_p50:.3f} ms, p99 {commit_p99:.3f} ms"
+        )
+        for count in (1, 2, 3):
+            name = f"bus on PostgreSQL, {count} node(s)"
+            rows.append(measure_nodes(name, nodes[:count], args, sampler, count == 1))
+        procs.stop(nodes[2].proc)
+        lines.append(frozen("a chain per node", nodes[0], nodes[1], args))
+
+        shared_env = {**pg_env, "DARGAH_LOG_CHAINS": "single"}
+        shared = [
+            start_node(procs, tmp, f"shared-node-{i}", tmp / f"shared-{i}", shared_env, pg_secret)
+            for i in (1, 2)
+        ]
+        procs.stop(nodes[0].proc)
+        procs.stop(nodes[1].proc)
+        rows.append(
+            measure_nodes(
+                "bus on PostgreSQL, 2 nodes, one shared chain", shared, args, sampler, False
+            )
+        )
+        lines.append(frozen("one shared chain", shared[0], shared[1], args))
+        for n in shared:
+            procs.stop(n.proc)
+        procs.stop(sqlite_node.proc)
+        res = subprocess.run(
+            [str(DARGAH), "log", "verify", "--home", str(tmp / "pg-1")],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env=bus_env(**pg_env),
+        )
+        lines.append(f"dargah log verify (PostgreSQL instance): exit {res.returncode}")
+        lines += ["    " + line for line in res.stdout.strip().splitlines()[:12]]
+    except BenchError as exc:
+        print(f"\nFAILED: {exc}", file=sys.stderr)
+        status = 1
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        status = 130
+    finally:
+        procs.stop_all()
+        shutil.rmtree(tmp, ignore_errors=True)
+        with psycopg.connect(args.pg_url, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+    if rows:
+        ref = rows[0].rps
+        print(
+            "\n| target | nodes | req/s | / nginx | p50 ms | p99 ms | p50 ms at 1 conn"
+            " | records per commit | samples with a lock wait | CPU us/req |"
+        )
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        for r in rows:
+            p50 = max(x.p50_ms for x in r.load)
+            p99 = max(x.p99_ms for x in r.load)
+            one = f"{r.single.p50_ms:.3f}" if r.single else "-"
+            print(
+                f"| {r.name} | {r.nodes} | {r.rps:,.0f} | {r.rps / ref:.3f} | {p50:.2f} | {p99:.2f}"
+                f" | {one} | {r.per_commit or '-'} | {r.lock_waits or '-'} | {r.cpu_us:.0f} |"
+            )
+        by = {r.name: r for r in rows}
+        sq, pg1 = by.get("bus on SQLite, 1 node"), by.get("bus on PostgreSQL, 1 node(s)")
+        if sq and pg1 and sq.single and pg1.single and rows[0].single:
+            print(
+                f"\nPostgreSQL node / SQLite node (nginx-normalised, one worker each): {pg1.rps / sq.rps:.3f}"
+            )
+            added = pg1.single.p50_ms - rows[0].single.p50_ms
+            added_sq = sq.single.p50_ms - rows[0].single.p50_ms
+            print(
+                f"p50 added over nginx at one connection: PostgreSQL node {added:.3f} ms, "
+                f"SQLite node {added_sq:.3f} ms"
+            )
+            if sq.cpu_us and pg1.cpu_us:
+                print(
+                    "CPU of the bus per request, PostgreSQL node / SQLite node: "
+                    f"{pg1.cpu_us:.0f} / {sq.cpu_us:.0f} us = {sq.cpu_us / pg1.cpu_us:.3f} "
+                    "(requests per core, PostgreSQL node / SQLite node)"
+                )
+        print("\n" + "\n".join(lines))
+        print(f"load average at the end {loadavg()}")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
