@@ -3,7 +3,8 @@
 With one chain (``DARGAH_LOG_CHAINS=single``, the default on SQLite) every process
 writes the unnamed chain, in turns. With a chain per process (the default on
 PostgreSQL) a process writes ``{node}-{n}``: ``node`` is the machine's name
-(``DARGAH_NODE_NAME``, else the host name, kept in ``{home}/node-name`` so that it
+(``DARGAH_NODE_NAME``, else the host name with four random hex digits, so that two
+homes on one machine never share a name, kept in ``{home}/node-name`` so that it
 stays the same across restarts), ``n`` the first slot of the node no live process
 holds (a lock file in ``{home}/run``, held while the process lives). A restarted
 process takes its slot back, so a node's chains stay few and stable.
@@ -14,6 +15,7 @@ from __future__ import annotations
 import fcntl
 import os
 import re
+import secrets
 import socket
 from dataclasses import dataclass
 
@@ -48,7 +50,7 @@ def chain_mode(settings: Settings) -> str:
 
 
 def node_name(settings: Settings) -> str:
-    """The configured node name, else the one kept in the home, else the host name (kept)."""
+    """The configured node name, else the one kept in the home, else a new one (kept)."""
     if settings.node_name:
         if not _NODE.fullmatch(settings.node_name):
             raise ValueError("DARGAH_NODE_NAME takes 1 to 28 letters, digits, '.', '_' or '-'")
@@ -60,7 +62,8 @@ def node_name(settings: Settings) -> str:
         kept = ""
     if _NODE.fullmatch(kept):
         return kept
-    name = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname())[:MAX_NODE].strip("-") or "node"
+    host = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname())[: MAX_NODE - 5].strip("-")
+    name = f"{host or 'node'}-{secrets.token_hex(2)}"
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(".node-name.tmp")
     tmp.write_text(name + "\n")
