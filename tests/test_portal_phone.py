@@ -9,6 +9,7 @@ import json
 from typing import Any
 
 import pytest
+from playwright.sync_api import Error as PlaywrightError
 
 from tests.browser import Shots
 
@@ -20,8 +21,14 @@ def _tab_to(page: Any, test: str, most: int = 80) -> None:
     """Press Tab until ``test`` (JavaScript over ``el``, the focused element) holds."""
     check = f"(() => {{ const el = document.activeElement; return !!(el && ({test})); }})()"
     for _ in range(most):
-        if page.evaluate(check):
-            return
+        try:
+            if page.evaluate(check):
+                return
+        except PlaywrightError as exc:  # the page was still navigating: ask the new one
+            if "context was destroyed" not in str(exc):
+                raise
+            page.wait_for_load_state("load")
+            continue
         page.keyboard.press("Tab")
     raise AssertionError(f"Tab never reached an element where {test}")
 
