@@ -68,7 +68,7 @@ from _procs import (
     group_cpu_seconds,
     wait_http,
 )
-from _profile import profile_top, start_profile
+from _profile import profile_steps, profile_top, start_profile
 from _report import loadavg, machine_facts, table, verdicts
 from _wrk import Target, WrkResult, run_wrk, write_wrk_script
 
@@ -426,6 +426,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"of the first {args.connections}-connection load):"
         )
         print(profile_top(args.profile, args.duration - 1))
+        print(profile_steps(args.profile))
     if args.json is not None:
         args.json.write_text(_results_json(facts, args, targets))
     return status
