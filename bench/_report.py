@@ -138,13 +138,19 @@ def verdicts(targets: list[Target], connections: int) -> tuple[list[str], bool]:
         else:
             cpu = "OVER THE FLOOR of 5x"
         lat = "meets the goal (<= 1 ms)" if added <= GOAL_ADDED_P50_MS else "OVER the goal of 1 ms"
+        pinned = any(b.core is not None for b in buses)
         if t.core is not None:
             what = f"per core (bus 1 process, nginx 1 worker, each alone on core {t.core})"
         else:
             what = (
-                f"secondary: bus {t.workers} processes against nginx {nginx.workers} worker(s), "
-                "not pinned"
+                f"{'secondary: ' if pinned else ''}bus {t.workers} processes against nginx "
+                f"{nginx.workers} worker(s), not pinned"
             )
+        why = (
+            " (below 1: the core was shared with other work, or the load side was the limit)"
+            if t.core is not None
+            else ""
+        )
         lines += [
             "",
             f"{t.name}: {what}",
@@ -155,13 +161,12 @@ def verdicts(targets: list[Target], connections: int) -> tuple[list[str], bool]:
             f"{1 / times if times else 0:.3f}): {cpu}",
             f"{t.name}: CPU used under load (calls/s x CPU per call): bus "
             f"{t.load.rps * t.cpu_us / 1e6:.2f} core(s), nginx "
-            f"{nginx.load.rps * nginx.cpu_us / 1e6:.2f} (below 1 on a pinned core: the core was "
-            "shared with other work, or the load side was the limit)",
+            f"{nginx.load.rps * nginx.cpu_us / 1e6:.2f}{why}",
             f"{t.name}: added p50 at 1 connection = {added:+.3f} ms "
             f"({t.single.p50_ms:.3f} - {nginx.single.p50_ms:.3f}): {lat}",
             *(f"{t.name}: {note}" for note in t.notes),
         ]
-        headline = t.core is not None or not any(b.core is not None for b in buses)
+        headline = t.core is not None or not pinned
         if headline and t.name.startswith("bus (process"):
             if ratio < FLOOR_RATIO or added > GOAL_ADDED_P50_MS:
                 passed = False
