@@ -159,9 +159,8 @@ def verdicts(targets: list[Target], connections: int) -> tuple[list[str], bool]:
             f"{t.name}: CPU per call {t.cpu_us:.0f} us in the bus's processes, "
             f"{nginx.cpu_us:.0f} us in nginx's ({times:.1f}x, nginx/bus = "
             f"{1 / times if times else 0:.3f}): {cpu}",
-            f"{t.name}: CPU used under load (calls/s x CPU per call): bus "
-            f"{t.load.rps * t.cpu_us / 1e6:.2f} core(s), nginx "
-            f"{nginx.load.rps * nginx.cpu_us / 1e6:.2f}{why}",
+            f"{t.name}: CPU used under load (calls/s x CPU per call, median round): bus "
+            f"{t.core_use:.2f} core(s), nginx {nginx.core_use:.2f}{why}",
             f"{t.name}: added p50 at 1 connection = {added:+.3f} ms "
             f"({t.single.p50_ms:.3f} - {nginx.single.p50_ms:.3f}): {lat}",
             *(f"{t.name}: {note}" for note in t.notes),

@@ -155,6 +155,7 @@ class Target:
     singles: list[WrkResult] = field(default_factory=list)
     cpus: list[float] = field(default_factory=list)  # CPU us of ``proc`` per request, loaded
     upstream_cpus: list[float] = field(default_factory=list)
+    cores_used: list[float] = field(default_factory=list)  # CPU seconds per second, loaded
     notes: list[str] = field(default_factory=list)
 
     # Over several rounds, the table shows the median round.
@@ -169,6 +170,10 @@ class Target:
     @property
     def cpu_us(self) -> float:
         return sorted(self.cpus)[len(self.cpus) // 2] if self.cpus else 0.0
+
+    @property
+    def core_use(self) -> float:
+        return sorted(self.cores_used)[len(self.cores_used) // 2] if self.cores_used else 0.0
 
 
 def median(runs: list[WrkResult], key: Any) -> WrkResult | None:

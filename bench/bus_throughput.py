@@ -1,6 +1,12 @@
 """Bus throughput and latency against nginx, on loopback, in one bounded run.
 
-Three targets get the same load from ``wrk`` (one thread):
+The headline is per core: one nginx worker and one bus process, each pinned alone on one
+core (``--cores TARGET,LOAD``, default 1,0) and loaded in turn, with wrk and the upstream
+pinned on the other core; calls/s and CPU per call of both, in the same run. The bus with
+``--workers W`` processes against nginx, neither pinned, is a secondary line (``--cores
+none``: only that, as before).
+
+The targets get the same load from ``wrk`` (one thread):
 
 1. the upstream itself: nginx answering ``GET /api/persons/...`` with a fixed
    246-byte JSON body (``worker_processes 1``);
@@ -94,6 +100,7 @@ def measure(t: Target, args: argparse.Namespace, on_load_start: Any = None) -> N
     load = run_wrk(t.url, t.script, args.connections, args.duration, core=t.wrk_core)
     if load.requests:
         t.cpus.append((group_cpu_seconds(t.proc.popen.pid) - cpu0) / load.requests * 1e6)
+        t.cores_used.append(t.cpus[-1] * load.rps / 1e6)
         if t.upstream:
             t.upstream_cpus.append(
                 (group_cpu_seconds(t.upstream.popen.pid) - up0) / load.requests * 1e6
@@ -224,6 +231,7 @@ def _results_json(facts: dict[str, str], args: argparse.Namespace, targets: list
                     "workers": t.workers,
                     "core": t.core,
                     "cpu_us_per_request": t.cpus,
+                    "cores_used": t.cores_used,
                     "upstream_cpu_us_per_request": t.upstream_cpus,
                     "notes": t.notes,
                     "load": [run(r) for r in t.loads],
