@@ -35,7 +35,7 @@ from _procs import (
     http,
     wait_http,
 )
-from _wrk import Target, write_wrk_script
+from _wrk import Target, pinned, write_wrk_script
 
 
 def dargah(home: Path, *args: str, env: dict[str, str] | None = None) -> str:
@@ -144,24 +144,32 @@ def start_bus(
     secret: str,
     durability: str,
     args: argparse.Namespace,
+    core: int | None = None,
+    workers: int | None = None,
 ) -> Target:
-    """``dargah serve bus`` with one log durability, ready, with a token and one good call."""
+    """``dargah serve bus`` with one log durability, ready, with a token and one good call;
+    ``args.workers`` processes (or ``workers``), pinned to ``core`` if given (``taskset``:
+    the bus and every process and thread it starts run on that one core)."""
     port = free_port()
-    name = f"bus ({durability})"
+    workers = args.workers if workers is None else workers
+    name = f"bus ({durability})" if core is None else f"bus ({durability}, core {core})"
     bus = procs.start(
         name,
-        [
-            str(DARGAH),
-            "serve",
-            "bus",
-            "--home",
-            str(home),
-            "--port",
-            str(port),
-            "--workers",
-            str(args.workers),
-        ],
-        tmp / f"bus-{durability}.log",
+        pinned(
+            core,
+            [
+                str(DARGAH),
+                "serve",
+                "bus",
+                "--home",
+                str(home),
+                "--port",
+                str(port),
+                "--workers",
+                str(workers),
+            ],
+        ),
+        tmp / f"bus-{durability}-{port}.log",
         env=bus_env(DARGAH_LOG_DURABILITY=durability),
     )
     base = f"http://127.0.0.1:{port}"
@@ -170,11 +178,14 @@ def start_bus(
     preflight_bus(base, token)
     return Target(
         name,
-        args.workers,
+        workers,
         base + BUS_PATH,
-        write_wrk_script(tmp / f"bus-{durability}.lua", token, BUS_PATH.rsplit("/", 1)[0] + "/"),
+        write_wrk_script(
+            tmp / f"bus-{durability}-{port}.lua", token, BUS_PATH.rsplit("/", 1)[0] + "/"
+        ),
         bus,
         up,
+        core=core,
     )
 
 
@@ -213,7 +224,10 @@ def check_log(home: Path, buses: list[Target], name: str = "message log") -> lis
     return lines
 
 
-def start_nginx(procs: Processes, name: str, prefix: Path, workers: int, server: str) -> Proc:
+def start_nginx(
+    procs: Processes, name: str, prefix: Path, workers: int, server: str, core: int | None = None
+) -> Proc:
+    """nginx in the foreground with ``workers`` worker processes, all on ``core`` if given."""
     prefix.mkdir(parents=True)
     conf = prefix / "nginx.conf"
     conf.write_text(NGINX_COMMON.format(workers=workers, prefix=prefix, body=server))
@@ -231,4 +245,4 @@ def start_nginx(procs: Processes, name: str, prefix: Path, workers: int, server:
     test = subprocess.run([*argv[:-2], "-t"], capture_output=True, text=True, timeout=30)
     if test.returncode != 0:
         raise BenchError(f"nginx rejected the {name} config {conf}:\n{test.stderr}")
-    return procs.start(name, argv, prefix / "stdout.log")
+    return procs.start(name, pinned(core, argv), prefix / "stdout.log")

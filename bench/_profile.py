@@ -84,4 +84,47 @@ def profile_top(raw: Path, seconds: float, n: int = 15) -> str:
     return "\n".join(lines)
 
 
-# --------------------------------------------------------------------------- report
+# The steps of a bus call, and the frames that belong to each: a sample goes to the step of the
+# innermost frame (nearest the leaf) that matches one, so a signature made inside the proxy is
+# the signature's, a log commit awaited by the proxy is the log's.
+STEPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("assertion signing (Ed25519)", ("EdDSASigner.", "_b64url_bytes (dargah/core/keys.py)")),
+    ("token verify", ("(dargah/bus/tokens.py)", "HS256.")),
+    ("message log append/commit", ("(dargah/bus/log/",)),
+    ("metrics", ("(dargah/bus/metrics.py)",)),
+    ("upstream forward", ("(dargah/bus/upstream.py)",)),
+    ("bus request parse (headers, path)", ("(dargah/bus/request.py)",)),
+    ("monitor, SLO roll-up (background)", ("(dargah/bus/monitor.py)", "(dargah/bus/slo.py)")),
+    ("HTTP response (cycle)", ("(dargah/http/cycle.py)",)),
+    ("policy: grant/purpose/subject, proxy", ("(dargah/bus/proxy.py)", "(dargah/bus/app.py)")),
+    ("HTTP parse (protocol)", ("(dargah/http/protocol.py)",)),
+    ("event loop, sockets, httptools (C)", ("Runner.run (",)),
+)
+
+
+def profile_steps(raw: Path) -> str:
+    """Busy samples per step of a call (``STEPS``), all threads, from py-spy's collapsed
+    stacks; what matches no step is 'other'."""
+    counts: dict[str, int] = {}
+    total = 0
+    for line in raw.read_text(errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        step = "other"
+        for frame in reversed(stack.split(";")):
+            frame = re.sub(r":\d+\)$", ")", frame)
+            step = next((s for s, pats in STEPS if any(p in frame for p in pats)), "")
+            if step:
+                break
+        step = step or "other"
+        counts[step] = counts.get(step, 0) + int(count)
+        total += int(count)
+    if not total:
+        return "  (no samples)"
+    lines = ["  busy samples by step of a call (innermost matching frame, all threads):"]
+    lines += [
+        f"  {100 * c / total:5.1f}%  {step}"
+        for step, c in sorted(counts.items(), key=lambda kv: -kv[1])
+    ]
+    return "\n".join(lines)

@@ -88,20 +88,33 @@ def write_wrk_script(path: Path, token: str | None, prefix: str) -> Path:
     return path
 
 
+def pinned(core: int | None, argv: list[str]) -> list[str]:
+    """``argv`` run on one core (``taskset``), or as it is when ``core`` is None."""
+    return argv if core is None else ["taskset", "-c", str(core), *argv]
+
+
 def run_wrk(
-    url: str, script: Path, connections: int, duration: float, timeout_s: float = 2.0
+    url: str,
+    script: Path,
+    connections: int,
+    duration: float,
+    timeout_s: float = 2.0,
+    core: int | None = None,
 ) -> WrkResult:
-    argv = [
-        WRK,
-        "-t1",
-        f"-c{connections}",
-        f"-d{max(1, round(duration))}s",
-        "--latency",
-        f"--timeout={timeout_s:g}s",
-        "-s",
-        str(script),
-        url,
-    ]
+    argv = pinned(
+        core,
+        [
+            WRK,
+            "-t1",
+            f"-c{connections}",
+            f"-d{max(1, round(duration))}s",
+            "--latency",
+            f"--timeout={timeout_s:g}s",
+            "-s",
+            str(script),
+            url,
+        ],
+    )
     res = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60)
     out = res.stdout + res.stderr
     m = re.search(r"^BENCH-JSON (\{.*\})$", out, re.M)
@@ -136,10 +149,13 @@ class Target:
     script: Path
     proc: Proc  # the process group under test (the proxy, or the upstream itself)
     upstream: Proc | None = None  # the upstream behind it, if any
+    wrk_core: int | None = None  # the core wrk runs on (None: anywhere)
+    core: int | None = None  # the one core the target is pinned to (None: not pinned)
     loads: list[WrkResult] = field(default_factory=list)  # one per round
     singles: list[WrkResult] = field(default_factory=list)
     cpus: list[float] = field(default_factory=list)  # CPU us of ``proc`` per request, loaded
     upstream_cpus: list[float] = field(default_factory=list)
+    cores_used: list[float] = field(default_factory=list)  # CPU seconds per second, loaded
     notes: list[str] = field(default_factory=list)
 
     # Over several rounds, the table shows the median round.
@@ -154,6 +170,10 @@ class Target:
     @property
     def cpu_us(self) -> float:
         return sorted(self.cpus)[len(self.cpus) // 2] if self.cpus else 0.0
+
+    @property
+    def core_use(self) -> float:
+        return sorted(self.cores_used)[len(self.cores_used) // 2] if self.cores_used else 0.0
 
 
 def median(runs: list[WrkResult], key: Any) -> WrkResult | None:

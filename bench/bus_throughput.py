@@ -1,6 +1,12 @@
 """Bus throughput and latency against nginx, on loopback, in one bounded run.
 
-Three targets get the same load from ``wrk`` (one thread):
+The headline is per core: one nginx worker and one bus process, each pinned alone on one
+core (``--cores TARGET,LOAD``, default 1,0) and loaded in turn, with wrk and the upstream
+pinned on the other core; calls/s and CPU per call of both, in the same run. The bus with
+``--workers W`` processes against nginx, neither pinned, is a secondary line (``--cores
+none``: only that, as before).
+
+The targets get the same load from ``wrk`` (one thread):
 
 1. the upstream itself: nginx answering ``GET /api/persons/...`` with a fixed
    246-byte JSON body (``worker_processes 1``);
@@ -68,7 +74,7 @@ from _procs import (
     group_cpu_seconds,
     wait_http,
 )
-from _profile import profile_top, start_profile
+from _profile import profile_steps, profile_top, start_profile
 from _report import loadavg, machine_facts, table, verdicts
 from _wrk import Target, WrkResult, run_wrk, write_wrk_script
 
@@ -86,19 +92,20 @@ def measure(t: Target, args: argparse.Namespace, on_load_start: Any = None) -> N
         flush=True,
     )
     if args.warmup > 0:
-        run_wrk(t.url, t.script, args.connections, args.warmup)
+        run_wrk(t.url, t.script, args.connections, args.warmup, core=t.wrk_core)
     if on_load_start is not None:
         on_load_start()
     cpu0 = group_cpu_seconds(t.proc.popen.pid)
     up0 = group_cpu_seconds(t.upstream.popen.pid) if t.upstream else 0.0
-    load = run_wrk(t.url, t.script, args.connections, args.duration)
+    load = run_wrk(t.url, t.script, args.connections, args.duration, core=t.wrk_core)
     if load.requests:
         t.cpus.append((group_cpu_seconds(t.proc.popen.pid) - cpu0) / load.requests * 1e6)
+        t.cores_used.append(t.cpus[-1] * load.rps / 1e6)
         if t.upstream:
             t.upstream_cpus.append(
                 (group_cpu_seconds(t.upstream.popen.pid) - up0) / load.requests * 1e6
             )
-    single = run_wrk(t.url, t.script, 1, args.latency_duration)
+    single = run_wrk(t.url, t.script, 1, args.latency_duration, core=t.wrk_core)
     for r in (load, single):
         if not r.ok:
             errors = ", ".join(f"{k} {v}" for k, v in r.socket_errors.items() if v)
@@ -169,6 +176,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="measure every target this many times, interleaved; the table shows the median "
         "(default 1)",
     )
+    add(
+        "--cores",
+        default="1,0",
+        metavar="TARGET,LOAD",
+        help="the headline, per core: one nginx worker and one bus process, each alone on core "
+        "TARGET in turn, wrk and the upstream on core LOAD (default 1,0); 'none': no pinning, "
+        "only the --workers runs",
+    )
     add("--json", type=Path, default=None, metavar="FILE", help="also write the results as JSON")
     add(
         "--strict",
@@ -176,6 +191,26 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="exit 1 when the bus (process durability) is below the floor or adds over 1 ms",
     )
     return p.parse_args(argv)
+
+
+def _cores(text: str) -> tuple[int, int] | None | str:
+    """``TARGET,LOAD`` as two distinct cores this process may use, ``None`` for 'none', or
+    what is wrong with it."""
+    if text.strip().lower() == "none":
+        return None
+    try:
+        target, load = (int(c) for c in text.split(","))
+    except ValueError:
+        return f"--cores {text!r}: give two cores, TARGET,LOAD (for example 1,0), or none"
+    allowed = os.sched_getaffinity(0)
+    if target == load or not {target, load} <= allowed:
+        return (
+            f"--cores {text!r}: two distinct cores of {sorted(allowed)} are needed "
+            "(or --cores none)"
+        )
+    if shutil.which("taskset") is None:
+        return "--cores needs taskset (util-linux), or --cores none"
+    return target, load
 
 
 def _interrupt(signum: int, frame: Any) -> None:
@@ -194,7 +229,9 @@ def _results_json(facts: dict[str, str], args: argparse.Namespace, targets: list
                 {
                     "name": t.name,
                     "workers": t.workers,
+                    "core": t.core,
                     "cpu_us_per_request": t.cpus,
+                    "cores_used": t.cores_used,
                     "upstream_cpu_us_per_request": t.upstream_cpus,
                     "notes": t.notes,
                     "load": [run(r) for r in t.loads],
@@ -232,8 +269,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM must still run the cleanup below
 
     durabilities = ["process", "power"] if args.durability == "both" else [args.durability]
+    cores = _cores(args.cores)
+    if isinstance(cores, str):
+        print(cores, file=sys.stderr)
+        return 2
+    # (durability, core) of each bus: per core, one process for each durability; then the
+    # --workers processes, not pinned, for the first durability (a secondary line)
+    runs: list[tuple[str, int | None]] = [(d, None) for d in durabilities]
+    if cores is not None:
+        runs = [(d, cores[0]) for d in durabilities]
+        if args.workers > 1:
+            runs.append((durabilities[0], None))
+    proxies = sorted({c for _, c in runs}, key=lambda c: c is None)
     per_target = args.warmup + args.duration + args.latency_duration
-    estimate = per_target * (2 + len(durabilities)) * args.rounds + 10 + 5 * len(durabilities)
+    estimate = per_target * (1 + len(proxies) + len(runs)) * args.rounds + 10 + 5 * len(runs)
     print(f"Bus throughput benchmark (about {estimate:.0f} s)")
     facts = machine_facts()
     for k, v in facts.items():
@@ -244,10 +293,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"warm-up {args.warmup:g} s; response {len(BODY)} bytes of JSON; "
         f"{args.rounds} round(s)"
     )
-    print(
-        f"  workers     upstream nginx {args.nginx_workers}, nginx proxy {args.nginx_workers}, "
-        f"bus {args.workers}; wrk 1 thread"
-    )
+    if cores is not None:
+        print(
+            f"  per core    nginx proxy 1 worker and bus 1 process, each alone on core "
+            f"{cores[0]}, measured in turn; wrk and the upstream (1 worker) on core {cores[1]}"
+        )
+    if None in proxies:
+        print(
+            f"  workers     upstream nginx {1 if cores else args.nginx_workers}, nginx proxy "
+            f"{args.nginx_workers}, bus {args.workers}; not pinned; wrk 1 thread"
+        )
     print(flush=True)
 
     procs = Processes()
@@ -256,56 +311,67 @@ def main(argv: Sequence[str] | None = None) -> int:
     log_text: list[str] = []
     status = 0
     try:
-        up_port, proxy_port = free_port(), free_port()
+        load_core = cores[1] if cores is not None else None
+        up_port = free_port()
         up = start_nginx(
             procs,
             "upstream nginx",
             tmp / "upstream",
-            args.nginx_workers,
+            1 if cores is not None else args.nginx_workers,
             UPSTREAM_SERVER.format(port=up_port, json=BODY),
+            core=load_core,
         )
         wait_http(f"http://127.0.0.1:{up_port}{UPSTREAM_PATH}", up)
-        px = start_nginx(
-            procs,
-            "nginx proxy",
-            tmp / "proxy",
-            args.nginx_workers,
-            PROXY_SERVER.format(port=proxy_port, upstream_port=up_port),
-        )
-        wait_http(f"http://127.0.0.1:{proxy_port}{UPSTREAM_PATH}", px)
 
-        print("Making a fresh bus instance per log durability with the dargah CLI ...", flush=True)
-        homes = {d: tmp / f"home-{d}" for d in durabilities}
-        secrets_ = {d: make_instance(homes[d], up_port) for d in durabilities}
+        print("Making a fresh bus instance per bus with the dargah CLI ...", flush=True)
+        homes = [tmp / f"home-{d}-{'any' if c is None else c}" for d, c in runs]
+        secrets_ = [make_instance(home, up_port) for home in homes]
 
         # nginx gets the same request headers as the bus (a dummy token of similar length)
         dummy = write_wrk_script(
             tmp / "headers-dummy.lua", "x" * 200, UPSTREAM_PATH.rsplit("/", 1)[0] + "/"
         )
+        # with cores: wrk and the upstream share the load core, the ceiling of the runs per core
         targets.append(
             Target(
                 "direct upstream",
-                args.nginx_workers,
+                1 if cores is not None else args.nginx_workers,
                 f"http://127.0.0.1:{up_port}{UPSTREAM_PATH}",
                 dummy,
                 up,
+                wrk_core=load_core,
+                core=load_core,
             )
         )
-        targets.append(
-            Target(
-                "nginx proxy",
-                args.nginx_workers,
-                f"http://127.0.0.1:{proxy_port}{UPSTREAM_PATH}",
-                dummy,
-                px,
-                up,
+        nginxes: dict[int | None, Target] = {}
+        for core in proxies:
+            proxy_port = free_port()
+            workers = 1 if core is not None else args.nginx_workers
+            name = "nginx proxy" if core is None else f"nginx proxy (core {core})"
+            px = start_nginx(
+                procs,
+                name,
+                tmp / f"proxy-{'any' if core is None else core}",
+                workers,
+                PROXY_SERVER.format(port=proxy_port, upstream_port=up_port),
+                core=core,
             )
-        )
-        # one bus per log durability, each on an instance of its own: the processes of one
-        # instance share its durability, and an idle bus would otherwise do its upkeep (seals,
-        # index batches, checkpoints) on the log of the bus being measured
-        buses = [start_bus(procs, tmp, homes[d], up, secrets_[d], d, args) for d in durabilities]
-        targets += buses
+            url = f"http://127.0.0.1:{proxy_port}{UPSTREAM_PATH}"
+            wait_http(url, px)
+            wrk_core = load_core if core is not None else None
+            nginxes[core] = Target(name, workers, url, dummy, px, up, wrk_core=wrk_core, core=core)
+        # each bus on an instance of its own: the processes of one instance share its
+        # durability, and an idle bus would otherwise do its upkeep (seals, index batches,
+        # checkpoints) on the log of the bus being measured
+        buses = []
+        for (d, core), home, secret in zip(runs, homes, secrets_, strict=True):
+            one = 1 if core is not None else None
+            bus = start_bus(procs, tmp, home, up, secret, d, args, core=core, workers=one)
+            bus.wrk_core = load_core if core is not None else None
+            buses.append(bus)
+        # measured in turn: each nginx proxy, then the buses judged against it
+        for core, nginx in nginxes.items():
+            targets += [nginx, *(b for b in buses if b.core == core)]
 
         for rnd in range(1, args.rounds + 1):
             print(f"Round {rnd} of {args.rounds}:" if args.rounds > 1 else "Measuring:")
@@ -325,8 +391,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             procs.stop(bus.proc)  # a clean stop: the log is sealed
         log_text = [
             line
-            for d, bus in zip(durabilities, buses, strict=True)
-            for line in check_log(homes[d], [bus], f"message log ({d})")
+            for home, bus in zip(homes, buses, strict=True)
+            for line in check_log(home, [bus], f"message log {bus.name.removeprefix('bus ')}")
         ]
     except BenchError as exc:
         print(f"\nFAILED: {exc}", file=sys.stderr)
@@ -368,6 +434,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"of the first {args.connections}-connection load):"
         )
         print(profile_top(args.profile, args.duration - 1))
+        print(profile_steps(args.profile))
     if args.json is not None:
         args.json.write_text(_results_json(facts, args, targets))
     return status

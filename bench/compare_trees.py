@@ -56,7 +56,19 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=4, help="turns per version (default 4)")
     p.add_argument("--duration", type=float, default=6, help="seconds per turn (default 6)")
     p.add_argument("--workers", type=int, default=2, help="bus worker processes (default 2)")
+    p.add_argument(
+        "--cores",
+        default=None,
+        metavar="TARGET,LOAD",
+        help="per core: each bus one process on core TARGET, wrk and the upstream on core LOAD "
+        "(for example 1,0; default: not pinned, --workers processes)",
+    )
     args = p.parse_args()
+    core: int | None = None
+    load_core: int | None = None
+    if args.cores:
+        core, load_core = (int(c) for c in args.cores.split(","))
+        args.workers = 1
     missing = [t for t in (NGINX, WRK) if not (Path(t).is_file() and os.access(t, os.X_OK))]
     if missing:
         print(f"not installed: {', '.join(missing)} (apt-get install -y nginx-light wrk)")
@@ -76,6 +88,7 @@ def main() -> int:
             tmp / "upstream",
             1,
             UPSTREAM_SERVER.format(port=up_port, json=BODY),
+            core=load_core,
         )
         wait_http(f"http://127.0.0.1:{up_port}{UPSTREAM_PATH}", up)
         buses: list[tuple[str, Target]] = []
@@ -92,10 +105,12 @@ def main() -> int:
                 raise BenchError(f"{rev}: dargah imports from {check.stdout.strip()}, not {tree}")
             try:
                 secret = make_instance(tmp / f"home{i}", up_port)
-                bus = start_bus(procs, tmp, tmp / f"home{i}", up, secret, "process", args)
+                bus = start_bus(
+                    procs, tmp, tmp / f"home{i}", up, secret, "process", args, core=core
+                )
             finally:
                 os.environ.pop("PYTHONPATH", None)
-            own = tmp / f"bus-{i}.lua"  # start_bus names the script by durability only
+            own = tmp / f"bus-{i}.lua"  # start_bus names the script by durability and port
             bus.script.rename(own)
             bus.script = own
             buses.append((rev, bus))
@@ -104,9 +119,9 @@ def main() -> int:
         results: dict[str, list[tuple[float, float]]] = {rev: [] for rev, _ in buses}
         for rnd in range(1, args.rounds + 1):
             for rev, bus in buses:
-                run_wrk(bus.url, bus.script, 64, 1)
+                run_wrk(bus.url, bus.script, 64, 1, core=load_core)
                 cpu0 = group_cpu_seconds(bus.proc.popen.pid)
-                load = run_wrk(bus.url, bus.script, 64, args.duration)
+                load = run_wrk(bus.url, bus.script, 64, args.duration, core=load_core)
                 if not load.ok:
                     raise BenchError(f"{rev}: {load.non2xx} non-2xx answers\n{load.raw}")
                 cpu = (group_cpu_seconds(bus.proc.popen.pid) - cpu0) / load.requests * 1e6
