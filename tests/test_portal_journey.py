@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from dargah.client.consumer import GsbClient
 from dargah.sandbox.citizens import generate_citizens
+from tests.portal_client import register_birth
 
 SERVICE = "21100000001"
 
@@ -132,23 +132,7 @@ def test_a_birth_opens_the_child_benefit_and_the_family_sees_it_without_applying
         and people[c.spouse].alive
         and int(c.birth_date[:4]) > 1980
     )
-    client = doc["clients"][0]
-    reg = next(e for e in client["allowed"] if e["service"].endswith("/birth-registration.v1"))
-    with GsbClient(doc["bus_url"], client["id"], client_secret=client["client_secret"]) as gsb:
-        r = gsb.call(
-            reg["service"],
-            "/births",
-            method="POST",
-            purpose=reg["purposes"][0],
-            subject=mother.national_code,
-            json={
-                "first_name": "آرش",
-                "gender": "male",
-                "father_national_code": mother.spouse,
-                "mother_national_code": mother.national_code,
-            },
-        )
-        assert r.status_code == 201, r.text
+    register_birth(doc, mother.national_code, mother.spouse, "آرش")
     _sign_in(page, shots, base, listed[mother.national_code], persian=False)
     deadline = time.monotonic() + 30
     badge = page.locator("#applications .badge")

@@ -15,7 +15,6 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
-from dargah.client.consumer import GsbClient
 from dargah.core.settings import Settings
 from dargah.portal import otp, records
 from dargah.portal.app import build_portal
@@ -26,7 +25,7 @@ from dargah.sandbox.catalogue_seed import load_seed_catalogue
 from dargah.sandbox.citizens import generate_citizens
 from dargah.store.tables import outbox
 from dargah.web.sessions import mask_token, unmask_token
-from tests.portal_client import Citizen, csrf_of
+from tests.portal_client import Citizen, csrf_of, register_birth
 
 SERVICE = "21100000001"  # welfare pension, submitted to the welfare agency over the bus
 LATIN = str.maketrans("۰۱۲۳۴۵۶۷۸۹", "0123456789")
@@ -118,23 +117,7 @@ def test_a_service_an_agency_opens_for_a_newborn_is_told_to_the_mother_unasked(
     mother = mothers[-1]  # not the one of the journey test
     m = listed[mother.national_code]
     Citizen(base, m["national_code"], m["mobile"]).sign_in()  # signed in, then away
-    client = doc["clients"][0]
-    reg = next(e for e in client["allowed"] if e["service"].endswith("/birth-registration.v1"))
-    with GsbClient(doc["bus_url"], client["id"], client_secret=client["client_secret"]) as gsb:
-        r = gsb.call(
-            reg["service"],
-            "/births",
-            method="POST",
-            purpose=reg["purposes"][0],
-            subject=mother.national_code,
-            json={
-                "first_name": "کاوه",
-                "gender": "male",
-                "father_national_code": mother.spouse,
-                "mother_national_code": mother.national_code,
-            },
-        )
-        assert r.status_code == 201, r.text
+    register_birth(doc, mother.national_code, mother.spouse, "کاوه")
     told = _wait_for(base, m["mobile"], "بدون درخواست شما")
     codes = re.findall(r"[0-9]{12}", told[0])
     assert codes, told
