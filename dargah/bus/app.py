@@ -23,6 +23,9 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 class BusApp:
+    direct_prefix = b"/r1/"
+    direct_except = (b"/r1/meta/",)
+
     def __init__(
         self,
         rt: BusRuntime,
@@ -32,6 +35,8 @@ class BusApp:
     ) -> None:
         self.rt = rt
         self.proxy = ProxyHandler(rt)
+        # The server hands /r1/ calls (not /r1/meta/) straight to the proxy, without ASGI.
+        self.direct = self.proxy.direct
         wake = asyncio.Event()
         self.events = EventsHandler(rt, self.proxy, wake)
         self.deliveries = DeliveryWorker(rt, wake)

@@ -3,22 +3,43 @@
 Checks run in the protocol's order (§4); the first that fails answers. Every
 call that got this far is recorded in the message log, refused or not, and
 no response leaves before its record is committed.
+
+The server hands the bus's ``/r1/`` calls to :meth:`ProxyHandler.direct` as a plain request
+object and writes the answer it returns in one piece; the same code serves an ASGI call
+(:meth:`ProxyHandler.__call__`). The request and response heads are built as bytes.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import json
-import os
+import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
+from dargah.bus.calls import (
+    CLIENT_CERT,
+    Answer,
+    AsgiRequest,
+    Body,
+    CallRequest,
+    Receive,
+    Refusal,
+    Scope,
+    Send,
+    encrypt,
+    lines,
+    new_record,
+    problem_answer,
+    read_body,
+    refusal_body,
+    refusal_head,
+    request_digest,
+    send_answer,
+    send_problem,
+)
 from dargah.bus.limits import monotonic, retry_after
 from dargah.bus.log.writer import LogUnavailable
 from dargah.bus.request import (
@@ -31,12 +52,21 @@ from dargah.bus.request import (
 )
 from dargah.bus.runtime import BusRuntime
 from dargah.bus.upstream import UpstreamError
-from dargah.core.clock import now_rfc3339
-from dargah.core.errors import PROBLEM_CONTENT_TYPE, PROBLEMS, problem_body, problem_bytes
+from dargah.core.errors import PROBLEMS
 
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+__all__ = [
+    "CLIENT_CERT",
+    "ProxyHandler",
+    "Receive",
+    "Refusal",
+    "Scope",
+    "Send",
+    "new_record",
+    "read_body",
+    "send_problem",
+]
+
+log = logging.getLogger("dargah.bus")
 
 # The provider's Date too: the server adds the bus's own, and a response has one Date.
 _STRIP_FROM_PROVIDER = HOP_BY_HOP | {
@@ -47,110 +77,49 @@ _STRIP_FROM_PROVIDER = HOP_BY_HOP | {
     b"gsb-request-id",
     b"gsb-request-hash",
 }
-# Where the server puts the x5t#S256 of the client certificate the connection presented.
-CLIENT_CERT = "dargah.client_cert_s256"
 _CIRCUIT_FAILURES = frozenset({"provider-unavailable", "provider-timeout"})
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"})
 _ALLOW = [(b"allow", b"GET, HEAD, POST, PUT, PATCH, DELETE")]
+_NO_TOKEN = [(b"www-authenticate", b'Bearer realm="gsb"')]
+_BAD_TOKEN = [(b"www-authenticate", b'Bearer error="invalid_token"')]
+_second: list[Any] = [-1, ""]
 
 
-class Refusal(Exception):
-    def __init__(
-        self,
-        code: str,
-        detail: str,
-        detail_fa: str | None = None,
-        headers: list[tuple[bytes, bytes]] | None = None,
-    ) -> None:
-        super().__init__(detail)
-        self.code = code
-        self.detail = detail
-        self.detail_fa = detail_fa
-        self.headers = headers or []
+def _rfc3339(ns: int) -> str:
+    """``ns`` (Unix nanoseconds) as the protocol writes a time (as dargah.core.clock does)."""
+    sec, frac = divmod(ns // 1000, 1_000_000)
+    if _second[0] != sec:
+        _second[0] = sec
+        _second[1] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
+    return f"{_second[1]}.{frac:06d}Z"
 
 
-def new_record(ts: str, method: str, path: str, query: bytes) -> dict[str, Any]:
-    """A message-log record as it starts: the rest is filled in along the call's path."""
-    return {
-        "ts": ts,
-        "request_id": "",
-        "client": None,
-        "service": None,
-        "method": method,
-        "path": path[:2048],
-        "query_hash": hashlib.sha256(query).hexdigest() if query else None,
-        "purpose": None,
-        "subject_ref": None,
-        "user": None,
-        "request_hash": None,
-        "response_hash": None,
-        "request_bytes": 0,
-        "response_bytes": 0,
-    }
+class _PerGrant:
+    """What every call of a client to a service with a purpose shares: the start of the
+    assertion's claims and the provider headers that do not change."""
 
+    __slots__ = ("claims", "head", "purpose")
 
-def request_digest(method: str, path: str, query: bytes, body: bytes) -> bytes:
-    data = b"%s\n%s\n%s\n%s" % (method.encode(), path.encode("latin-1"), query, body)
-    return hashlib.sha256(data).digest()
-
-
-async def read_body(receive: Receive, limit: int, timeout: float | None = None) -> bytes:
-    """The whole request body, at most ``limit`` bytes. With a ``timeout``, a body not complete
-    at once must arrive within it (a client that stalls is refused, its connection closed)."""
-    message = await receive()
-    if not message.get("more_body", False) and message["type"] == "http.request":
-        body: bytes = message.get("body", b"")  # the common case: the body is in already
-        if len(body) > limit:
-            raise Refusal(
-                "payload-too-large",
-                f"the request body is over the service's limit of {limit} bytes",
-            )
-        return body
-    if timeout is None:
-        return await _read_rest(receive, limit, message)
-    try:
-        async with asyncio.timeout(timeout):
-            return await _read_rest(receive, limit, message)
-    except TimeoutError:
-        raise Refusal(
-            "bad-request", f"the request body did not arrive within {timeout:g} s"
-        ) from None
-
-
-async def _read_rest(receive: Receive, limit: int, message: MutableMapping[str, Any]) -> bytes:
-    chunks = []
-    size = 0
-    while True:
-        if message["type"] == "http.disconnect":
-            raise Refusal("bad-request", "the client disconnected before sending the whole body")
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise Refusal(
-                "payload-too-large",
-                f"the request body is over the service's limit of {limit} bytes",
-            )
-        chunks.append(chunk)
-        more = message.get("more_body", False)
-        if not more:
-            return b"".join(chunks)
-        message = await receive()
+    def __init__(self, claims: bytes, head: bytes, purpose: bytes) -> None:
+        self.claims = claims
+        self.head = head
+        self.purpose = purpose
 
 
 class ProxyHandler:
     def __init__(self, rt: BusRuntime) -> None:
         self.rt = rt
-        self._claims: dict[tuple[str, str, str | None, bool], bytes] = {}
+        self._grants: dict[tuple[str, str, str | None, bool], _PerGrant] = {}
 
-    def _claims_head(
+    def _per_grant(
         self, client: str, service_id: str, purpose: str | None, subject_present: bool
-    ) -> bytes:
+    ) -> _PerGrant:
         """The GSB-Assertion's claims that are the same for every call of a client to a service
-        with a purpose, as the start of a JSON object (built once; ``rid``, ``iat`` and ``exp``
-        follow per call)."""
+        with a purpose, as the start of a JSON object (``rid``, ``iat`` and ``exp`` follow per
+        call), and the fixed headers to the provider; built once."""
         key = (client, service_id, purpose, subject_present)
-        head = self._claims.get(key)
-        if head is None:
+        per = self._grants.get(key)
+        if per is None:
             claims = {
                 "iss": self.rt.public_url,
                 "sub": client,
@@ -158,31 +127,45 @@ class ProxyHandler:
                 "purpose": purpose,
                 "subject_present": subject_present,
             }
-            head = json.dumps(claims, separators=(",", ":"))[:-1].encode() + b","
-            if len(self._claims) >= 10_000:
-                self._claims.clear()
-            self._claims[key] = head
-        return head
+            per = _PerGrant(
+                json.dumps(claims, separators=(",", ":"))[:-1].encode() + b",",
+                b"gsb-client: %s\r\ngsb-service: %s\r\n" % (client.encode(), service_id.encode()),
+                b"" if purpose is None else b"gsb-purpose: %s\r\n" % purpose.encode("latin-1"),
+            )
+            if len(self._grants) >= 10_000:
+                self._grants.clear()
+            self._grants[key] = per
+        return per
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send_answer(send, await self.direct(AsgiRequest(scope, receive)))
+
+    async def direct(self, req: CallRequest) -> Answer:
+        """The answer to one call: (status, header lines, body), its record committed."""
+        try:
+            return await self._call(req)
+        except Exception:
+            log.exception("unexpected error on %s", req.target[:200].decode("latin-1"))
+            return problem_answer("internal", "an unexpected error occurred", None)
+
+    async def _call(self, req: CallRequest) -> Answer:
         rt = self.rt
         started = time.perf_counter()
-        ts = now_rfc3339()
-        method: str = scope["method"]
-        raw = scope.get("raw_path")
-        raw_path = raw.decode("latin-1") if raw else scope["path"]
-        query: bytes = scope.get("query_string", b"")
+        now_ns = time.time_ns()
+        method = req.method
+        raw_path = req.target.decode("latin-1")
+        query = req.query
         call = ParsedCall()
-        rec = new_record(ts, method, raw_path, query)
-        extra_headers: list[tuple[bytes, bytes]] = []
+        rec = new_record(_rfc3339(now_ns), method, raw_path, query)
+        extra = b""
         body = b""
         try:
             if not rt.writer.healthy:
                 raise LogUnavailable("the message log is not writable")
             try:
-                if "dargah.malformed" in scope:  # the server could not read the headers
-                    raise ParseError(scope["dargah.malformed"])
-                parse_headers(scope["headers"], call)
+                if req.malformed is not None:  # the server could not read the headers
+                    raise ParseError(req.malformed)
+                parse_headers(req.headers, call, now_ns)
                 rec["request_id"] = call.request_id
                 if rt.tracer is not None:  # not record fields: neither stored nor hashed
                     rec["_traceparent"], rec["_incoming_trace"] = (
@@ -192,9 +175,7 @@ class ProxyHandler:
                 service_id, path = split_target(raw_path)
             except ParseError as exc:
                 # A malformed header may have stopped parsing before the id was set or generated.
-                call.request_id = (
-                    call.request_id or request_id_of(scope["headers"]) or str(uuid.uuid4())
-                )
+                call.request_id = call.request_id or request_id_of(req.headers) or str(uuid.uuid4())
                 rec["request_id"] = call.request_id
                 raise Refusal("bad-request", str(exc)) from None
             rec["service"], rec["path"] = service_id, path
@@ -204,30 +185,29 @@ class ProxyHandler:
                     f"method {method} is not one of the protocol's",
                     headers=_ALLOW,
                 )
-            rec["purpose"], rec["user"] = call.purpose, call.user
-            if call.subject is not None:
-                rec["subject_ref"] = rt.subject_ref(call.subject)
+            purpose = rec["purpose"] = call.purpose
+            rec["user"] = call.user
+            subject = call.subject
+            if subject is not None:
+                rec["subject_ref"] = rt.subject_ref(subject)
             snap = rt.snapshot
             # authentication
             auth = call.authorization
             if auth is None or not auth[:7].lower() == b"bearer ":
                 raise Refusal(
-                    "unauthenticated",
-                    "an Authorization: Bearer token is required",
-                    headers=[(b"www-authenticate", b'Bearer realm="gsb"')],
+                    "unauthenticated", "an Authorization: Bearer token is required", None, _NO_TOKEN
                 )
-            claims = rt.verifier.verify(auth[7:].strip().decode("latin-1"), snap, time.time())
+            claims = rt.verifier.verify(auth[7:].strip().decode("latin-1"), snap, now_ns / 1e9)
             if claims is None:
                 raise Refusal(
-                    "unauthenticated",
-                    "the token is invalid, expired or revoked",
-                    headers=[(b"www-authenticate", b'Bearer error="invalid_token"')],
+                    "unauthenticated", "the token is invalid, expired or revoked", None, _BAD_TOKEN
                 )
-            if claims.cnf is not None and claims.cnf != scope.get(CLIENT_CERT):
+            if claims.cnf is not None and claims.cnf != req.cert:
                 raise Refusal(
                     "unauthenticated",
                     "the token is bound to a client certificate this connection did not present",
-                    headers=[(b"www-authenticate", b'Bearer error="invalid_token"')],
+                    None,
+                    _BAD_TOKEN,
                 )
             client = rec["client"] = claims.client
             # the service, the grant, purpose and subject
@@ -237,17 +217,17 @@ class ProxyHandler:
             purposes = snap.grants.get((client, service_id))
             if purposes is None:
                 raise Refusal("access-denied", f"{client} has no grant for {service_id}")
-            if call.purpose is None:
+            if purpose is None:
                 if svc.personal_data:
                     raise Refusal(
                         "purpose-required", "this service handles personal data: send GSB-Purpose"
                     )
-            elif call.purpose not in purposes:
+            elif purpose not in purposes:
                 raise Refusal(
                     "purpose-not-allowed",
-                    f"purpose {call.purpose!r} is not in the grant ({', '.join(sorted(purposes))})",
+                    f"purpose {purpose!r} is not in the grant ({', '.join(sorted(purposes))})",
                 )
-            if call.subject is None:
+            if subject is None:
                 if svc.personal_data:
                     raise Refusal(
                         "subject-required", "this service handles personal data: send GSB-Subject"
@@ -257,36 +237,28 @@ class ProxyHandler:
             if svc.maintenance:
                 raise Refusal("service-disabled", f"{service_id} is in maintenance")
             now = monotonic()
-            quota = snap.quotas.get((client, None))
-            if quota is not None:
-                wait = await rt.limiter.take(client, quota, now)
-                if wait:
-                    raise Refusal(
-                        "rate-limited",
-                        "the client is over its quota",
-                        headers=[(b"retry-after", retry_after(wait).encode())],
-                    )
-            quota = snap.quotas.get((client, service_id))
-            if quota is not None:
-                wait = await rt.limiter.take(f"{client}|{service_id}", quota, now)
-                if wait:
-                    raise Refusal(
-                        "rate-limited",
-                        "the client is over its quota for this service",
-                        headers=[(b"retry-after", retry_after(wait).encode())],
-                    )
+            if snap.quotas:
+                await self._quotas(client, service_id, now)
             if call.content_length is not None and call.content_length > svc.max_body:
                 raise Refusal(
                     "payload-too-large",
                     f"the request body is over the service's limit of {svc.max_body} bytes",
                 )
-            body = await read_body(receive, svc.max_body, svc.timeout_s)
+            got = req.body_now()
+            if got is None:
+                body = await read_body(req.receive, svc.max_body, svc.timeout_s)
+                now_ns = time.time_ns()  # the assertion's iat: the body may have taken a while
+            elif len(got) > svc.max_body:
+                raise Refusal(
+                    "payload-too-large",
+                    f"the request body is over the service's limit of {svc.max_body} bytes",
+                )
+            else:
+                body = got
             rec["request_bytes"] = len(body)
             digest = request_digest(method, path, query, body)
             rec["request_hash"] = digest.hex()
-            extra_headers.append(
-                (b"gsb-request-hash", base64.urlsafe_b64encode(digest).rstrip(b"="))
-            )
+            extra = b"gsb-request-hash: %s\r\n" % base64.urlsafe_b64encode(digest).rstrip(b"=")
             wait = rt.breaker.allow(svc.provider, now)
             if wait:
                 raise Refusal(
@@ -295,40 +267,33 @@ class ProxyHandler:
                     headers=[(b"retry-after", retry_after(wait).encode())],
                 )
             # forward
-            headers = call.forward
-            headers += [
-                (b"gsb-client", client.encode()),
-                (b"gsb-service", service_id.encode()),
-                (b"gsb-request-id", call.request_id.encode()),
-                (b"traceparent", call.traceparent.encode()),
-                (b"forwarded", rt.client_addresses.forwarded(*_peer(scope), call.via)),
-            ]
-            if call.tracestate is not None:
-                headers.append((b"tracestate", call.tracestate))
-            if call.purpose is not None:
-                headers.append((b"gsb-purpose", call.purpose.encode("latin-1")))
-            if call.subject is not None:
-                headers.append((b"gsb-subject", call.subject.encode()))
-            if call.user is not None:
-                headers.append((b"gsb-user", call.user.encode("latin-1")))
-            iat = int(time.time())
-            head = self._claims_head(client, service_id, call.purpose, call.subject is not None)
-            headers.append(
-                (
-                    b"gsb-assertion",
-                    rt.assertion_signer.sign_json(
-                        b'%s"rid":"%s","iat":%d,"exp":%d}'
-                        % (head, call.request_id.encode(), iat, iat + rt.settings.assertion_ttl)
-                    ),
-                )
+            per = self._per_grant(client, service_id, purpose, subject is not None)
+            rid = call.request_id.encode()
+            iat = now_ns // 1_000_000_000
+            assertion = rt.assertion_signer.sign_json(
+                b'%s"rid":"%s","iat":%d,"exp":%d}'
+                % (per.claims, rid, iat, iat + rt.settings.assertion_ttl)
             )
+            peer = req.client
+            head = b"%s%sgsb-request-id: %s\r\ntraceparent: %s\r\nforwarded: %s\r\n%s%s%s%s" % (
+                lines(call.forward) if call.forward else b"",
+                per.head,
+                rid,
+                call.traceparent.encode(),
+                rt.client_addresses.forwarded(peer[0] if peer else None, req.scheme, call.via),
+                b"" if call.tracestate is None else b"tracestate: %s\r\n" % call.tracestate,
+                per.purpose,
+                b"" if subject is None else b"gsb-subject: %s\r\n" % subject.encode(),
+                b"" if call.user is None else b"gsb-user: %s\r\n" % call.user.encode("latin-1"),
+            )
+            head += b"gsb-assertion: %s\r\n" % assertion
             target = (svc.base_path + path) or "/"
             if query:
                 target += "?" + query.decode("latin-1")
             pool = rt.pools.get(svc.provider, svc.host, svc.port, svc.scheme == "https")
             try:
                 resp = await pool.request(
-                    method, target.encode("latin-1"), headers, body, svc.max_body, svc.timeout_s
+                    method, target.encode("latin-1"), head, body, svc.max_body, svc.timeout_s
                 )
             except UpstreamError as exc:
                 if exc.code in _CIRCUIT_FAILURES:
@@ -337,47 +302,128 @@ class ProxyHandler:
                     rt.breaker.success(svc.provider)
                 raise Refusal(exc.code, exc.detail) from None
             rt.breaker.success(svc.provider)
-            out_headers = [(n, v) for n, v in resp.headers if n not in _STRIP_FROM_PROVIDER]
-            rec["status"] = resp.status
-            rec["outcome"] = "ok" if resp.status < 400 else "provider-error"
-            rec["response_hash"] = hashlib.sha256(resp.body).hexdigest()
-            rec["response_bytes"] = len(resp.body)
-            body_rec = _encrypt(rt, call.request_id, body, resp.body) if svc.store_bodies else None
+            status = rec["status"] = resp.status
+            rec["outcome"] = "ok" if status < 400 else "provider-error"
+            out = resp.body
+            rec["response_hash"] = hashlib.sha256(out).hexdigest()
+            rec["response_bytes"] = len(out)
+            body_rec = encrypt(rt, call.request_id, body, out) if svc.store_bodies else None
             length = None
             if method == "HEAD":  # the length a GET would have (RFC 9110 §8.6), not 0
                 length = next((v for n, v in resp.headers if n == b"content-length"), None)
                 if length is not None and not length.isdigit():
                     length = None
-            await self._finish(
-                send,
-                rec,
-                started,
-                resp.status,
-                out_headers + extra_headers,
-                resp.body,
-                call.request_id,
-                body_rec,
-                length,
+            head = b"".join(
+                [b"%s: %s\r\n" % h for h in resp.headers if h[0] not in _STRIP_FROM_PROVIDER]
+            )
+            rec["duration_us"] = int((time.perf_counter() - started) * 1_000_000)
+            seq = await rt.writer.append(rec, body_rec)
+            return self._answer(
+                rec, started, status, head + extra, out, call.request_id, seq, length
             )
         except Refusal as r:
-            await self._refuse(
-                send,
+            return await self._refusal(
                 rec,
                 started,
                 r.code,
                 r.detail,
                 r.detail_fa,
-                r.headers + extra_headers,
+                lines(r.headers) + extra,
                 call.request_id,
             )
         except LogUnavailable as exc:
-            await send_problem(
-                send,
+            return problem_answer(
                 "log-unavailable",
                 f"the message log cannot be written ({exc})",
                 call.request_id or rec["request_id"],
-                [],
             )
+
+    async def _quotas(self, client: str, service_id: str, now: float) -> None:
+        rt = self.rt
+        quotas = rt.snapshot.quotas
+        quota = quotas.get((client, None))
+        if quota is not None:
+            wait = await rt.limiter.take(client, quota, now)
+            if wait:
+                raise Refusal(
+                    "rate-limited",
+                    "the client is over its quota",
+                    headers=[(b"retry-after", retry_after(wait).encode())],
+                )
+        quota = quotas.get((client, service_id))
+        if quota is not None:
+            wait = await rt.limiter.take(f"{client}|{service_id}", quota, now)
+            if wait:
+                raise Refusal(
+                    "rate-limited",
+                    "the client is over its quota for this service",
+                    headers=[(b"retry-after", retry_after(wait).encode())],
+                )
+
+    async def _refusal(
+        self,
+        rec: dict[str, Any],
+        started: float,
+        code: str,
+        detail: str,
+        detail_fa: str | None,
+        head: bytes,
+        request_id: str,
+    ) -> Answer:
+        """A refusal, recorded: its answer once the record is committed."""
+        rec["request_id"] = rec["request_id"] or request_id
+        body = refusal_body(code, detail, rec["request_id"], detail_fa)
+        status = PROBLEMS[code].status
+        rec["status"], rec["outcome"] = status, code
+        rec["response_hash"] = hashlib.sha256(body).hexdigest()
+        rec["response_bytes"] = len(body)
+        head = refusal_head(code) + head
+        rec["duration_us"] = int((time.perf_counter() - started) * 1_000_000)
+        seq = await self.rt.writer.append(rec, None)
+        return self._answer(rec, started, status, head, body, rec["request_id"], seq)
+
+    def _answer(
+        self,
+        rec: dict[str, Any],
+        started: float,
+        status: int,
+        head: bytes,
+        body: bytes,
+        request_id: str,
+        seq: int,
+        length: bytes | None = None,
+    ) -> Answer:
+        """The answer to a call whose record ``seq`` is committed: traced, counted, and its
+        head completed with the request id, the log id and the length."""
+        rt = self.rt
+        end = time.perf_counter()
+        if rt.tracer is not None and "_traceparent" in rec:
+            end_ns = time.time_ns()
+            rt.tracer.record(
+                rec,
+                rec["_traceparent"],
+                rec["_incoming_trace"],
+                end_ns - int((end - started) * 1e9),
+                end_ns,
+            )
+        # Only registered services get a series of their own: ids a client makes up do not.
+        service = rec["service"]
+        rt.metrics.observe(
+            rec["client"],
+            service if service in rt.snapshot.services else None,
+            rec["outcome"],
+            end - started,
+            rec["request_bytes"],
+            len(body),
+        )
+        head += b"gsb-request-id: %s\r\ngsb-log-id: %s\r\ncontent-length: %s\r\n" % (
+            request_id.encode(),
+            rt.writer.log_id(seq).encode(),
+            length or b"%d" % len(body),
+        )
+        return status, head, body
+
+    # -- for handlers that answer through ASGI (the events path) --------------
 
     async def _refuse(
         self,
@@ -390,18 +436,10 @@ class ProxyHandler:
         headers: list[tuple[bytes, bytes]],
         request_id: str,
     ) -> None:
-        rec["request_id"] = rec["request_id"] or request_id
-        body = problem_bytes(problem_body(code, detail, rec["request_id"], detail_fa))
-        status = PROBLEMS[code].status
-        rec["status"], rec["outcome"] = status, code
-        rec["response_hash"] = hashlib.sha256(body).hexdigest()
-        rec["response_bytes"] = len(body)
-        hdrs = [
-            (b"content-type", PROBLEM_CONTENT_TYPE.encode()),
-            (b"gsb-error", code.encode()),
-            *headers,
-        ]
-        await self._finish(send, rec, started, status, hdrs, body, rec["request_id"], None)
+        answer = await self._refusal(
+            rec, started, code, detail, detail_fa, lines(headers), request_id
+        )
+        await send_answer(send, answer)
 
     async def _finish(
         self,
@@ -412,66 +450,10 @@ class ProxyHandler:
         headers: list[tuple[bytes, bytes]],
         body: bytes,
         request_id: str,
-        body_rec: tuple[str, bytes, bytes | None, bytes | None] | None,
+        body_rec: Body | None,
         length: bytes | None = None,
     ) -> None:
-        rt = self.rt
-        elapsed = time.perf_counter() - started
-        rec["duration_us"] = int(elapsed * 1_000_000)
-        seq = await rt.writer.append(rec, body_rec)
-        if rt.tracer is not None and "_traceparent" in rec:
-            end_ns = time.time_ns()
-            rt.tracer.record(
-                rec,
-                rec["_traceparent"],
-                rec["_incoming_trace"],
-                end_ns - int((time.perf_counter() - started) * 1e9),
-                end_ns,
-            )
-        # Only registered services get a series of their own: ids a client makes up do not.
-        known = rec["service"] if rec["service"] in rt.snapshot.services else None
-        rt.metrics.observe(
-            rec["client"],
-            known,
-            rec["outcome"],
-            time.perf_counter() - started,
-            rec["request_bytes"],
-            len(body),
-        )
-        headers.append((b"gsb-request-id", request_id.encode()))
-        headers.append((b"gsb-log-id", rt.writer.log_id(seq).encode()))
-        headers.append((b"content-length", length or str(len(body)).encode()))
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
-
-
-def _peer(scope: Scope) -> tuple[str | None, str]:
-    client = scope.get("client")
-    return (client[0] if client else None), scope.get("scheme", "http")
-
-
-def _encrypt(
-    rt: BusRuntime, request_id: str, request: bytes, response: bytes
-) -> tuple[str, bytes, bytes | None, bytes | None]:
-    kid, key = rt.body_key
-    aes = AESGCM(key)
-    n1, n2 = os.urandom(12), os.urandom(12)
-    aad = request_id.encode()
-    return kid, n1 + n2, aes.encrypt(n1, request, aad), aes.encrypt(n2, response, aad)
-
-
-async def send_problem(
-    send: Send, code: str, detail: str, request_id: str | None, headers: list[tuple[bytes, bytes]]
-) -> None:
-    """A problem response with no log record (only when the log itself is down)."""
-    body = problem_bytes(problem_body(code, detail, request_id))
-    hdrs = [
-        (b"content-type", PROBLEM_CONTENT_TYPE.encode()),
-        (b"gsb-error", code.encode()),
-        (b"content-length", str(len(body)).encode()),
-        *headers,
-    ]
-    if request_id:
-        hdrs.append((b"gsb-request-id", request_id.encode()))
-    await send({"type": "http.response.start", "status": PROBLEMS[code].status, "headers": hdrs})
-    await send({"type": "http.response.body", "body": body})
+        rec["duration_us"] = int((time.perf_counter() - started) * 1_000_000)
+        seq = await self.rt.writer.append(rec, body_rec)
+        answer = self._answer(rec, started, status, lines(headers), body, request_id, seq, length)
+        await send_answer(send, answer)

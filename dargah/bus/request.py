@@ -131,13 +131,13 @@ def new_traceparent(incoming: str | None, random_hex: str | None = None) -> str:
     return f"00-{r[:32]}-{span}-01"
 
 
-def _uuid7(h: str) -> str:
+def _uuid7(h: str, now_ns: int | None = None) -> str:
     """A version-7 UUID (RFC 9562: Unix milliseconds first, then randomness from ``h``).
 
     Ids the bus makes grow with time, so the message log's request-id index
     takes them at its end instead of at random places.
     """
-    ms = f"{time.time_ns() // 1_000_000:012x}"
+    ms = f"{(time.time_ns() if now_ns is None else now_ns) // 1_000_000:012x}"
     variant = "89ab"[int(h[16], 16) & 3]
     return f"{ms[:8]}-{ms[8:12]}-7{h[13:16]}-{variant}{h[17:20]}-{h[20:32]}"
 
@@ -182,8 +182,11 @@ def _kind_of(raw: bytes) -> int:
     return kind
 
 
-def parse_headers(headers: list[tuple[bytes, bytes]], call: ParsedCall) -> None:
-    """Fill ``call`` from the request headers. Raises ParseError for malformed ones."""
+def parse_headers(
+    headers: list[tuple[bytes, bytes]], call: ParsedCall, now_ns: int | None = None
+) -> None:
+    """Fill ``call`` from the request headers. Raises ParseError for malformed ones.
+    ``now_ns``: the call's time (Unix nanoseconds), for the request id the bus makes."""
     seen_gsb: set[bytes] = set()
     connection_tokens: set[bytes] = set()
     incoming_trace: str | None = None
@@ -243,6 +246,6 @@ def parse_headers(headers: list[tuple[bytes, bytes]], call: ParsedCall) -> None:
     # Ids need to be unique, not secret: a fast generator (reseeded in every forked process).
     random_hex = f"{_ids.getrandbits(320):080x}"
     if not call.request_id:
-        call.request_id = _uuid7(random_hex[48:])
+        call.request_id = _uuid7(random_hex[48:], now_ns)
     call.incoming_trace = incoming_trace
     call.traceparent = new_traceparent(incoming_trace, random_hex)

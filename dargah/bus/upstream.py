@@ -173,7 +173,7 @@ class Pool:
         limit: int,
         guard: OutboundGuard,
         tls: bool = False,
-        slots: asyncio.Semaphore | None = None,
+        slots: Slots | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -187,7 +187,7 @@ class Pool:
         name = f"[{host}]" if ":" in host else host  # an IPv6 literal is bracketed (RFC 9110 §7.2)
         self._host_header = name.encode() if port in (80, 443) else f"{name}:{port}".encode()
         self._idle: collections.deque[_Connection] = collections.deque()
-        self._slots = slots or asyncio.Semaphore(limit)
+        self._slots = slots or Slots(limit)
         self.limit = limit
         self.open = 0
 
@@ -240,13 +240,14 @@ class Pool:
         self,
         method: str,
         target: bytes,
-        headers: list[tuple[bytes, bytes]],
+        headers: list[tuple[bytes, bytes]] | bytes,
         body: bytes,
         limit: int,
         timeout: float,
     ) -> UpstreamResponse:
         """Send one request; raises UpstreamError with the protocol code on any failure.
 
+        ``headers``: pairs, or header lines (``name: value\\r\\n`` each) already joined.
         The whole exchange, waiting for a connection slot included, gets ``timeout``
         seconds. (A timer on the response's future, not an asyncio timeout scope: this is
         the per-request path.)
@@ -254,60 +255,96 @@ class Pool:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         slots = self._slots
-        if slots.locked():
-            try:
-                await asyncio.wait_for(slots.acquire(), timeout)
-            except TimeoutError:
-                raise _timeout(timeout) from None
+        if slots.free > 0 and not slots.waiters:
+            slots.free -= 1
         else:
-            await slots.acquire()
+            await slots.acquire(loop, timeout)
         try:
-            return await self._send(loop, method, target, headers, body, limit, deadline, timeout)
+            if not isinstance(headers, bytes):
+                headers = b"".join([b"%s: %s\r\n" % pair for pair in headers])
+            length = (
+                b"Content-Length: %d\r\n" % len(body)
+                if body or method not in ("GET", "HEAD", "DELETE", "OPTIONS")
+                else b""
+            )
+            data = b"%s %s HTTP/1.1\r\nHost: %s\r\n%s%s\r\n%s" % (
+                method.encode(),
+                target,
+                self._host_header,
+                headers,
+                length,
+                body,
+            )
+            for attempt in (1, 2):
+                conn = await self._connection(deadline - loop.time())
+                pending = _Pending(loop.create_future(), limit, method == "HEAD")
+                timer = loop.call_at(deadline, _expire, conn, pending, timeout)
+                conn.send(data, pending)
+                try:
+                    return await pending.future
+                except UpstreamError as exc:
+                    # A kept-alive connection the provider had closed: retry once on a new one.
+                    if (
+                        attempt == 1
+                        and exc.code == "provider-unavailable"
+                        and conn.reused
+                        and not pending.got_bytes
+                        and method in IDEMPOTENT
+                    ):
+                        continue
+                    raise
+                except asyncio.CancelledError:
+                    conn.close()
+                    raise
+                finally:
+                    timer.cancel()
+            raise UpstreamError("provider-unavailable", "provider closed the connection")
         finally:
             slots.release()
 
-    async def _send(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        method: str,
-        target: bytes,
-        headers: list[tuple[bytes, bytes]],
-        body: bytes,
-        limit: int,
-        deadline: float,
-        timeout: float,
-    ) -> UpstreamResponse:
-        head = [method.encode(), b" ", target, b" HTTP/1.1\r\nHost: ", self._host_header, b"\r\n"]
-        for name, value in headers:
-            head += (name, b": ", value, b"\r\n")
-        if body or method not in ("GET", "HEAD", "DELETE", "OPTIONS"):
-            head += (b"Content-Length: ", str(len(body)).encode(), b"\r\n")
-        head.append(b"\r\n")
-        data = b"".join(head) + body
-        for attempt in (1, 2):
-            conn = await self._connection(deadline - loop.time())
-            pending = _Pending(loop.create_future(), limit, method == "HEAD")
-            timer = loop.call_at(deadline, _expire, conn, pending, timeout)
-            conn.send(data, pending)
-            try:
-                return await pending.future
-            except UpstreamError as exc:
-                # A kept-alive connection the provider had closed: retry once on a new one.
-                if (
-                    attempt == 1
-                    and exc.code == "provider-unavailable"
-                    and conn.reused
-                    and not pending.got_bytes
-                    and method in IDEMPOTENT
-                ):
-                    continue
-                raise
-            except asyncio.CancelledError:
-                conn.close()
-                raise
-            finally:
-                timer.cancel()
-        raise UpstreamError("provider-unavailable", "provider closed the connection")
+
+class Slots:
+    """How many connections a provider may have in use at once: a counting semaphore whose
+    common case (a slot free) costs the caller two attribute reads and no call."""
+
+    __slots__ = ("free", "waiters")
+
+    def __init__(self, limit: int) -> None:
+        self.free = limit
+        self.waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    async def acquire(self, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
+        """Wait (first come, first served) for a slot, at most ``timeout`` seconds."""
+        if self.free > 0 and not self.waiters:
+            self.free -= 1
+            return
+        waiter: asyncio.Future[None] = loop.create_future()
+        self.waiters.append(waiter)
+        timer = loop.call_later(timeout, _give_up, waiter)
+        try:
+            await waiter
+        except TimeoutError:
+            raise _timeout(timeout) from None
+        except BaseException:
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                self.release()  # handed a slot, then cancelled: pass it on
+            raise
+        finally:
+            timer.cancel()
+
+    def release(self) -> None:
+        waiters = self.waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # the slot goes straight to the next in line
+                return
+        self.free += 1
+
+
+def _give_up(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
 
 
 def _timeout(timeout: float) -> UpstreamError:
@@ -327,7 +364,7 @@ class Pools:
     def __init__(self, limit: int, guard: OutboundGuard) -> None:
         self.guard = guard
         self._pools: dict[tuple[str, str, int, bool], Pool] = {}
-        self._slots: dict[str, asyncio.Semaphore] = {}
+        self._slots: dict[str, Slots] = {}
         self._limit = limit
 
     def get(self, provider: str, host: str, port: int, tls: bool) -> Pool:
@@ -336,6 +373,6 @@ class Pools:
         if pool is None:
             slots = self._slots.get(provider)
             if slots is None:
-                slots = self._slots[provider] = asyncio.Semaphore(self._limit)
+                slots = self._slots[provider] = Slots(self._limit)
             pool = self._pools[key] = Pool(host, port, self._limit, self.guard, tls, slots)
         return pool

@@ -1,4 +1,5 @@
-"""One request and its response on a connection: the ASGI ``receive`` and ``send`` of it."""
+"""One request and its response on a connection: the ASGI ``receive`` and ``send`` of it, or,
+for an application's direct handler, the request itself and :meth:`Cycle.respond`."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ if TYPE_CHECKING:
 
 Message = MutableMapping[str, Any]
 REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
+_STATUS_LINES = {code: b"HTTP/1.1 %d %s\r\n" % (code, phrase) for code, phrase in REASONS.items()}
 _NO_BODY = frozenset({204, 304})
 
 
@@ -40,29 +42,56 @@ DATE = DateHeader()
 
 
 class Cycle:
-    """One request and its response."""
+    """One request and its response.
+
+    An ASGI request has its ``scope``; a request for a direct handler has none, and carries
+    what the handler reads: ``method``, ``target`` (the raw path, no query), ``query``,
+    ``headers`` (names in lower case), ``client``, ``scheme`` and ``cert`` (the x5t#S256 of
+    the client certificate the connection, or a trusted proxy, presented).
+    """
 
     __slots__ = (
         "body",
+        "cert",
         "chunked",
+        "client",
         "complete",
         "disconnected",
         "expect_100",
         "head",
+        "headers",
         "keep_alive",
+        "malformed",
+        "method",
         "more",
         "proto",
+        "query",
         "response_done",
         "response_started",
+        "scheme",
         "scope",
         "status",
+        "target",
     )
 
     def __init__(
-        self, proto: HttpProtocol, scope: dict[str, Any], keep_alive: bool, expect_100: bool
+        self,
+        proto: HttpProtocol,
+        scope: dict[str, Any] | None,
+        keep_alive: bool,
+        expect_100: bool,
+        method: str = "GET",
     ) -> None:
         self.proto = proto
         self.scope = scope
+        self.method = method
+        self.target = b""
+        self.query = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.client: tuple[str, int] | None = None
+        self.scheme = "http"
+        self.cert: str | None = None
+        self.malformed: str | None = None  # never set: the server refuses what it cannot read
         self.keep_alive = keep_alive
         self.expect_100 = expect_100
         self.body: collections.deque[bytes] = collections.deque()
@@ -126,7 +155,7 @@ class Cycle:
                 elif lname == b"transfer-encoding":
                     continue
                 lines += (name, b": ", value, b"\r\n")
-            if not has_length and status not in _NO_BODY and self.scope["method"] != "HEAD":
+            if not has_length and status not in _NO_BODY and self.method != "HEAD":
                 self.chunked = True
                 lines.append(b"transfer-encoding: chunked\r\n")
             if not self.keep_alive:
@@ -142,7 +171,7 @@ class Cycle:
             return
         body: bytes = message.get("body", b"")
         more = message.get("more_body", False)
-        if self.scope["method"] == "HEAD" or self.status in _NO_BODY:
+        if self.method == "HEAD" or self.status in _NO_BODY:
             body = b""
         if self.chunked:
             out = (b"%x\r\n%s\r\n" % (len(body), body)) if body else b""
@@ -159,6 +188,42 @@ class Cycle:
         if not more:
             self.response_done = True
             proto.response_finished(self)
+
+    # -- direct handlers -----------------------------------------------------
+
+    def body_now(self) -> bytes | None:
+        """The whole body when it is all in (the common case); None when it is still to come
+        (read it with :meth:`receive`)."""
+        if not self.complete or (self.disconnected and not self.body):
+            return None
+        if not self.body:
+            return b""
+        data = b"".join(self.body)
+        self.body.clear()
+        return data
+
+    def respond(self, status: int, head: bytes, body: bytes) -> None:
+        """Write the whole response at once: ``head`` is its header lines (``name: value\\r\\n``
+        each, Content-Length among them), ``body`` its content (not sent for HEAD, 204, 304).
+        The caller waits for :meth:`HttpProtocol.drained` first when writing is paused."""
+        proto = self.proto
+        self.response_started = True
+        self.status = status
+        if self.method == "HEAD" or status in _NO_BODY:
+            body = b""
+        line = _STATUS_LINES.get(status) or b"HTTP/1.1 %d Unknown\r\n" % status
+        out = b"%s%s%s%s\r\n%s" % (
+            line,
+            DATE.get(),
+            head,
+            b"" if self.keep_alive else b"connection: close\r\n",
+            body,
+        )
+        transport = proto.transport
+        if transport is not None and not transport.is_closing():
+            transport.write(out)
+        self.response_done = True
+        proto.response_finished(self)
 
 
 async def send_plain(cycle: Cycle, status: int, body: bytes) -> None:

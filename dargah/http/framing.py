@@ -127,6 +127,6 @@ def malformed_to_app(proto: HttpProtocol, detail: str) -> None:
         "state": {},
         "dargah.malformed": detail,
     }
-    cycle = Cycle(proto, scope, keep_alive=False, expect_100=False)
+    cycle = Cycle(proto, scope, keep_alive=False, expect_100=False, method=method)
     cycle.complete = True
     proto._run(cycle)

@@ -40,6 +40,7 @@ log = logging.getLogger("dargah.http")
 
 Message = MutableMapping[str, Any]
 ASGIApp = Callable[..., Awaitable[None]]
+DirectHandler = Callable[[Cycle], Awaitable[tuple[int, bytes, bytes]]]
 
 HIGH_WATER = 1024 * 1024
 
@@ -50,6 +51,12 @@ class ServerState:
     ``cert_header`` names a request header (RFC 9440 ``Client-Cert``) that carries the client
     certificate a TLS-terminating proxy verified; it is read only on connections from
     ``is_trusted_proxy`` addresses.
+
+    An application may serve some paths without ASGI: its ``direct`` attribute, a coroutine
+    function taking the request's :class:`Cycle` and returning (status, header lines, body),
+    gets every request whose raw path starts with ``direct_prefix`` and none of
+    ``direct_except`` (and has no percent-encoding); it is not called for requests the
+    server refuses itself. Everything else goes to the application as ASGI.
     """
 
     def __init__(
@@ -62,6 +69,9 @@ class ServerState:
         is_trusted_proxy: Callable[[str], bool] | None = None,
     ) -> None:
         self.app = app
+        self.direct: DirectHandler | None = getattr(app, "direct", None)
+        self.direct_prefix: bytes = getattr(app, "direct_prefix", b"\0")
+        self.direct_except: tuple[bytes, ...] = getattr(app, "direct_except", ())
         self.server_addr = (host, port)
         self.limits = limits or Limits()
         self.cert_header = cert_header.lower()
@@ -239,6 +249,41 @@ class HttpProtocol(asyncio.Protocol):
                 parsed = httptools.parse_url(url)
                 url = (parsed.path or b"/") + (b"?" + parsed.query if parsed.query else b"")
         raw_path, _, query = url.partition(b"?")
+        state = self.state
+        if (
+            state.direct is not None
+            and raw_path.startswith(state.direct_prefix)
+            and not raw_path.startswith(state.direct_except)
+            and b"%" not in raw_path
+        ):
+            cycle = Cycle(self, None, keep_alive, self.expect_100, method)
+            cycle.target = raw_path
+            cycle.query = query
+            cycle.headers = self.headers
+            cycle.client = self.client
+            cycle.scheme = self.scheme
+            if self.cert_s256 is not None:
+                cycle.cert = self.cert_s256
+            elif self.read_cert_header:
+                cycle.cert = cert_from_header(self.headers, state.cert_header)
+        else:
+            cycle = Cycle(
+                self,
+                self._scope(method, http_version, raw_path, query),
+                keep_alive,
+                self.expect_100,
+                method,
+            )
+        self.current = cycle
+        if self.running is None:
+            self._run(cycle)
+        else:
+            self.queue.append(cycle)
+            self.pause_reading()  # one request waits at most; the rest stay in the socket
+
+    def _scope(
+        self, method: str, http_version: str, raw_path: bytes, query: bytes
+    ) -> dict[str, Any]:
         scope: dict[str, Any] = {
             "type": "http",
             "asgi": {"version": "3.0", "spec_version": "2.3"},
@@ -262,13 +307,7 @@ class HttpProtocol(asyncio.Protocol):
             cert = cert_from_header(self.headers, self.state.cert_header)
             if cert is not None:
                 scope["dargah.client_cert_s256"] = cert
-        cycle = Cycle(self, scope, keep_alive, self.expect_100)
-        self.current = cycle
-        if self.running is None:
-            self._run(cycle)
-        else:
-            self.queue.append(cycle)
-            self.pause_reading()  # one request waits at most; the rest stay in the socket
+        return scope
 
     def on_body(self, body: bytes) -> None:
         cycle = self.current
@@ -291,7 +330,9 @@ class HttpProtocol(asyncio.Protocol):
 
     def _run(self, cycle: Cycle) -> None:
         self.running = cycle
-        task = self.loop.create_task(self._call(cycle))
+        task = self.loop.create_task(
+            self._call(cycle) if cycle.scope is not None else self._direct(cycle)
+        )
         self.state.tasks.add(task)
         task.add_done_callback(self.state.tasks.discard)
         if self._timer is None and cycle is self.current:  # its body is still to come: timed
@@ -313,6 +354,22 @@ class HttpProtocol(asyncio.Protocol):
                 await send_plain(cycle, 500, b'{"code":"internal","detail":"no response"}')
             else:
                 await cycle.send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _direct(self, cycle: Cycle) -> None:
+        assert self.state.direct is not None
+        try:
+            status, head, body = await self.state.direct(cycle)
+        except Exception:
+            log.exception("unhandled error in the application")
+            if not cycle.response_started:
+                cycle.keep_alive = False
+                await send_plain(cycle, 500, b'{"code":"internal","detail":"internal error"}')
+            elif self.transport is not None:
+                self.transport.close()
+            return
+        if self.write_paused:
+            await self.drained()
+        cycle.respond(status, head, body)
 
     def response_finished(self, cycle: Cycle) -> None:
         self.running = None
