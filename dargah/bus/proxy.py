@@ -143,200 +143,207 @@ class ProxyHandler:
     async def direct(self, req: CallRequest) -> Answer:
         """The answer to one call: (status, header lines, body), its record committed."""
         try:
-            return await self._call(req)
+            rt = self.rt
+            started = time.perf_counter()
+            now_ns = time.time_ns()
+            method = req.method
+            raw_path = req.target.decode("latin-1")
+            query = req.query
+            call = ParsedCall()
+            rec = new_record(_rfc3339(now_ns), method, raw_path, query)
+            extra = b""
+            body = b""
+            try:
+                if not rt.writer.healthy:
+                    raise LogUnavailable("the message log is not writable")
+                try:
+                    if req.malformed is not None:  # the server could not read the headers
+                        raise ParseError(req.malformed)
+                    parse_headers(req.headers, call, now_ns)
+                    rec["request_id"] = call.request_id
+                    if rt.tracer is not None:  # not record fields: neither stored nor hashed
+                        rec["_traceparent"], rec["_incoming_trace"] = (
+                            call.traceparent,
+                            call.incoming_trace,
+                        )
+                    service_id, path = split_target(raw_path)
+                except ParseError as exc:
+                    # A malformed header may have stopped parsing before the id was set or generated.
+                    call.request_id = (
+                        call.request_id or request_id_of(req.headers) or str(uuid.uuid4())
+                    )
+                    rec["request_id"] = call.request_id
+                    raise Refusal("bad-request", str(exc)) from None
+                rec["service"], rec["path"] = service_id, path
+                if method not in METHODS:
+                    raise Refusal(
+                        "method-not-allowed",
+                        f"method {method} is not one of the protocol's",
+                        headers=_ALLOW,
+                    )
+                purpose = rec["purpose"] = call.purpose
+                rec["user"] = call.user
+                subject = call.subject
+                if subject is not None:
+                    rec["subject_ref"] = rt.subject_ref(subject)
+                snap = rt.snapshot
+                # authentication
+                auth = call.authorization
+                if auth is None or not auth[:7].lower() == b"bearer ":
+                    raise Refusal(
+                        "unauthenticated",
+                        "an Authorization: Bearer token is required",
+                        None,
+                        _NO_TOKEN,
+                    )
+                claims = rt.verifier.verify(auth[7:].strip().decode("latin-1"), snap, now_ns / 1e9)
+                if claims is None:
+                    raise Refusal(
+                        "unauthenticated",
+                        "the token is invalid, expired or revoked",
+                        None,
+                        _BAD_TOKEN,
+                    )
+                if claims.cnf is not None and claims.cnf != req.cert:
+                    raise Refusal(
+                        "unauthenticated",
+                        "the token is bound to a client certificate this connection did not present",
+                        None,
+                        _BAD_TOKEN,
+                    )
+                client = rec["client"] = claims.client
+                # the service, the grant, purpose and subject
+                svc = snap.services.get(service_id)
+                if svc is None or not svc.active:
+                    raise Refusal("unknown-service", f"there is no bus service {service_id}")
+                purposes = snap.grants.get((client, service_id))
+                if purposes is None:
+                    raise Refusal("access-denied", f"{client} has no grant for {service_id}")
+                if purpose is None:
+                    if svc.personal_data:
+                        raise Refusal(
+                            "purpose-required",
+                            "this service handles personal data: send GSB-Purpose",
+                        )
+                elif purpose not in purposes:
+                    raise Refusal(
+                        "purpose-not-allowed",
+                        f"purpose {purpose!r} is not in the grant ({', '.join(sorted(purposes))})",
+                    )
+                if subject is None:
+                    if svc.personal_data:
+                        raise Refusal(
+                            "subject-required",
+                            "this service handles personal data: send GSB-Subject",
+                        )
+                elif rec["subject_ref"] is None:
+                    raise Refusal("subject-invalid", "GSB-Subject is not a valid national code")
+                if svc.maintenance:
+                    raise Refusal("service-disabled", f"{service_id} is in maintenance")
+                now = monotonic()
+                if snap.quotas:
+                    await self._quotas(client, service_id, now)
+                if call.content_length is not None and call.content_length > svc.max_body:
+                    raise Refusal(
+                        "payload-too-large",
+                        f"the request body is over the service's limit of {svc.max_body} bytes",
+                    )
+                got = req.body_now()
+                if got is None:
+                    body = await read_body(req.receive, svc.max_body, svc.timeout_s)
+                    now_ns = time.time_ns()  # the assertion's iat: the body may have taken a while
+                elif len(got) > svc.max_body:
+                    raise Refusal(
+                        "payload-too-large",
+                        f"the request body is over the service's limit of {svc.max_body} bytes",
+                    )
+                else:
+                    body = got
+                rec["request_bytes"] = len(body)
+                digest = request_digest(method, path, query, body)
+                rec["request_hash"] = digest.hex()
+                extra = b"gsb-request-hash: %s\r\n" % base64.urlsafe_b64encode(digest).rstrip(b"=")
+                wait = rt.breaker.allow(svc.provider, now)
+                if wait:
+                    raise Refusal(
+                        "circuit-open",
+                        f"provider {svc.provider} is failing; calls are paused",
+                        headers=[(b"retry-after", retry_after(wait).encode())],
+                    )
+                # forward
+                per = self._per_grant(client, service_id, purpose, subject is not None)
+                rid = call.request_id.encode()
+                iat = now_ns // 1_000_000_000
+                assertion = rt.assertion_signer.sign_json(
+                    b'%s"rid":"%s","iat":%d,"exp":%d}'
+                    % (per.claims, rid, iat, iat + rt.settings.assertion_ttl)
+                )
+                peer = req.client
+                head = b"%s%sgsb-request-id: %s\r\ntraceparent: %s\r\nforwarded: %s\r\n%s%s%s%s" % (
+                    lines(call.forward) if call.forward else b"",
+                    per.head,
+                    rid,
+                    call.traceparent.encode(),
+                    rt.client_addresses.forwarded(peer[0] if peer else None, req.scheme, call.via),
+                    b"" if call.tracestate is None else b"tracestate: %s\r\n" % call.tracestate,
+                    per.purpose,
+                    b"" if subject is None else b"gsb-subject: %s\r\n" % subject.encode(),
+                    b"" if call.user is None else b"gsb-user: %s\r\n" % call.user.encode("latin-1"),
+                )
+                head += b"gsb-assertion: %s\r\n" % assertion
+                target = (svc.base_path + path) or "/"
+                if query:
+                    target += "?" + query.decode("latin-1")
+                pool = rt.pools.get(svc.provider, svc.host, svc.port, svc.scheme == "https")
+                try:
+                    resp = await pool.request(
+                        method, target.encode("latin-1"), head, body, svc.max_body, svc.timeout_s
+                    )
+                except UpstreamError as exc:
+                    if exc.code in _CIRCUIT_FAILURES:
+                        rt.breaker.failure(svc.provider, monotonic())
+                    else:
+                        rt.breaker.success(svc.provider)
+                    raise Refusal(exc.code, exc.detail) from None
+                rt.breaker.success(svc.provider)
+                status = rec["status"] = resp.status
+                rec["outcome"] = "ok" if status < 400 else "provider-error"
+                out = resp.body
+                rec["response_hash"] = hashlib.sha256(out).hexdigest()
+                rec["response_bytes"] = len(out)
+                body_rec = encrypt(rt, call.request_id, body, out) if svc.store_bodies else None
+                length = None
+                if method == "HEAD":  # the length a GET would have (RFC 9110 §8.6), not 0
+                    length = next((v for n, v in resp.headers if n == b"content-length"), None)
+                    if length is not None and not length.isdigit():
+                        length = None
+                head = b"".join(
+                    [b"%s: %s\r\n" % h for h in resp.headers if h[0] not in _STRIP_FROM_PROVIDER]
+                )
+                rec["duration_us"] = int((time.perf_counter() - started) * 1_000_000)
+                seq = await rt.writer.append(rec, body_rec)
+                return self._answer(
+                    rec, started, status, head + extra, out, call.request_id, seq, length
+                )
+            except Refusal as r:
+                return await self._refusal(
+                    rec,
+                    started,
+                    r.code,
+                    r.detail,
+                    r.detail_fa,
+                    lines(r.headers) + extra,
+                    call.request_id,
+                )
+            except LogUnavailable as exc:
+                return problem_answer(
+                    "log-unavailable",
+                    f"the message log cannot be written ({exc})",
+                    call.request_id or rec["request_id"],
+                )
         except Exception:
             log.exception("unexpected error on %s", req.target[:200].decode("latin-1"))
             return problem_answer("internal", "an unexpected error occurred", None)
-
-    async def _call(self, req: CallRequest) -> Answer:
-        rt = self.rt
-        started = time.perf_counter()
-        now_ns = time.time_ns()
-        method = req.method
-        raw_path = req.target.decode("latin-1")
-        query = req.query
-        call = ParsedCall()
-        rec = new_record(_rfc3339(now_ns), method, raw_path, query)
-        extra = b""
-        body = b""
-        try:
-            if not rt.writer.healthy:
-                raise LogUnavailable("the message log is not writable")
-            try:
-                if req.malformed is not None:  # the server could not read the headers
-                    raise ParseError(req.malformed)
-                parse_headers(req.headers, call, now_ns)
-                rec["request_id"] = call.request_id
-                if rt.tracer is not None:  # not record fields: neither stored nor hashed
-                    rec["_traceparent"], rec["_incoming_trace"] = (
-                        call.traceparent,
-                        call.incoming_trace,
-                    )
-                service_id, path = split_target(raw_path)
-            except ParseError as exc:
-                # A malformed header may have stopped parsing before the id was set or generated.
-                call.request_id = call.request_id or request_id_of(req.headers) or str(uuid.uuid4())
-                rec["request_id"] = call.request_id
-                raise Refusal("bad-request", str(exc)) from None
-            rec["service"], rec["path"] = service_id, path
-            if method not in METHODS:
-                raise Refusal(
-                    "method-not-allowed",
-                    f"method {method} is not one of the protocol's",
-                    headers=_ALLOW,
-                )
-            purpose = rec["purpose"] = call.purpose
-            rec["user"] = call.user
-            subject = call.subject
-            if subject is not None:
-                rec["subject_ref"] = rt.subject_ref(subject)
-            snap = rt.snapshot
-            # authentication
-            auth = call.authorization
-            if auth is None or not auth[:7].lower() == b"bearer ":
-                raise Refusal(
-                    "unauthenticated", "an Authorization: Bearer token is required", None, _NO_TOKEN
-                )
-            claims = rt.verifier.verify(auth[7:].strip().decode("latin-1"), snap, now_ns / 1e9)
-            if claims is None:
-                raise Refusal(
-                    "unauthenticated", "the token is invalid, expired or revoked", None, _BAD_TOKEN
-                )
-            if claims.cnf is not None and claims.cnf != req.cert:
-                raise Refusal(
-                    "unauthenticated",
-                    "the token is bound to a client certificate this connection did not present",
-                    None,
-                    _BAD_TOKEN,
-                )
-            client = rec["client"] = claims.client
-            # the service, the grant, purpose and subject
-            svc = snap.services.get(service_id)
-            if svc is None or not svc.active:
-                raise Refusal("unknown-service", f"there is no bus service {service_id}")
-            purposes = snap.grants.get((client, service_id))
-            if purposes is None:
-                raise Refusal("access-denied", f"{client} has no grant for {service_id}")
-            if purpose is None:
-                if svc.personal_data:
-                    raise Refusal(
-                        "purpose-required", "this service handles personal data: send GSB-Purpose"
-                    )
-            elif purpose not in purposes:
-                raise Refusal(
-                    "purpose-not-allowed",
-                    f"purpose {purpose!r} is not in the grant ({', '.join(sorted(purposes))})",
-                )
-            if subject is None:
-                if svc.personal_data:
-                    raise Refusal(
-                        "subject-required", "this service handles personal data: send GSB-Subject"
-                    )
-            elif rec["subject_ref"] is None:
-                raise Refusal("subject-invalid", "GSB-Subject is not a valid national code")
-            if svc.maintenance:
-                raise Refusal("service-disabled", f"{service_id} is in maintenance")
-            now = monotonic()
-            if snap.quotas:
-                await self._quotas(client, service_id, now)
-            if call.content_length is not None and call.content_length > svc.max_body:
-                raise Refusal(
-                    "payload-too-large",
-                    f"the request body is over the service's limit of {svc.max_body} bytes",
-                )
-            got = req.body_now()
-            if got is None:
-                body = await read_body(req.receive, svc.max_body, svc.timeout_s)
-                now_ns = time.time_ns()  # the assertion's iat: the body may have taken a while
-            elif len(got) > svc.max_body:
-                raise Refusal(
-                    "payload-too-large",
-                    f"the request body is over the service's limit of {svc.max_body} bytes",
-                )
-            else:
-                body = got
-            rec["request_bytes"] = len(body)
-            digest = request_digest(method, path, query, body)
-            rec["request_hash"] = digest.hex()
-            extra = b"gsb-request-hash: %s\r\n" % base64.urlsafe_b64encode(digest).rstrip(b"=")
-            wait = rt.breaker.allow(svc.provider, now)
-            if wait:
-                raise Refusal(
-                    "circuit-open",
-                    f"provider {svc.provider} is failing; calls are paused",
-                    headers=[(b"retry-after", retry_after(wait).encode())],
-                )
-            # forward
-            per = self._per_grant(client, service_id, purpose, subject is not None)
-            rid = call.request_id.encode()
-            iat = now_ns // 1_000_000_000
-            assertion = rt.assertion_signer.sign_json(
-                b'%s"rid":"%s","iat":%d,"exp":%d}'
-                % (per.claims, rid, iat, iat + rt.settings.assertion_ttl)
-            )
-            peer = req.client
-            head = b"%s%sgsb-request-id: %s\r\ntraceparent: %s\r\nforwarded: %s\r\n%s%s%s%s" % (
-                lines(call.forward) if call.forward else b"",
-                per.head,
-                rid,
-                call.traceparent.encode(),
-                rt.client_addresses.forwarded(peer[0] if peer else None, req.scheme, call.via),
-                b"" if call.tracestate is None else b"tracestate: %s\r\n" % call.tracestate,
-                per.purpose,
-                b"" if subject is None else b"gsb-subject: %s\r\n" % subject.encode(),
-                b"" if call.user is None else b"gsb-user: %s\r\n" % call.user.encode("latin-1"),
-            )
-            head += b"gsb-assertion: %s\r\n" % assertion
-            target = (svc.base_path + path) or "/"
-            if query:
-                target += "?" + query.decode("latin-1")
-            pool = rt.pools.get(svc.provider, svc.host, svc.port, svc.scheme == "https")
-            try:
-                resp = await pool.request(
-                    method, target.encode("latin-1"), head, body, svc.max_body, svc.timeout_s
-                )
-            except UpstreamError as exc:
-                if exc.code in _CIRCUIT_FAILURES:
-                    rt.breaker.failure(svc.provider, monotonic())
-                else:
-                    rt.breaker.success(svc.provider)
-                raise Refusal(exc.code, exc.detail) from None
-            rt.breaker.success(svc.provider)
-            status = rec["status"] = resp.status
-            rec["outcome"] = "ok" if status < 400 else "provider-error"
-            out = resp.body
-            rec["response_hash"] = hashlib.sha256(out).hexdigest()
-            rec["response_bytes"] = len(out)
-            body_rec = encrypt(rt, call.request_id, body, out) if svc.store_bodies else None
-            length = None
-            if method == "HEAD":  # the length a GET would have (RFC 9110 §8.6), not 0
-                length = next((v for n, v in resp.headers if n == b"content-length"), None)
-                if length is not None and not length.isdigit():
-                    length = None
-            head = b"".join(
-                [b"%s: %s\r\n" % h for h in resp.headers if h[0] not in _STRIP_FROM_PROVIDER]
-            )
-            rec["duration_us"] = int((time.perf_counter() - started) * 1_000_000)
-            seq = await rt.writer.append(rec, body_rec)
-            return self._answer(
-                rec, started, status, head + extra, out, call.request_id, seq, length
-            )
-        except Refusal as r:
-            return await self._refusal(
-                rec,
-                started,
-                r.code,
-                r.detail,
-                r.detail_fa,
-                lines(r.headers) + extra,
-                call.request_id,
-            )
-        except LogUnavailable as exc:
-            return problem_answer(
-                "log-unavailable",
-                f"the message log cannot be written ({exc})",
-                call.request_id or rec["request_id"],
-            )
 
     async def _quotas(self, client: str, service_id: str, now: float) -> None:
         rt = self.rt

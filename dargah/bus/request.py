@@ -153,30 +153,46 @@ def request_id_of(headers: list[tuple[bytes, bytes]]) -> str | None:
     return None
 
 
-_FORWARD, _DROPPED, _VIA = 0, 1, 2
-_KINDS: dict[bytes, int] = {}
+# What becomes of a header, by name: forwarded, dropped, kept aside for the client's address,
+# or one the protocol reads (the GSB-* ones at most once each).
+_FORWARD, _DROPPED, _VIA, _AUTH, _TRACE_PARENT, _TRACE_STATE, _LENGTH, _CONNECTION = range(8)
+_GSB, _PURPOSE, _SUBJECT, _USER, _REQUEST_ID = range(8, 13)
+_READ: dict[bytes, int] = {
+    b"authorization": _AUTH,
+    b"traceparent": _TRACE_PARENT,
+    b"tracestate": _TRACE_STATE,
+    b"content-length": _LENGTH,
+    b"connection": _CONNECTION,
+    b"gsb-purpose": _PURPOSE,
+    b"gsb-subject": _SUBJECT,
+    b"gsb-user": _USER,
+    b"gsb-request-id": _REQUEST_ID,
+}
+_KINDS: dict[bytes, int] = dict(_READ)
 
 
 def _kind_of(raw: bytes) -> int:
-    """What becomes of a header that is not one of the protocol's: forwarded, dropped, or kept
-    aside for the client's address. Names seen before are answered from ``_KINDS``."""
-    name = raw.lower()  # ASGI servers give lower case; the rule does not depend on it
-    dashed = name.replace(b"_", b"-")
-    if name in VIA_HEADERS:
-        kind = _VIA
-    elif (
-        name in HOP_BY_HOP
-        or name in _DROP
-        or name in _CLIENT_ADDRESS
-        or name.startswith(b"x-forwarded-")
-        or (
-            dashed != name
-            and (dashed.startswith((b"gsb-", b"x-forwarded-")) or dashed in _SHADOWED)
-        )
-    ):
-        kind = _DROPPED
+    """What becomes of a header whose name was not seen before (then kept in ``_KINDS``)."""
+    if raw.startswith(b"gsb-"):
+        kind = _GSB  # any other GSB-* header is the bus's own to set: dropped
     else:
-        kind = _FORWARD
+        name = raw.lower()  # ASGI servers give lower case; the rule does not depend on it
+        dashed = name.replace(b"_", b"-")
+        if name in VIA_HEADERS:
+            kind = _VIA
+        elif (
+            name in HOP_BY_HOP
+            or name in _DROP
+            or name in _CLIENT_ADDRESS
+            or name.startswith(b"x-forwarded-")
+            or (
+                dashed != name
+                and (dashed.startswith((b"gsb-", b"x-forwarded-")) or dashed in _SHADOWED)
+            )
+        ):
+            kind = _DROPPED
+        else:
+            kind = _FORWARD
     if len(_KINDS) < 10_000:  # names a client makes up do not grow it for ever
         _KINDS[raw] = kind
     return kind
@@ -187,41 +203,57 @@ def parse_headers(
 ) -> None:
     """Fill ``call`` from the request headers. Raises ParseError for malformed ones.
     ``now_ns``: the call's time (Unix nanoseconds), for the request id the bus makes."""
-    seen_gsb: set[bytes] = set()
-    connection_tokens: set[bytes] = set()
+    seen_gsb: set[bytes] | None = None
+    connection_tokens: set[bytes] | None = None
     incoming_trace: str | None = None
     forward = call.forward
+    kinds = _KINDS
     for name, value in headers:
-        if name.startswith(b"gsb-"):
-            if name in seen_gsb:
+        kind = kinds.get(name)
+        if kind is None:
+            kind = _kind_of(name)
+        if kind == _FORWARD:
+            forward.append((name, value))
+        elif kind >= _GSB:
+            if seen_gsb is None:
+                seen_gsb = {name}
+            elif name in seen_gsb:
                 raise ParseError(f"header {name.decode()} must appear only once")
-            seen_gsb.add(name)
+            else:
+                seen_gsb.add(name)
+            if kind == _GSB:
+                continue
             text = value.decode("latin-1").strip()
-            if name == b"gsb-purpose":
+            if kind == _PURPOSE:
                 if len(text) > MAX_PURPOSE:  # no grant holds a longer one; keeps the log bounded
                     raise ParseError(f"GSB-Purpose must be at most {MAX_PURPOSE} characters")
                 call.purpose = text or None
-            elif name == b"gsb-subject":
+            elif kind == _SUBJECT:
                 call.subject = text or None
-            elif name == b"gsb-user":
+            elif kind == _USER:
                 if len(text) > 256:
                     raise ParseError("GSB-User must be at most 256 characters")
                 call.user = text or None
-            elif name == b"gsb-request-id":
+            else:
                 try:
                     call.request_id = str(uuid.UUID(text))
                 except ValueError:
                     raise ParseError("GSB-Request-Id must be a UUID") from None
-            # any other GSB-* header is the bus's own to set: dropped
-        elif name == b"authorization":
+        elif kind == _AUTH:
             if call.authorization is not None:
                 raise ParseError("Authorization must appear only once")
             call.authorization = value
-        elif name == b"traceparent":
+        elif kind == _DROPPED:
+            continue
+        elif kind == _VIA:
+            if call.via is None:
+                call.via = []
+            call.via.append((name, value))
+        elif kind == _TRACE_PARENT:
             incoming_trace = value.decode("latin-1")
-        elif name == b"tracestate":
+        elif kind == _TRACE_STATE:
             call.tracestate = value
-        elif name == b"content-length":
+        elif kind == _LENGTH:
             try:
                 n = int(value)
             except ValueError:
@@ -229,18 +261,10 @@ def parse_headers(
             if n < 0 or (call.content_length is not None and call.content_length != n):
                 raise ParseError("Content-Length is invalid")
             call.content_length = n
-        elif name == b"connection":
+        else:  # Connection
+            if connection_tokens is None:
+                connection_tokens = set()
             connection_tokens.update(t.strip().lower() for t in value.split(b","))
-        else:
-            kind = _KINDS.get(name)
-            if kind is None:
-                kind = _kind_of(name)
-            if kind == _FORWARD:
-                forward.append((name, value))
-            elif kind == _VIA:
-                if call.via is None:
-                    call.via = []
-                call.via.append((name, value))
     if connection_tokens:
         call.forward = [(n, v) for n, v in forward if n not in connection_tokens]
     # Ids need to be unique, not secret: a fast generator (reseeded in every forked process).

@@ -275,8 +275,17 @@ class Pool:
                 length,
                 body,
             )
+            idle = self._idle
             for attempt in (1, 2):
-                conn = await self._connection(deadline - loop.time())
+                conn = None
+                while idle:
+                    conn = idle.pop()
+                    if conn.closed or conn.transport is None or conn.transport.is_closing():
+                        conn = None
+                    else:
+                        break
+                if conn is None:
+                    conn = await self._connection(deadline - loop.time())
                 pending = _Pending(loop.create_future(), limit, method == "HEAD")
                 timer = loop.call_at(deadline, _expire, conn, pending, timeout)
                 conn.send(data, pending)
