@@ -131,8 +131,7 @@ class _Connection(asyncio.Protocol):
         self._pending = None
         if not p.future.done():
             p.future.set_result(UpstreamResponse(p.status, p.headers, b"".join(p.chunks)))
-        if keep and not self.closed:
-            self._parser = httptools.HttpResponseParser(self)
+        if keep and not self.closed:  # the parser reads the next response as it reads a new one
             self._pool.release(self)
         else:
             self.close()

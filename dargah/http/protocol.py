@@ -43,6 +43,8 @@ ASGIApp = Callable[..., Awaitable[None]]
 DirectHandler = Callable[[Cycle], Awaitable[tuple[int, bytes, bytes]]]
 
 HIGH_WATER = 1024 * 1024
+_WATCHED = frozenset({b"transfer-encoding", b"content-length", b"expect"})
+_METHODS = {m: m.decode() for m in (b"GET", b"HEAD", b"POST", b"PUT", b"PATCH", b"DELETE")}
 
 
 class ServerState:
@@ -221,26 +223,27 @@ class HttpProtocol(asyncio.Protocol):
             raise Refused(431, "the request headers are too large")
         name = name.lower()
         self.headers.append((name, value))
-        if name == b"transfer-encoding" or name == b"content-length":
-            self.framing.append((name, value))
-        elif name == b"expect" and value.lower() == b"100-continue":
-            self.expect_100 = True
+        if name in _WATCHED:
+            if name != b"expect":
+                self.framing.append((name, value))
+            elif value.lower() == b"100-continue":
+                self.expect_100 = True
 
     def on_headers_complete(self) -> None:
         parser = self.parser
         self.in_head = False
-        http_version = parser.get_http_version()
         keep_alive = parser.should_keep_alive()
         if self.framing:
             framing, self.framing = self.framing, []
             if check_framing(
                 [v for n, v in framing if n == b"transfer-encoding"],
                 [v for n, v in framing if n == b"content-length"],
-                http_version,
+                parser.get_http_version(),
             ):
                 keep_alive = False
             self.wire_bytes = self.body_bytes = 0
-        method = parser.get_method().decode("ascii")
+        raw_method = parser.get_method()
+        method = _METHODS.get(raw_method) or raw_method.decode("ascii")
         url = self.url
         if url[:1] != b"/":
             if url == b"*":
@@ -269,7 +272,7 @@ class HttpProtocol(asyncio.Protocol):
         else:
             cycle = Cycle(
                 self,
-                self._scope(method, http_version, raw_path, query),
+                self._scope(method, parser.get_http_version(), raw_path, query),
                 keep_alive,
                 self.expect_100,
                 method,
