@@ -292,15 +292,14 @@ class Pool:
                     return await pending.future
                 except UpstreamError as exc:
                     # A kept-alive connection the provider had closed: retry once on a new one.
-                    if (
+                    if not (
                         attempt == 1
                         and exc.code == "provider-unavailable"
                         and conn.reused
                         and not pending.got_bytes
                         and method in IDEMPOTENT
                     ):
-                        continue
-                    raise
+                        raise
                 except asyncio.CancelledError:
                     conn.close()
                     raise
