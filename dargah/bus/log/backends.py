@@ -13,13 +13,14 @@ PostgreSQL's in :mod:`dargah.bus.log.postgres`.
 from __future__ import annotations
 
 import fcntl
+import operator
 import os
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol
 
-from dargah.bus.log.chain import FIELDS, GENESIS, chain_hash, hash_parts
+from dargah.bus.log.chain import FIELDS, GENESIS, chain_digest, hash_parts
 from dargah.bus.log.lookup import (
     MARK_SQL,
     MOVE_MARK_SQL,
@@ -55,6 +56,13 @@ _REGISTER_SQL = (
 _CHECKPOINT_SQL = (
     "INSERT INTO message_log_checkpoint (ts, heads, kid, signature) VALUES ({p}, {p}, {p}, {p})"
 )
+# Python's sqlite3 binds None only after looking for an adapter: without one registered, it
+# raises and clears an AttributeError (``__conform__``) each time: some 3,000 instructions for
+# every null column of every record. An adapter that returns None (a C call) binds the same NULL.
+_NULL: Callable[[None], None] = {}.get  # type: ignore[assignment]
+sqlite3.register_adapter(type(None), _NULL)
+_TAIL_SQLITE = _TAIL_SQL.replace("{p}", "?")
+_BODY_SQLITE = _BODY_SQL.replace("{p}", "?")
 # The unnamed chain's lock, one per schema, so that separate instances in one database never
 # wait on each other. Named chains take no lock per batch.
 PG_LOCK_SQL = "SELECT pg_advisory_xact_lock(hashtext('dargah:message_log:' || current_schema()))"
@@ -108,34 +116,35 @@ class LogBackend(Protocol):
     def close(self) -> None: ...
 
 
-_SEQ, _PREV, _HASH = FIELDS.index("seq"), FIELDS.index("prev_hash"), FIELDS.index("hash")
+Prepared = list[tuple[bytes, bytes]]
+_ROW = operator.itemgetter(*FIELDS)
 
 
-def _prepare(
-    records: list[dict[str, Any]], chain: str
-) -> list[tuple[list[Any], tuple[bytes, bytes]]]:
-    """Each record's row and hash parts, built before the log is locked (see :func:`_chain`)."""
+def _prepare(records: list[dict[str, Any]], chain: str) -> Prepared:
+    """Each record's hash parts, built before the log is locked (see :func:`_chain`)."""
     for rec in records:
         rec["chain"] = chain
-    return [([rec.get(f) for f in FIELDS], hash_parts(rec)) for rec in records]
+    return [hash_parts(rec) for rec in records]
 
 
 def _chain(
-    records: list[dict[str, Any]],
-    prepared: list[tuple[list[Any], tuple[bytes, bytes]]],
-    seq: int,
-    prev: str,
-) -> list[list[Any]]:
-    """Give each record its seq, prev_hash and hash (under the log's lock: the little left
-    to do once the tail is known, so that other writers wait as short a time as possible)."""
+    records: list[dict[str, Any]], prepared: Prepared, seq: int, prev: str
+) -> list[tuple[Any, ...]]:
+    """Give each record its seq, prev_hash and hash, and return the rows to insert (under the
+    log's lock: the little left to do once the tail is known, so that other writers wait as
+    short a time as possible)."""
     rows = []
-    for rec, (row, parts) in zip(records, prepared, strict=True):
+    digest = bytes.fromhex(prev)
+    for rec, parts in zip(records, prepared, strict=True):
         seq += 1
-        h = chain_hash(prev, seq, parts)
-        rec["seq"] = row[_SEQ] = seq
-        rec["prev_hash"] = row[_PREV] = prev
-        rec["hash"] = row[_HASH] = prev = h
-        rows.append(row)
+        digest = chain_digest(digest, seq, parts)
+        rec["seq"] = seq
+        rec["prev_hash"] = prev
+        rec["hash"] = prev = digest.hex()
+        try:
+            rows.append(_ROW(rec))
+        except KeyError:  # a field the record never had: null, as in its hash
+            rows.append(tuple(rec.get(f) for f in FIELDS))
     return rows
 
 
@@ -175,11 +184,13 @@ class SqliteLog:
         self._flushes = durability == "power"  # every commit waits for fsync
         self._waits = True
         self._mark = mark_name(chain)
+        self._known: tuple[int, str] | None = None  # the tail of this connection's last commit
+        self._version = 0  # and the database's data_version it was committed on
 
     def _tail(self) -> tuple[int, str]:
         conn, c = self._conn, (self.chain,)
         row = (
-            conn.execute(_q(_TAIL_SQL, "?"), c).fetchone()
+            conn.execute(_TAIL_SQLITE, c).fetchone()
             or conn.execute(_q(_ARCHIVE_TAIL_SQL, "?"), c).fetchone()
         )
         return (int(row[0]), str(row[1])) if row else (0, GENESIS)
@@ -228,23 +239,30 @@ class SqliteLog:
     def _append(
         self,
         records: list[dict[str, Any]],
-        prepared: list[tuple[list[Any], tuple[bytes, bytes]]],
+        prepared: Prepared,
         bodies: list[Body | None],
     ) -> None:
         c = self._conn
         c.execute("BEGIN IMMEDIATE")
         try:
-            seq, prev = self._tail()
+            # The tail this connection committed last is still the tail when no other
+            # connection has committed since (SQLite's data_version stays the same): the log's
+            # lock is held, so none can commit now.
+            version = c.execute("PRAGMA data_version").fetchone()[0]
+            known = self._known
+            seq, prev = known if known is not None and version == self._version else self._tail()
             c.executemany(self._insert, _chain(records, prepared, seq, prev))
             chain = self.chain
             body_rows = [(chain, r["seq"], *b) for r, b in zip(records, bodies, strict=True) if b]
             if body_rows:
-                c.executemany(_q(_BODY_SQL, "?"), body_rows)
+                c.executemany(_BODY_SQLITE, body_rows)
             c.execute("COMMIT")
         except BaseException:
+            self._known = None  # perhaps committed after all: read it again
             if c.in_transaction:
                 c.execute("ROLLBACK")
             raise
+        self._known, self._version = (records[-1]["seq"], records[-1]["hash"]), version
 
     @contextmanager
     def _no_flush(self) -> Iterator[None]:

@@ -61,20 +61,30 @@ _HEAD = tuple(zip(_KEYS[1:_SEQ_AT], _SORTED[1:_SEQ_AT], strict=True))
 _TAIL = tuple(zip(_KEYS[_SEQ_AT + 1 :], _SORTED[_SEQ_AT + 1 :], strict=True))
 
 
+def _scalar(v: Any) -> str:
+    if v is True or v is False:
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return int.__repr__(v)
+    if isinstance(v, str):
+        return encode_basestring(v)
+    return canonical_value(v)  # anything else: the general canonical form
+
+
 def _members(record: dict[str, Any], pairs: tuple[tuple[str, str], ...]) -> str:
+    # Exact types first: nearly every value is a str, None or an int (not a bool).
+    get = record.get
     parts = []
     for key, field in pairs:
-        v = record.get(field)
-        if v is None:
-            parts.append(key + "null")
-        elif v is True or v is False:
-            parts.append(key + ("true" if v else "false"))
-        elif isinstance(v, int):
-            parts.append(key + str(v))
-        elif isinstance(v, str):
+        v = get(field)
+        if type(v) is str:
             parts.append(key + encode_basestring(v))
-        else:  # anything else: the general canonical form
-            parts.append(key + canonical_value(v))
+        elif v is None:
+            parts.append(key + "null")
+        elif type(v) is int:
+            parts.append(key + int.__repr__(v))
+        else:
+            parts.append(key + _scalar(v))
     return ",".join(parts)
 
 
@@ -102,9 +112,13 @@ def hash_parts(record: dict[str, Any]) -> tuple[bytes, bytes]:
 
 def chain_hash(prev_hash: str, seq: int, parts: tuple[bytes, bytes]) -> str:
     """The chain hash of a record with ``seq`` whose :func:`hash_parts` are ``parts``."""
-    return hashlib.sha256(
-        bytes.fromhex(prev_hash) + parts[0] + str(seq).encode() + parts[1]
-    ).hexdigest()
+    return chain_digest(bytes.fromhex(prev_hash), seq, parts).hex()
+
+
+def chain_digest(prev: bytes, seq: int, parts: tuple[bytes, bytes]) -> bytes:
+    """:func:`chain_hash` on raw digests: a batch chains each record's digest into the next
+    without going through hex."""
+    return hashlib.sha256(b"%b%b%d%b" % (prev, parts[0], seq, parts[1])).digest()
 
 
 def record_hash(prev_hash: str, record: dict[str, Any]) -> str:
