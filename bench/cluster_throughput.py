@@ -18,6 +18,13 @@ message-log chain of its own (``DARGAH_LOG_CHAINS=auto``). Measured, in this ord
 Usage::
 
     .venv/bin/python bench/cluster_throughput.py [--duration S] [--connections N]
+    .venv/bin/python bench/cluster_throughput.py --one-node --rounds 3 --cores 1,0
+
+``--one-node`` measures only what a node costs per core: the SQLite node and one PostgreSQL
+node, loaded in turn ``--rounds`` times (each round both), with one commit measured between
+them; ``--cores TARGET,LOAD`` pins each node (its event loop and its threads) alone on core
+TARGET and wrk and nginx on core LOAD (the PostgreSQL server is not pinned: it is shared).
+``--profile DIR`` records the PostgreSQL node with py-spy during its first load.
 
 The machine running it also runs PostgreSQL, nginx and wrk: on a small or shared machine the
 figures are noisy; compare the ratios within one run. Everything runs on 127.0.0.1; the
@@ -46,8 +53,9 @@ from pathlib import Path
 from _bus import bus_env, get_token, make_instance, preflight_bus, start_nginx
 from _config import BODY, BUS_PATH, DARGAH, NGINX, PROXY_SERVER, UPSTREAM_PATH, UPSTREAM_SERVER, WRK
 from _procs import BenchError, Proc, Processes, free_port, group_cpu_seconds, http, wait_http
+from _profile import profile_steps, profile_top, start_profile
 from _report import loadavg, machine_facts
-from _wrk import WrkResult, run_wrk, write_wrk_script
+from _wrk import WrkResult, pinned, run_wrk, write_wrk_script
 
 PG_URL = os.environ.get("DARGAH_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -76,6 +84,10 @@ class Row:
         return sum(r.rps for r in self.load)
 
 
+class _Done(Exception):
+    """--one-node: measured; on to the report."""
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     p.add_argument("--duration", type=float, default=8, help="seconds of each load (default 8)")
@@ -84,10 +96,34 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--connections", type=int, default=32, help="total connections (default 32)")
     p.add_argument("--freeze", type=float, default=4, help="seconds a node is frozen (default 4)")
     p.add_argument("--pg-url", default=PG_URL, help="PostgreSQL database to make a schema in")
-    return p.parse_args(argv)
+    p.add_argument(
+        "--one-node",
+        action="store_true",
+        help="only the SQLite node and one PostgreSQL node (CPU per request, 1-conn latency)",
+    )
+    p.add_argument("--rounds", type=int, default=1, help="--one-node: rounds of both (default 1)")
+    p.add_argument(
+        "--cores",
+        default="none",
+        help="--one-node: TARGET,LOAD: each node on core TARGET, wrk and nginx on LOAD (none)",
+    )
+    p.add_argument("--profile", type=Path, help="py-spy the PostgreSQL node into this folder")
+    args = p.parse_args(argv)
+    args.target_core = args.load_core = None
+    if args.cores.strip().lower() != "none":
+        try:
+            args.target_core, args.load_core = (int(c) for c in args.cores.split(","))
+        except ValueError:
+            p.error(f"--cores {args.cores!r}: give TARGET,LOAD (for example 1,0) or none")
+        allowed = os.sched_getaffinity(0)
+        if args.target_core == args.load_core or not {args.target_core, args.load_core} <= allowed:
+            p.error(f"--cores {args.cores!r}: two distinct cores of {sorted(allowed)} are needed")
+        if shutil.which("taskset") is None:
+            p.error("--cores needs taskset (util-linux)")
+    return args
 
 
-def parallel(loads: list[Callable[[], WrkResult]]) -> list[WrkResult]:
+def parallel(loads: Sequence[Callable[[], WrkResult]]) -> list[WrkResult]:
     out: list[WrkResult | None] = [None] * len(loads)
 
     def run(i: int) -> None:
@@ -107,6 +143,19 @@ def checked(r: WrkResult, what: str) -> WrkResult:
     if not r.ok:
         raise BenchError(f"{what}: {r.non2xx} non-2xx answers, socket errors {r.socket_errors}")
     return r
+
+
+def thread_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds of each thread of process ``pid`` (the main thread's id is ``pid``)."""
+    out: dict[int, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:
+            continue
+        f = stat[stat.rfind(")") + 2 :].split()
+        out[int(task.name)] = (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+    return out
 
 
 def commits(node: Node) -> tuple[float, float]:
@@ -167,7 +216,7 @@ def pg_commit_ms(url: str, n: int = 1500) -> tuple[float, float]:
     import psycopg
 
     with psycopg.connect(url) as conn:
-        conn.execute("CREATE TABLE bench_commit (id serial PRIMARY KEY, v text)")
+        conn.execute("CREATE TABLE IF NOT EXISTS bench_commit (id serial PRIMARY KEY, v text)")
         conn.commit()
         times = []
         for i in range(n):
@@ -180,13 +229,20 @@ def pg_commit_ms(url: str, n: int = 1500) -> tuple[float, float]:
 
 
 def start_node(
-    procs: Processes, tmp: Path, name: str, home: Path, env: dict[str, str], secret: str
+    procs: Processes,
+    tmp: Path,
+    name: str,
+    home: Path,
+    env: dict[str, str],
+    secret: str,
+    core: int | None = None,
 ) -> Node:
     home.mkdir(parents=True, exist_ok=True)
     port = free_port()
+    argv = [str(DARGAH), "serve", "bus", "--home", str(home), "--port", str(port)]
     proc = procs.start(
         name,
-        [str(DARGAH), "serve", "bus", "--home", str(home), "--port", str(port), "--workers", "1"],
+        pinned(core, [*argv, "--workers", "1"]),
         tmp / f"{name}.log",
         env=bus_env(**env),
     )
@@ -204,20 +260,34 @@ def measure_nodes(
     args: argparse.Namespace,
     sampler: LockSampler | None,
     single: bool = True,
+    profile: Path | None = None,
 ) -> Row:
     per = max(1, args.connections // len(nodes))
+    core = args.load_core
     print(f"- {name}: {len(nodes)} node(s), {per} connections each (load {loadavg()})", flush=True)
-    parallel([partial(run_wrk, n.url, n.script, per, args.warmup) for n in nodes])
+    parallel([partial(run_wrk, n.url, n.script, per, args.warmup, core=core) for n in nodes])
     before = [commits(n) for n in nodes]
     cpu0 = sum(group_cpu_seconds(n.proc.popen.pid) for n in nodes)
+    threads0 = thread_cpu(nodes[0].proc.popen.pid)
+    spy = start_profile(nodes[0].proc, profile, args.duration) if profile else None
+    load = [partial(run_wrk, n.url, n.script, per, args.duration, core=core) for n in nodes]
     if sampler is not None:
         with sampler:
-            loads = parallel([partial(run_wrk, n.url, n.script, per, args.duration) for n in nodes])
+            loads = parallel(load)
         waits = sampler.summary()
     else:
-        loads = parallel([partial(run_wrk, n.url, n.script, per, args.duration) for n in nodes])
+        loads = parallel(load)
         waits = ""
     cpu = sum(group_cpu_seconds(n.proc.popen.pid) for n in nodes) - cpu0
+    threads = thread_cpu(nodes[0].proc.popen.pid)
+    main_thread = threads.get(nodes[0].proc.popen.pid, 0.0) - threads0.get(
+        nodes[0].proc.popen.pid, 0.0
+    )
+    others = sum(threads.values()) - sum(threads0.get(t, 0.0) for t in threads) - main_thread
+    if spy is not None and profile is not None:
+        spy.wait(timeout=60)
+        print(profile_top(profile, args.duration, 25))
+        print(profile_steps(profile))
     after = [commits(n) for n in nodes]
     for n, r in zip(nodes, loads, strict=True):
         checked(r, n.name)
@@ -228,10 +298,21 @@ def measure_nodes(
     row = Row(name, len(nodes), loads, per_commit=", ".join(sizes), lock_waits=waits)
     done = sum(r.requests for r in loads)
     row.cpu_us = cpu / done * 1e6 if done else 0.0
+    if done:
+        row.notes.append(
+            f"main thread {main_thread / loads[0].requests * 1e6:.0f} us/req, "
+            f"other threads {others / loads[0].requests * 1e6:.0f} us/req"
+        )
     if single:
-        row.single = checked(run_wrk(nodes[0].url, nodes[0].script, 1, args.latency_duration), name)
+        one = run_wrk(nodes[0].url, nodes[0].script, 1, args.latency_duration, core=core)
+        row.single = checked(one, name)
     p50 = max(r.p50_ms for r in loads)
-    print(f"    {row.rps:,.0f} req/s, p50 {p50:.2f} ms (slowest node)", flush=True)
+    print(
+        f"    {row.rps:,.0f} req/s, p50 {p50:.2f} ms (slowest node), CPU {row.cpu_us:.0f} us/req"
+        + (f" ({row.notes[0]}, node 1)" if row.notes else "")
+        + (f", 1-conn p50 {row.single.p50_ms:.3f} ms" if row.single else ""),
+        flush=True,
+    )
     return row
 
 
@@ -302,7 +383,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         up_port, proxy_port = free_port(), free_port()
         up = start_nginx(
-            procs, "upstream", tmp / "up", 1, UPSTREAM_SERVER.format(port=up_port, json=BODY)
+            procs,
+            "upstream",
+            tmp / "up",
+            1,
+            UPSTREAM_SERVER.format(port=up_port, json=BODY),
+            args.load_core,
         )
         wait_http(f"http://127.0.0.1:{up_port}{UPSTREAM_PATH}", up)
         px = start_nginx(
@@ -311,6 +397,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             tmp / "px",
             1,
             PROXY_SERVER.format(port=proxy_port, upstream_port=up_port),
+            args.load_core,
         )
         wait_http(f"http://127.0.0.1:{proxy_port}{UPSTREAM_PATH}", px)
         dummy = write_wrk_script(
@@ -322,7 +409,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sqlite_secret = make_instance(tmp / "sqlite", up_port)
         pg_env = {"DARGAH_DATABASE_URL": url}
         pg_secret = make_instance(tmp / "pg-1", up_port, env=pg_env)
-        sqlite_node = start_node(procs, tmp, "sqlite-node", tmp / "sqlite", {}, sqlite_secret)
+        core = args.target_core
+        sqlite_node = start_node(procs, tmp, "sqlite-node", tmp / "sqlite", {}, sqlite_secret, core)
         nodes = [
             start_node(
                 procs,
@@ -331,14 +419,42 @@ def main(argv: Sequence[str] | None = None) -> int:
                 tmp / f"pg-{i}",
                 {**pg_env, "DARGAH_NODE_NAME": f"n{i}"},
                 pg_secret,
+                core,
             )
-            for i in (1, 2, 3)
+            for i in ((1,) if args.one_node else (1, 2, 3))
         ]
         sampler = LockSampler(args.pg_url, schema)
 
         print("Measuring:")
         rows.append(measure_nodes("nginx proxy", [proxy], args, None))
-        rows.append(measure_nodes("bus on SQLite, 1 node", [sqlite_node], args, None))
+        if args.one_node:
+            if args.profile:
+                args.profile.mkdir(parents=True, exist_ok=True)
+            for i in range(args.rounds):
+                rows.append(measure_nodes("bus on SQLite, 1 node", [sqlite_node], args, None))
+                commit_p50, commit_p99 = pg_commit_ms(url)
+                lines.append(
+                    f"round {i + 1}: one PostgreSQL commit (INSERT + COMMIT): "
+                    f"p50 {commit_p50:.3f} ms, p99 {commit_p99:.3f} ms"
+                )
+                spy = args.profile / f"pg-node-{i + 1}.txt" if args.profile and i == 0 else None
+                name = "bus on PostgreSQL, 1 node(s)"
+                rows.append(measure_nodes(name, nodes, args, sampler, profile=spy))
+                on_sqlite, on_pg = rows[-2], rows[-1]
+                assert on_pg.single is not None
+                lines.append(
+                    f"round {i + 1}: CPU us/req PostgreSQL {on_pg.cpu_us:.0f}, SQLite "
+                    f"{on_sqlite.cpu_us:.0f}: per core {on_sqlite.cpu_us / on_pg.cpu_us:.3f}; "
+                    f"1-conn p50 PostgreSQL {on_pg.single.p50_ms:.3f} ms = one commit + "
+                    f"{on_pg.single.p50_ms - commit_p50:.3f} ms"
+                )
+            ratios = [a.cpu_us / b.cpu_us for a, b in zip(rows[1::2], rows[2::2], strict=True)]
+            pin = f" (nodes on core {core}, wrk and nginx on {args.load_core})"
+            lines.append(
+                f"median of {len(ratios)} round(s): per core {statistics.median(ratios):.3f}"
+                + (pin if core is not None else "")
+            )
+            raise _Done
         commit_p50, commit_p99 = pg_commit_ms(url)
         lines.append(
             f"one PostgreSQL commit (INSERT + COMMIT): p50 {commit_p50:.3f} ms, p99 {commit_p99:.3f} ms"
@@ -374,6 +490,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         lines.append(f"dargah log verify (PostgreSQL instance): exit {res.returncode}")
         lines += ["    " + line for line in res.stdout.strip().splitlines()[:12]]
+    except _Done:
+        pass
     except BenchError as exc:
         print(f"\nFAILED: {exc}", file=sys.stderr)
         status = 1

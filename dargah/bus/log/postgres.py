@@ -1,6 +1,18 @@
 """The message log on PostgreSQL (scale-out): the unnamed chain behind a transaction lock per
 batch, a named chain behind a session lock its writer holds while its connection lives.
 
+A named chain's batch is one round trip: the records (and their bodies) as SQL literals in one
+query of one or two INSERTs, which the server runs as one transaction and commits before it
+answers (the simple query protocol). A COPY, or psycopg's own BEGIN, took four round trips and
+three times the client's CPU per batch (docs/performance.md, "Bus nodes on PostgreSQL").
+The literals are built for ``standard_conforming_strings`` (set on the connection): a quote
+is doubled and nothing else is special.
+
+A named chain's writer also indexes by subject and request id (:mod:`dargah.bus.log.lookup`)
+from the records it committed, kept in memory until indexed, instead of reading them back; a
+crash loses only that memory: the mark of ``message_log_indexed`` moves with the entries, and
+what lies after it is read back from the log, as the unnamed chain's writers always do.
+
 See :mod:`dargah.bus.log.backends` for what a backend does.
 """
 
@@ -8,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from dargah.bus.log.backends import (
@@ -32,6 +45,7 @@ from dargah.bus.log.backends import (
 )
 from dargah.bus.log.chain import GENESIS
 from dargah.bus.log.lookup import (
+    INDEX_BATCH,
     MARK_SQL,
     MOVE_MARK_SQL,
     NEW_SQL,
@@ -60,6 +74,59 @@ _PG_END_HOLDER_SQL = (
 )
 
 
+# Records committed and not yet indexed, kept in memory at most; past it they are read back.
+PENDING_MAX = 20 * INDEX_BATCH
+_BODY_INSERT = (
+    "INSERT INTO message_log_body (chain, seq, kid, nonce, request_body, response_body) VALUES "
+)
+_SUBJECT_INSERT = "INSERT INTO message_log_subject (subject_key, chain, seq) VALUES "
+_REQUEST_INSERT = "INSERT INTO message_log_request (request_key, chain, seq) VALUES "
+_MOVE_MARK = (
+    "INSERT INTO message_log_indexed (name, last_seq) VALUES ({name}, {seq})"
+    " ON CONFLICT (name) DO UPDATE SET last_seq = excluded.last_seq"
+)
+
+
+def _other_literal(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(int(v))
+    if isinstance(v, bytes | bytearray | memoryview):
+        return f"'\\x{bytes(v).hex()}'"
+    if isinstance(v, str):
+        return "'" + str(v).replace("'", "''") + "'"
+    raise TypeError(f"no SQL literal for a {type(v).__name__} in the message log")
+
+
+def values_sql(rows: Iterable[Sequence[Any]]) -> str:
+    """``(...),(...)``: each row as SQL literals, for a connection with
+    ``standard_conforming_strings`` on (a string's quotes doubled; a backslash is itself).
+    Strings and NULL inline (nearly every value), the rest by :func:`_other_literal`."""
+    return ",".join(
+        [
+            "("
+            + ",".join(
+                [
+                    "NULL"
+                    if v is None
+                    else "'" + v.replace("'", "''") + "'"
+                    if type(v) is str
+                    else _other_literal(v)
+                    for v in row
+                ]
+            )
+            + ")"
+            for row in rows
+        ]
+    )
+
+
+def _entries(entries: list[tuple[int, str, int]], chain: str) -> str:
+    """Lookup entries (key, chain, seq) as SQL values, the chain's literal given."""
+    return ",".join([f"({int(key)},{chain},{int(seq)})" for key, _c, seq in entries])
+
+
 class ChainInUse(RuntimeError):
     """Another live writer writes this chain."""
 
@@ -83,9 +150,18 @@ class PostgresLog:
             keepalives_count=2,
             tcp_user_timeout=4000,
         )
+        # The literals of a batch (values_sql) rely on these; the server sets no other.
+        self._conn.execute("SET standard_conforming_strings = on")
+        self._conn.execute("SET client_encoding = 'UTF8'")
+        self._conn.commit()
         self._copy = f"COPY message_log ({_COLS}) FROM STDIN"
+        self._insert = f"INSERT INTO message_log ({_COLS}) VALUES "
         self._mark = mark_name(chain)
         self._known: tuple[int, str] | None = None  # a named chain's tail, once read
+        # A named chain's committed records not yet indexed, (seq, subject_ref, request_id), of
+        # consecutive seqs; and its mark as this writer last read or moved it (None: unknown).
+        self._pending: list[tuple[int, str | None, str]] = []
+        self._indexed: int | None = None
         if chain:
             self._lock_chain(chain)
 
@@ -127,9 +203,12 @@ class PostgresLog:
 
     def tail(self) -> tuple[int, str]:
         try:
-            return self._tail()
+            tail = self._tail()
         finally:
             self._conn.rollback()
+        if self.chain:  # held by this writer alone: it stays so until this writer appends
+            self._known = tail
+        return tail
 
     def register(self) -> None:
         with self._conn.cursor() as cur:
@@ -137,32 +216,69 @@ class PostgresLog:
         self._conn.commit()
 
     def append(self, records: list[dict[str, Any]], bodies: list[Body | None]) -> None:
+        if not self.chain:
+            self._append_locked(records, bodies)
+            return
+        prepared = _prepare(records, self.chain)
+        chain = self.chain
+        try:
+            tail = self._known or self.tail()
+            statement = self._insert + values_sql(_chain(records, prepared, *tail))
+            body_rows = [(chain, r["seq"], *b) for r, b in zip(records, bodies, strict=True) if b]
+            if body_rows:
+                statement += ";" + _BODY_INSERT + values_sql(body_rows)
+            self._run(statement)
+        except BaseException:
+            self._known = None  # perhaps committed after all: read it again
+            self._pending.clear()  # and what is not indexed, from the log itself
+            self._settle()
+            raise
+        self._known = (records[-1]["seq"], records[-1]["hash"])
+        if len(self._pending) + len(records) <= PENDING_MAX:
+            self._pending += [(r["seq"], r["subject_ref"], r["request_id"]) for r in records]
+        else:  # indexing has fallen behind: read the rest back
+            self._pending.clear()
+
+    def _run(self, statement: str) -> None:
+        """Statements in one query: one round trip, one transaction, committed before the
+        answer comes (libpq's PQexec, which lets other threads run meanwhile)."""
+        from psycopg import errors, pq
+
+        if "\x00" in statement:
+            raise errors.DataError("PostgreSQL text fields cannot contain NUL (0x00) bytes")
+        result = self._conn.pgconn.exec_(statement.encode())
+        if result.status != pq.ExecStatus.COMMAND_OK:
+            raise errors.error_from_result(result, encoding="utf-8")
+
+    def _settle(self) -> None:
+        """Leave no transaction open after a failure (if the connection still works)."""
+        from psycopg import pq
+
+        if self._conn.pgconn.transaction_status != pq.TransactionStatus.IDLE:
+            try:
+                self._conn.rollback()
+            except Exception:
+                log.debug("rolling back after a failed batch failed", exc_info=True)
+
+    def _append_locked(self, records: list[dict[str, Any]], bodies: list[Body | None]) -> None:
+        """The unnamed chain: lock, read the tail, insert, commit."""
         c = self._conn
         prepared = _prepare(records, self.chain)
         try:
             with c.cursor() as cur:
-                if self.chain:
-                    tail = self._known or self._tail()
-                else:
-                    cur.execute(PG_LOCK_SQL)
-                    tail = self._tail()
+                cur.execute(PG_LOCK_SQL)
+                tail = self._tail()
                 # COPY: a third of executemany's CPU and a quarter of its time for a batch
                 with cur.copy(self._copy) as copy:
                     for row in _chain(records, prepared, *tail):
                         copy.write_row(row)
-                chain = self.chain
-                body_rows = [
-                    (chain, r["seq"], *b) for r, b in zip(records, bodies, strict=True) if b
-                ]
+                body_rows = [("", r["seq"], *b) for r, b in zip(records, bodies, strict=True) if b]
                 if body_rows:
                     cur.executemany(_q(_BODY_SQL, "%s"), body_rows)
             c.commit()
         except BaseException:
-            self._known = None  # perhaps committed after all: read it again
             c.rollback()
             raise
-        if self.chain:
-            self._known = (records[-1]["seq"], records[-1]["hash"])
 
     def nonblocking_append(self) -> NonBlockingAppend | None:
         return None  # every commit is a round trip to the server
@@ -185,6 +301,48 @@ class PostgresLog:
         self._conn.commit()
 
     def index_lookups(self) -> int:
+        if self.chain:
+            done = self._index_held()
+            if done is not None:
+                return done
+        return self._index_read_back()
+
+    def _index_held(self) -> int | None:
+        """A named chain's next batch from the records held in memory, in one round trip, or
+        None when the log itself must be read (after a start or a failure)."""
+        if self._indexed is None:
+            with self._conn.cursor() as cur:
+                mark = cur.execute(sql(MARK_SQL, "%s"), (self._mark,)).fetchone()
+            self._conn.rollback()
+            self._indexed = int(mark[0] or 0) if mark else 0
+        after = self._indexed
+        pending = self._pending
+        if pending and pending[0][0] <= after:
+            del pending[: sum(1 for p in pending if p[0] <= after)]
+        if not pending:
+            # this writer alone writes its chain: nothing after its tail
+            return 0 if self._known is not None and self._known[0] <= after else None
+        if pending[0][0] != after + 1:
+            return None  # a gap (a failed batch, or a start): read it back
+        batch = pending[:INDEX_BATCH]
+        upto = batch[-1][0]
+        subjects, requests = keyed(self.chain, batch)
+        chain = values_sql([(self.chain,)])[1:-1]
+        parts = [_REQUEST_INSERT + _entries(requests, chain)]
+        if subjects:
+            parts.append(_SUBJECT_INSERT + _entries(subjects, chain))
+        parts.append(_MOVE_MARK.format(name=values_sql([(self._mark,)])[1:-1], seq=upto))
+        try:
+            self._run(";".join(parts))
+        except BaseException:
+            self._indexed = None  # perhaps moved after all: read it again
+            self._settle()
+            raise
+        self._indexed = upto
+        del pending[: len(batch)]
+        return len(batch)
+
+    def _index_read_back(self) -> int:
         c, chain = self._conn, self.chain
         try:
             with c.cursor() as cur:
@@ -209,9 +367,14 @@ class PostgresLog:
                     cur.execute(sql(MOVE_MARK_SQL, "%s"), (self._mark, span[1]))
             c.commit()
         except BaseException:
+            self._indexed = None
             c.rollback()
             raise
-        return 0 if span is None else span[1] - span[0]
+        if span is None:
+            self._indexed = int(mark[0] or 0) if mark else 0
+            return 0
+        self._indexed = span[1]
+        return span[1] - span[0]
 
     def checkpoint(self) -> None:
         """PostgreSQL checkpoints by itself."""
