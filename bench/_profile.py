@@ -96,7 +96,10 @@ STEPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("bus request parse (headers, path)", ("(dargah/bus/request.py)",)),
     ("monitor, SLO roll-up (background)", ("(dargah/bus/monitor.py)", "(dargah/bus/slo.py)")),
     ("HTTP response (cycle)", ("(dargah/http/cycle.py)",)),
-    ("policy: grant/purpose/subject, proxy", ("(dargah/bus/proxy.py)", "(dargah/bus/app.py)")),
+    (
+        "policy: grant/purpose/subject, proxy",
+        ("(dargah/bus/proxy.py)", "(dargah/bus/calls.py)", "(dargah/bus/app.py)"),
+    ),
     ("HTTP parse (protocol)", ("(dargah/http/protocol.py)",)),
     ("event loop, sockets, httptools (C)", ("Runner.run (",)),
 )

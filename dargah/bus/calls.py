@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -29,6 +30,18 @@ Body = tuple[str, bytes, bytes | None, bytes | None]
 # Where the server puts the x5t#S256 of the client certificate the connection presented.
 CLIENT_CERT = "dargah.client_cert_s256"
 _PROBLEM_TYPE = b"content-type: " + PROBLEM_CONTENT_TYPE.encode() + b"\r\n"
+
+
+_second: list[Any] = [-1, ""]
+
+
+def rfc3339_ns(ns: int) -> str:
+    """``ns`` (Unix nanoseconds) as the protocol writes a time (as dargah.core.clock does)."""
+    sec, frac = divmod(ns // 1000, 1_000_000)
+    if _second[0] != sec:
+        _second[0] = sec
+        _second[1] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
+    return f"{_second[1]}.{frac:06d}Z"
 
 
 class CallRequest(Protocol):

@@ -37,6 +37,7 @@ from dargah.bus.calls import (
     refusal_body,
     refusal_head,
     request_digest,
+    rfc3339_ns,
     send_answer,
     send_problem,
 )
@@ -82,16 +83,6 @@ METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"})
 _ALLOW = [(b"allow", b"GET, HEAD, POST, PUT, PATCH, DELETE")]
 _NO_TOKEN = [(b"www-authenticate", b'Bearer realm="gsb"')]
 _BAD_TOKEN = [(b"www-authenticate", b'Bearer error="invalid_token"')]
-_second: list[Any] = [-1, ""]
-
-
-def _rfc3339(ns: int) -> str:
-    """``ns`` (Unix nanoseconds) as the protocol writes a time (as dargah.core.clock does)."""
-    sec, frac = divmod(ns // 1000, 1_000_000)
-    if _second[0] != sec:
-        _second[0] = sec
-        _second[1] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
-    return f"{_second[1]}.{frac:06d}Z"
 
 
 class _PerGrant:
@@ -150,7 +141,7 @@ class ProxyHandler:
             raw_path = req.target.decode("latin-1")
             query = req.query
             call = ParsedCall()
-            rec = new_record(_rfc3339(now_ns), method, raw_path, query)
+            rec = new_record(rfc3339_ns(now_ns), method, raw_path, query)
             extra = b""
             body = b""
             try:

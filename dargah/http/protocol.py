@@ -17,7 +17,6 @@ import collections
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
-from urllib.parse import unquote
 
 import httptools
 
@@ -34,6 +33,7 @@ from dargah.http.framing import (
     malformed_to_app,
     rejection,
 )
+from dargah.http.scope import asgi_scope
 from dargah.http.tls import cert_from_header, thumbprint
 
 log = logging.getLogger("dargah.http")
@@ -272,7 +272,7 @@ class HttpProtocol(asyncio.Protocol):
         else:
             cycle = Cycle(
                 self,
-                self._scope(method, parser.get_http_version(), raw_path, query),
+                asgi_scope(self, method, parser.get_http_version(), raw_path, query),
                 keep_alive,
                 self.expect_100,
                 method,
@@ -283,34 +283,6 @@ class HttpProtocol(asyncio.Protocol):
         else:
             self.queue.append(cycle)
             self.pause_reading()  # one request waits at most; the rest stay in the socket
-
-    def _scope(
-        self, method: str, http_version: str, raw_path: bytes, query: bytes
-    ) -> dict[str, Any]:
-        scope: dict[str, Any] = {
-            "type": "http",
-            "asgi": {"version": "3.0", "spec_version": "2.3"},
-            "http_version": http_version,
-            "server": self.state.server_addr,
-            "client": self.client,
-            "scheme": self.scheme,
-            "method": method,
-            "root_path": "",
-            "path": unquote(raw_path.decode("latin-1"), encoding="utf-8", errors="replace")
-            if b"%" in raw_path
-            else raw_path.decode("latin-1"),
-            "raw_path": raw_path,
-            "query_string": query,
-            "headers": self.headers,
-            "state": {},
-        }
-        if self.cert_s256 is not None:
-            scope["dargah.client_cert_s256"] = self.cert_s256
-        elif self.read_cert_header:
-            cert = cert_from_header(self.headers, self.state.cert_header)
-            if cert is not None:
-                scope["dargah.client_cert_s256"] = cert
-        return scope
 
     def on_body(self, body: bytes) -> None:
         cycle = self.current
