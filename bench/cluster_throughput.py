@@ -105,7 +105,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--cores",
         default="none",
-        help="--one-node: TARGET,LOAD: each node on core TARGET, wrk and nginx on LOAD (none)",
+        help="TARGET,LOAD: each node on core TARGET, wrk and nginx on LOAD (default none)",
     )
     p.add_argument("--profile", type=Path, help="py-spy the PostgreSQL node into this folder")
     args = p.parse_args(argv)
