@@ -105,7 +105,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--cores",
         default="none",
-        help="--one-node: TARGET,LOAD: each node on core TARGET, wrk and nginx on LOAD (none)",
+        help="TARGET,LOAD: each node on core TARGET, wrk and nginx on LOAD (default none)",
     )
     p.add_argument("--profile", type=Path, help="py-spy the PostgreSQL node into this folder")
     args = p.parse_args(argv)
@@ -455,6 +455,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 + (pin if core is not None else "")
             )
             raise _Done
+        rows.append(measure_nodes("bus on SQLite, 1 node", [sqlite_node], args, None))
         commit_p50, commit_p99 = pg_commit_ms(url)
         lines.append(
             f"one PostgreSQL commit (INSERT + COMMIT): p50 {commit_p50:.3f} ms, p99 {commit_p99:.3f} ms"
