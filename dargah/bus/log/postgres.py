@@ -244,6 +244,8 @@ class PostgresLog:
         answer comes (libpq's PQexec, which lets other threads run meanwhile)."""
         from psycopg import errors, pq
 
+        if self._conn.pgconn.parameter_status(b"standard_conforming_strings") != b"on":
+            raise errors.InterfaceError("the log's literals need standard_conforming_strings on")
         if "\x00" in statement:
             raise errors.DataError("PostgreSQL text fields cannot contain NUL (0x00) bytes")
         result = self._conn.pgconn.exec_(statement.encode())
