@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -30,18 +29,6 @@ Body = tuple[str, bytes, bytes | None, bytes | None]
 # Where the server puts the x5t#S256 of the client certificate the connection presented.
 CLIENT_CERT = "dargah.client_cert_s256"
 _PROBLEM_TYPE = b"content-type: " + PROBLEM_CONTENT_TYPE.encode() + b"\r\n"
-
-
-_second: list[Any] = [-1, ""]
-
-
-def rfc3339_ns(ns: int) -> str:
-    """``ns`` (Unix nanoseconds) as the protocol writes a time (as dargah.core.clock does)."""
-    sec, frac = divmod(ns // 1000, 1_000_000)
-    if _second[0] != sec:
-        _second[0] = sec
-        _second[1] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
-    return f"{_second[1]}.{frac:06d}Z"
 
 
 class CallRequest(Protocol):
@@ -111,6 +98,12 @@ class Refusal(Exception):
         self.headers = headers or []
 
 
+def too_large(limit: int) -> Refusal:
+    return Refusal(
+        "payload-too-large", f"the request body is over the service's limit of {limit} bytes"
+    )
+
+
 def new_record(ts: str, method: str, path: str, query: bytes) -> dict[str, Any]:
     """A message-log record as it starts: the rest is filled in along the call's path."""
     return {
@@ -143,10 +136,7 @@ async def read_body(receive: Receive, limit: int, timeout: float | None = None) 
     if not message.get("more_body", False) and message["type"] == "http.request":
         body: bytes = message.get("body", b"")  # the common case: the body is in already
         if len(body) > limit:
-            raise Refusal(
-                "payload-too-large",
-                f"the request body is over the service's limit of {limit} bytes",
-            )
+            raise too_large(limit)
         return body
     if timeout is None:
         return await _read_rest(receive, limit, message)
@@ -168,10 +158,7 @@ async def _read_rest(receive: Receive, limit: int, message: MutableMapping[str, 
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            raise Refusal(
-                "payload-too-large",
-                f"the request body is over the service's limit of {limit} bytes",
-            )
+            raise too_large(limit)
         chunks.append(chunk)
         more = message.get("more_body", False)
         if not more:

@@ -37,9 +37,9 @@ from dargah.bus.calls import (
     refusal_body,
     refusal_head,
     request_digest,
-    rfc3339_ns,
     send_answer,
     send_problem,
+    too_large,
 )
 from dargah.bus.limits import monotonic, retry_after
 from dargah.bus.log.writer import LogUnavailable
@@ -53,6 +53,7 @@ from dargah.bus.request import (
 )
 from dargah.bus.runtime import BusRuntime
 from dargah.bus.upstream import UpstreamError
+from dargah.core.clock import rfc3339_ns
 from dargah.core.errors import PROBLEMS
 
 __all__ = [
@@ -235,19 +236,13 @@ class ProxyHandler:
                 if snap.quotas:
                     await self._quotas(client, service_id, now)
                 if call.content_length is not None and call.content_length > svc.max_body:
-                    raise Refusal(
-                        "payload-too-large",
-                        f"the request body is over the service's limit of {svc.max_body} bytes",
-                    )
+                    raise too_large(svc.max_body)
                 got = req.body_now()
                 if got is None:
                     body = await read_body(req.receive, svc.max_body, svc.timeout_s)
                     now_ns = time.time_ns()  # the assertion's iat: the body may have taken a while
                 elif len(got) > svc.max_body:
-                    raise Refusal(
-                        "payload-too-large",
-                        f"the request body is over the service's limit of {svc.max_body} bytes",
-                    )
+                    raise too_large(svc.max_body)
                 else:
                     body = got
                 rec["request_bytes"] = len(body)
@@ -311,10 +306,8 @@ class ProxyHandler:
                 head = b"".join(
                     [b"%s: %s\r\n" % h for h in resp.headers if h[0] not in _STRIP_FROM_PROVIDER]
                 )
-                rec["duration_us"] = int((time.perf_counter() - started) * 1_000_000)
-                seq = await rt.writer.append(rec, body_rec)
-                return self._answer(
-                    rec, started, status, head + extra, out, call.request_id, seq, length
+                return await self._logged(
+                    rec, started, status, head + extra, out, call.request_id, body_rec, length
                 )
             except Refusal as r:
                 return await self._refusal(
@@ -376,11 +369,9 @@ class ProxyHandler:
         rec["response_hash"] = hashlib.sha256(body).hexdigest()
         rec["response_bytes"] = len(body)
         head = refusal_head(code) + head
-        rec["duration_us"] = int((time.perf_counter() - started) * 1_000_000)
-        seq = await self.rt.writer.append(rec, None)
-        return self._answer(rec, started, status, head, body, rec["request_id"], seq)
+        return await self._logged(rec, started, status, head, body, rec["request_id"], None)
 
-    def _answer(
+    async def _logged(
         self,
         rec: dict[str, Any],
         started: float,
@@ -388,12 +379,14 @@ class ProxyHandler:
         head: bytes,
         body: bytes,
         request_id: str,
-        seq: int,
+        body_rec: Body | None,
         length: bytes | None = None,
     ) -> Answer:
-        """The answer to a call whose record ``seq`` is committed: traced, counted, and its
-        head completed with the request id, the log id and the length."""
+        """The answer to a call once its record is committed: traced, counted, and its head
+        completed with the request id, the log id and the length."""
         rt = self.rt
+        rec["duration_us"] = int((time.perf_counter() - started) * 1_000_000)
+        seq = await rt.writer.append(rec, body_rec)
         end = time.perf_counter()
         if rt.tracer is not None and "_traceparent" in rec:
             end_ns = time.time_ns()
@@ -451,7 +444,7 @@ class ProxyHandler:
         body_rec: Body | None,
         length: bytes | None = None,
     ) -> None:
-        rec["duration_us"] = int((time.perf_counter() - started) * 1_000_000)
-        seq = await self.rt.writer.append(rec, body_rec)
-        answer = self._answer(rec, started, status, lines(headers), body, request_id, seq, length)
+        answer = await self._logged(
+            rec, started, status, lines(headers), body, request_id, body_rec, length
+        )
         await send_answer(send, answer)

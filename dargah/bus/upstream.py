@@ -200,11 +200,15 @@ class Pool:
         except ValueError:
             pass
 
-    async def _connection(self, timeout: float) -> _Connection:
+    def _idle_connection(self) -> _Connection | None:
+        """The most recently released connection that is still open, if any."""
         while self._idle:
             conn = self._idle.pop()
             if not conn.closed and conn.transport is not None and not conn.transport.is_closing():
                 return conn
+        return None
+
+    async def _new_connection(self, timeout: float) -> _Connection:
         try:
             return await asyncio.wait_for(self._open(), max(timeout, 0.001))
         except TimeoutError:
@@ -274,17 +278,9 @@ class Pool:
                 length,
                 body,
             )
-            idle = self._idle
             for attempt in (1, 2):
-                conn = None
-                while idle:
-                    conn = idle.pop()
-                    if conn.closed or conn.transport is None or conn.transport.is_closing():
-                        conn = None
-                    else:
-                        break
-                if conn is None:
-                    conn = await self._connection(deadline - loop.time())
+                # an idle connection without a coroutine; a new one opened only when none is
+                conn = self._idle_connection() or await self._new_connection(deadline - loop.time())
                 pending = _Pending(loop.create_future(), limit, method == "HEAD")
                 timer = loop.call_at(deadline, _expire, conn, pending, timeout)
                 conn.send(data, pending)

@@ -17,14 +17,19 @@ def rfc3339(dt: datetime) -> str:
 _second: list[object] = [-1, ""]
 
 
-def now_rfc3339() -> str:
-    """Now, as the protocol writes it; the date and time part is formatted once per second."""
-    micros = time.time_ns() // 1000
-    sec, frac = divmod(micros, 1_000_000)
+def rfc3339_ns(ns: int) -> str:
+    """``ns`` (Unix nanoseconds) as the protocol writes a time; the date and time part is
+    formatted once per second."""
+    sec, frac = divmod(ns // 1000, 1_000_000)
     if _second[0] != sec:
         _second[0] = sec
         _second[1] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
     return f"{_second[1]}.{frac:06d}Z"
+
+
+def now_rfc3339() -> str:
+    """Now, as the protocol writes it."""
+    return rfc3339_ns(time.time_ns())
 
 
 def now_s() -> int:

@@ -33,8 +33,8 @@ from dargah.http.framing import (
     malformed_to_app,
     rejection,
 )
-from dargah.http.scope import asgi_scope
-from dargah.http.tls import cert_from_header, thumbprint
+from dargah.http.scope import asgi_scope, direct_cycle
+from dargah.http.tls import thumbprint
 
 log = logging.getLogger("dargah.http")
 
@@ -259,16 +259,7 @@ class HttpProtocol(asyncio.Protocol):
             and not raw_path.startswith(state.direct_except)
             and b"%" not in raw_path
         ):
-            cycle = Cycle(self, None, keep_alive, self.expect_100, method)
-            cycle.target = raw_path
-            cycle.query = query
-            cycle.headers = self.headers
-            cycle.client = self.client
-            cycle.scheme = self.scheme
-            if self.cert_s256 is not None:
-                cycle.cert = self.cert_s256
-            elif self.read_cert_header:
-                cycle.cert = cert_from_header(self.headers, state.cert_header)
+            cycle = direct_cycle(self, method, keep_alive, raw_path, query)
         else:
             cycle = Cycle(
                 self,
