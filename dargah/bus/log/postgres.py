@@ -99,6 +99,11 @@ def _other_literal(v: Any) -> str:
     raise TypeError(f"no SQL literal for a {type(v).__name__} in the message log")
 
 
+def literal(v: Any) -> str:
+    """One value as an SQL literal (see :func:`values_sql`)."""
+    return "NULL" if v is None else _other_literal(v)
+
+
 def values_sql(rows: Iterable[Sequence[Any]]) -> str:
     """``(...),(...)``: each row as SQL literals, for a connection with
     ``standard_conforming_strings`` on (a string's quotes doubled; a backslash is itself).
@@ -329,11 +334,11 @@ class PostgresLog:
         batch = pending[:INDEX_BATCH]
         upto = batch[-1][0]
         subjects, requests = keyed(self.chain, batch)
-        chain = values_sql([(self.chain,)])[1:-1]
+        chain = literal(self.chain)
         parts = [_REQUEST_INSERT + _entries(requests, chain)]
         if subjects:
             parts.append(_SUBJECT_INSERT + _entries(subjects, chain))
-        parts.append(_MOVE_MARK.format(name=values_sql([(self._mark,)])[1:-1], seq=upto))
+        parts.append(_MOVE_MARK.format(name=literal(self._mark), seq=upto))
         try:
             self._run(";".join(parts))
         except BaseException:
