@@ -33,25 +33,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dargah.bus.log.backends import Body, LogBackend
-from dargah.bus.log.chain import canonical_value, checkpoint_payload, log_id, seal_payload
-from dargah.bus.log.lookup import INDEX_BATCH, INDEX_SECONDS
-from dargah.core.clock import now_rfc3339
+from dargah.bus.log.chain import log_id
+from dargah.bus.log.lookup import INDEX_SECONDS
+from dargah.bus.log.upkeep import CHECKPOINT_SECONDS, LogUpkeep, SealAt
 from dargah.core.keys import EdDSASigner
 
 log = logging.getLogger("dargah.log")
 MAX_BATCH = 2000
-CHECKPOINT_SECONDS = 0.5  # how often a writer moves the WAL into the database (SQLite)
 # When another process holds the log: the event loop tries again on its next turn for up to
 # SPIN_SECONDS (a commit holds the log for a fraction of that), then every RETRY_SECONDS, so
 # that an idle loop does not spin while an index batch or a checkpoint holds it longer.
 SPIN_SECONDS = 0.002
 RETRY_SECONDS = 0.001
 BUSY_SECONDS = 30.0  # a batch that could not be committed for this long is refused
-# How often a writer of a named chain signs an instance checkpoint while its chain grows (the
-# protocol asks for one at least every second while any chain grows; the writer's thread looks
-# at least every 0.25 s). Each checkpoint names every chain's head, and verification keeps the
-# heads named in memory: a chain that grows all day gets about 115,000 of them.
-INSTANCE_CHECKPOINT_SECONDS = 0.75
 # A call whose record a waiting commit (the database away, its connection not yet known broken)
 # has not settled within this long is refused: 503 within 5 s, as the protocol asks.
 COMMIT_WAIT_SECONDS = 4.5
@@ -63,7 +57,7 @@ class LogUnavailable(Exception):
     """The message log cannot be written; the call must be refused."""
 
 
-class LogWriter:
+class LogWriter(LogUpkeep):
     def __init__(
         self,
         open_backend: Callable[[], LogBackend],
@@ -259,7 +253,7 @@ class LogWriter:
         base, n = max(self._seal_asked_at, self._last_sealed), self._seal_records
         while last - base >= n:
             seq = last if last - base < 2 * n else max(base + n, first)
-            self._queue.put(_SealAt(seq, records[seq - first]["hash"]))
+            self._queue.put(SealAt(seq, records[seq - first]["hash"]))
             self._seal_asked_at = base = seq
 
     # -- the writer thread --------------------------------------------------
@@ -285,7 +279,7 @@ class LogWriter:
                     self._maybe_checkpoint()
                     self._maybe_instance_checkpoint()
                 continue
-            if isinstance(first, _SealAt):
+            if isinstance(first, SealAt):
                 self._seal_record(first)
                 continue
             if first is _BROKEN:
@@ -304,7 +298,7 @@ class LogWriter:
                 if item is _STOP:
                     stop = True
                     break
-                if isinstance(item, _SealAt):
+                if isinstance(item, SealAt):
                     self._seal_record(item)
                     continue
                 if item is _BROKEN:
@@ -347,100 +341,6 @@ class LogWriter:
             log.warning("message log still unavailable: %s", exc)
             time.sleep(0.2)
 
-    def _maybe_seal(self) -> None:
-        tail_seq = self._tail[0]
-        if not self.healthy or tail_seq <= self._last_sealed:
-            return
-        due = time.monotonic() - self._last_seal_time >= self._seal_seconds
-        if due or tail_seq - self._last_sealed >= self._seal_records:
-            try:
-                self._seal(force=False)
-            except Exception as exc:
-                log.error("sealing the log failed: %s", exc)
-                self.healthy = False
-
-    def _maybe_index(self) -> None:
-        """Bring the lookup indexes up to date by a batch, every INDEX_SECONDS (between commits)."""
-        if not self.healthy:
-            return
-        if not self._index_behind and time.monotonic() - self._last_index_time < INDEX_SECONDS:
-            return
-        self._last_index_time = time.monotonic()
-        assert self._backend is not None
-        try:
-            # A full batch means more is waiting: the next one follows the next commit, so that
-            # the lock is held a short time at once and the index never falls further behind.
-            self._index_behind = self._backend.index_lookups() >= INDEX_BATCH
-        except Exception as exc:  # derived data: the records are safe; the next round retries
-            self._index_behind = False
-            log.warning("indexing the log by subject and request id failed: %s", exc)
-
-    def _maybe_checkpoint(self) -> None:
-        """Every CHECKPOINT_SECONDS, between commits and outside the log's lock."""
-        if not self.healthy or time.monotonic() - self._last_checkpoint_time < CHECKPOINT_SECONDS:
-            return
-        self._last_checkpoint_time = time.monotonic()
-        assert self._backend is not None
-        try:
-            self._backend.checkpoint()
-        except Exception as exc:  # the records are committed; the next round retries
-            log.warning("checkpointing the message log failed: %s", exc)
-
-    def _maybe_instance_checkpoint(self) -> None:
-        if not self.chain or not self.healthy or self._tail == self._checkpointed:
-            return
-        if time.monotonic() - self._last_instance_checkpoint < INSTANCE_CHECKPOINT_SECONDS:
-            return
-        try:
-            self._instance_checkpoint(force=False)
-        except Exception as exc:  # the records are committed and sealed; the next round retries
-            log.warning("signing an instance checkpoint failed: %s", exc)
-
-    def _instance_checkpoint(self, *, force: bool) -> None:
-        """Sign the heads of every chain of the instance (named chains only)."""
-        if not self.chain:
-            return
-        assert self._backend is not None
-        own = self._tail
-        self._last_instance_checkpoint = time.monotonic()
-        heads = [
-            {"chain": chain, "seq": seq, "hash": hash_}
-            for chain, seq, hash_ in self._backend.heads()
-        ]
-        if not heads and not force:
-            return
-        heads.sort(key=lambda h: str(h["chain"]))
-        ts = now_rfc3339()
-        signature = self._signer.sign_bytes(checkpoint_payload(ts, heads))
-        self._backend.add_checkpoint(ts, canonical_value(heads), self._signer.kid, signature)
-        self._checkpointed = own
-
-    def _seal_record(self, at: _SealAt) -> None:
-        """The seal the event loop asked for (unless a later one came first)."""
-        if not self.healthy or at.seq <= self._last_sealed:
-            return
-        self._last_seal_time = time.monotonic()
-        try:
-            self._write_seal(at.seq, at.hash)
-        except Exception as exc:
-            log.error("sealing the log failed: %s", exc)
-            self.healthy = False
-
-    def _seal(self, *, force: bool) -> None:
-        assert self._backend is not None
-        seq, hash_ = self._backend.tail() if force else self._tail
-        self._last_seal_time = time.monotonic()
-        if seq == 0 or (seq <= self._last_sealed and not force):
-            return
-        self._write_seal(seq, hash_)
-
-    def _write_seal(self, seq: int, hash_: str) -> None:
-        assert self._backend is not None
-        ts = now_rfc3339()
-        signature = self._signer.sign_bytes(seal_payload(seq, hash_, ts))
-        self._backend.add_seal(seq, hash_, ts, self._signer.kid, signature)
-        self._last_sealed = seq
-
 
 def _close_quietly(backend: LogBackend | None) -> None:
     if backend is None:
@@ -466,14 +366,6 @@ def _settle(futures: list[asyncio.Future[None]], error: BaseException | None) ->
             fut.set_result(None)
         else:
             fut.set_exception(LogUnavailable(str(error)))
-
-
-@dataclass(frozen=True, slots=True)
-class _SealAt:
-    """From the event loop to the thread: seal this record."""
-
-    seq: int
-    hash: str
 
 
 @dataclass(slots=True)
